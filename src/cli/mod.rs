@@ -1,0 +1,98 @@
+//! The command line. One file per subcommand; each parses its own flags,
+//! builds the adapters it needs, calls the library and prints. Errors are
+//! printed as one line naming the file, field and fix; exit code 1 for a
+//! failed command, 2 for bad usage (clap).
+
+mod init;
+mod keygen;
+mod status;
+mod validate;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "platform-capstone",
+    version,
+    about = "Git-native GitOps reconciler: env branches in, gated canary releases out",
+    long_about = "platform-capstone watches a config repository with one branch per \
+environment (env/dev, env/staging, env/prod), renders each environment's overlay, \
+enforces signature, vulnerability and admission gates, rolls changes out as canaries \
+with metric health gates, promotes image digests by signed commits to the next \
+environment's branch, and reverts on failure.\n\n\
+Start with `platform-capstone init DIR` for a new config repo, `platform-capstone \
+validate --repo DIR` to check one, and `platform-capstone status` to see what each \
+environment pins."
+)]
+pub struct Cli {
+    /// Log verbosity on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a config repo: every env file, the promotion chain, the signer files.
+    Validate(validate::Args),
+    /// Create a new config repo from the reference blueprint.
+    Init(init::Args),
+    /// Show each environment's branch head, its signature and the pinned image digests.
+    Status(status::Args),
+    /// Generate an Ed25519 SSH key pair for signing commits and approvals.
+    Keygen(keygen::Args),
+}
+
+/// Output format of commands whose output is data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// JSON on stdout, for scripts.
+    Json,
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Validate(a) => validate::run(a),
+        Command::Init(a) => init::run(a),
+        Command::Status(a) => status::run(a),
+        Command::Keygen(a) => keygen::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // anyhow's alternate format prints the whole context chain on one line.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Prints JSON to stdout.
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! The daemon's own configuration file (`--config FILE`).
+//!
+//! Every field has a default except `remote`; defaults suit a systemd
+//! service (paths under /var). See `systemd/platform-capstone.toml`.
+
+use super::Problem;
+use crate::signing::Identity;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn default_cache_dir() -> PathBuf {
+    PathBuf::from("/var/cache/platform-capstone")
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/platform-capstone")
+}
+fn default_listen() -> String {
+    "127.0.0.1:8087".into()
+}
+fn default_poll() -> String {
+    "30s".into()
+}
+fn default_max_file_size() -> u64 {
+    crate::source::DEFAULT_MAX_FILE_SIZE
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_log_format() -> String {
+    "json".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    /// Config repository URL: file:///path, ssh://…, https://…, or a path.
+    remote: String,
+    /// Where the bare cache clone of the remote lives (default /var/cache/platform-capstone).
+    #[serde(default = "default_cache_dir")]
+    cache_dir: PathBuf,
+    /// Rollout state, reports and pending audit records (default /var/lib/platform-capstone).
+    #[serde(default = "default_state_dir")]
+    state_dir: PathBuf,
+    /// OpenSSH private key that signs promotion and revert commits.
+    signing_key: Option<PathBuf>,
+    /// Name and email on the commits the daemon makes.
+    #[serde(default)]
+    identity: Identity,
+    /// SSH key for ssh:// remotes (default: the SSH agent).
+    ssh_key: Option<PathBuf>,
+    /// HTTP address for /healthz, /readyz, /metrics, the API and the dashboard (default 127.0.0.1:8087).
+    #[serde(default = "default_listen")]
+    listen: String,
+    /// How often every env branch is fetched, in one fetch (default 30s).
+    #[serde(default = "default_poll")]
+    poll_interval: String,
+    /// Largest file read from the config repo, in bytes (default 4 MiB).
+    #[serde(default = "default_max_file_size")]
+    max_file_size: u64,
+    /// trace, debug, info, warn or error; RUST_LOG overrides (default info).
+    #[serde(default = "default_log_level")]
+    log_level: String,
+    /// json or text (default json).
+    #[serde(default = "default_log_format")]
+    log_format: String,
+}
+
+/// A validated daemon configuration.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub remote: String,
+    pub cache_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub signing_key: Option<PathBuf>,
+    pub identity: Identity,
+    pub ssh_key: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub poll_interval: Duration,
+    pub max_file_size: u64,
+    pub log_level: String,
+    pub log_json: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonConfigError {
+    #[error("{path}: cannot read config: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl DaemonConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, DaemonConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DaemonConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text).map_err(DaemonConfigError::Invalid)
+    }
+
+    /// Parses config text; `file` names it in problems.
+    pub fn parse(file: &str, text: &str) -> Result<Self, Vec<Problem>> {
+        let raw: RawDaemon = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| {
+                    format!(
+                        "line {}",
+                        text[..s.start.min(text.len())].matches('\n').count() + 1
+                    )
+                })
+                .unwrap_or_default();
+            vec![Problem::new(
+                file,
+                line,
+                e.message().trim().replace('\n', " "),
+                "fix the TOML (fields are documented in systemd/platform-capstone.toml)",
+            )]
+        })?;
+        let mut problems = Vec::new();
+        if raw.remote.trim().is_empty() {
+            problems.push(Problem::new(
+                file,
+                "remote",
+                "empty",
+                "set the config repo URL, e.g. \"file:///srv/config.git\"",
+            ));
+        }
+        let listen = raw.listen.parse::<SocketAddr>().unwrap_or_else(|e| {
+            problems.push(Problem::new(
+                file,
+                "listen",
+                format!("{:?}: {e}", raw.listen),
+                "use host:port, e.g. \"127.0.0.1:8087\"",
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 8087))
+        });
+        let poll_interval = match humantime::parse_duration(&raw.poll_interval) {
+            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(3600) => d,
+            Ok(_) => {
+                problems.push(Problem::new(
+                    file,
+                    "poll_interval",
+                    format!("{:?} is out of range", raw.poll_interval),
+                    "use 1s..1h",
+                ));
+                Duration::from_secs(30)
+            }
+            Err(e) => {
+                problems.push(Problem::new(
+                    file,
+                    "poll_interval",
+                    format!("{:?}: {e}", raw.poll_interval),
+                    "write it like \"30s\"",
+                ));
+                Duration::from_secs(30)
+            }
+        };
+        if !["trace", "debug", "info", "warn", "error"].contains(&raw.log_level.as_str()) {
+            problems.push(Problem::new(
+                file,
+                "log_level",
+                format!("{:?} is not a level", raw.log_level),
+                "use trace, debug, info, warn or error",
+            ));
+        }
+        let log_json = match raw.log_format.as_str() {
+            "json" => true,
+            "text" => false,
+            other => {
+                problems.push(Problem::new(
+                    file,
+                    "log_format",
+                    format!("{other:?} is not a format"),
+                    "use json or text",
+                ));
+                true
+            }
+        };
+        if raw.max_file_size == 0 || raw.max_file_size > 256 * 1024 * 1024 {
+            problems.push(Problem::new(
+                file,
+                "max_file_size",
+                format!("{} is out of range", raw.max_file_size),
+                "use 1..=268435456 bytes",
+            ));
+        }
+        if !raw.identity.email.contains('@') {
+            problems.push(Problem::new(
+                file,
+                "identity.email",
+                format!("{:?} is not an email", raw.identity.email),
+                "use the principal of the signing key in allowed_signers",
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Self {
+            remote: raw.remote,
+            cache_dir: raw.cache_dir,
+            state_dir: raw.state_dir,
+            signing_key: raw.signing_key,
+            identity: raw.identity,
+            ssh_key: raw.ssh_key,
+            listen,
+            poll_interval,
+            max_file_size: raw.max_file_size,
+            log_level: raw.log_level,
+            log_json,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply() {
+        let c = DaemonConfig::parse("d.toml", "remote = \"file:///srv/c.git\"\n").unwrap();
+        assert_eq!(c.poll_interval, Duration::from_secs(30));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8087");
+        assert_eq!(c.cache_dir, PathBuf::from("/var/cache/platform-capstone"));
+        assert!(c.log_json);
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let text =
+            "remote = \"\"\nlisten = \"nope\"\npoll_interval = \"0s\"\nlog_format = \"xml\"\n";
+        let problems = DaemonConfig::parse("d.toml", text).unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec!["remote", "listen", "poll_interval", "log_format"]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_line() {
+        let problems = DaemonConfig::parse("d.toml", "remote = \"x\"\n\nremtoe = 1\n").unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].field, "line 3");
+        assert!(
+            problems[0].message.contains("remtoe"),
+            "{}",
+            problems[0].message
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! platform-capstone: a Git-native GitOps reconciler.
+//!
+//! It watches a config repo's environment branches, renders overlays,
+//! enforces signature / vulnerability / admission gates, rolls changes out
+//! as canaries with metric health gates, promotes image digests by signed
+//! commits to the next environment's branch, and reverts on failure.
+//!
+//! Module map (pipeline order; see docs/architecture.md):
+//! - [`config`]: `envs/<env>.toml` and the daemon config; strict parsing, validation
+//! - [`model`]: domain types (digests, image pins)
+//! - [`source`]: the config repo: fetch, confined reads, signed CAS commits, reverts, notes
+//! - [`signing`]: SSH signatures and `allowed_signers`
+//! - [`blueprint`]: the reference config repo compiled in; `init`
+//! - [`yaml`]: the one bounded door for YAML
+//! - [`fsutil`]: atomic file writes
+//! - [`cli`]: the command line, one file per subcommand
+
+#![deny(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod blueprint;
+pub mod cli;
+pub mod config;
+pub mod fsutil;
+pub mod model;
+pub mod signing;
+pub mod source;
+pub mod yaml;
