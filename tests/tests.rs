@@ -1,1 +1,20 @@
+//! Integration tests, one binary (fast to link, one shared fixture set).
+//!
+//! Module map — each file is named after what it proves:
+//! - `confinement`: reads never leave the repo (`..`, absolute, symlinks, size)
+//! - `git_writes`: signed commits, CAS pushes under concurrency, reverts, notes
+//! - `fetch`: one fetch of every env branch; pruning; stale-lock recovery
+//! - `validation`: every env-file problem, table-driven; hostile TOML
+//! - `cli`: the binary end to end: init, validate, status, keygen
+//!
+//! Everything runs against real git: temp repos, bare remotes on disk, a
+//! `git daemon` on loopback for the smart protocol, and the stock git CLI as
+//! the independent checker (`git verify-commit`, `git notes`).
 
+mod support;
+
+mod cli;
+mod confinement;
+mod fetch;
+mod git_writes;
+mod validation;

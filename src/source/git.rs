@@ -776,6 +776,12 @@ impl GitRepo for Git2Repo {
                 let path = comps.join("/");
                 match &ch.content {
                     Some(bytes) => {
+                        // An in-memory index cannot hash content itself:
+                        // write the blob, then stage its id.
+                        let blob = me
+                            .repo
+                            .blob(bytes)
+                            .map_err(GitError::git(format!("write {path}")))?;
                         let entry = git2::IndexEntry {
                             ctime: git2::IndexTime::new(0, 0),
                             mtime: git2::IndexTime::new(0, 0),
@@ -784,14 +790,14 @@ impl GitRepo for Git2Repo {
                             mode: 0o100644,
                             uid: 0,
                             gid: 0,
-                            file_size: 0,
-                            id: Oid::ZERO_SHA1,
+                            file_size: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                            id: blob,
                             flags: 0,
                             flags_extended: 0,
                             path: path.clone().into_bytes(),
                         };
                         index
-                            .add_frombuffer(&entry, bytes)
+                            .add(&entry)
                             .map_err(GitError::git(format!("stage {path}")))?;
                     }
                     None => index

@@ -173,12 +173,17 @@ fn push_smart(
         return Err(PushFailure::Stale { name });
     }
     if let Some((name, msg)) = rejected.into_inner() {
-        // A server-side old-value mismatch or a non-fast-forward race.
-        if msg.contains("fast-forward")
-            || msg.contains("fetch first")
-            || msg.contains("stale")
-            || msg.contains("lock")
-        {
+        // receive-pack's words for losing the race: its old-value check or
+        // ref lock failed, or the update is no longer a fast-forward.
+        const LOST_RACE: [&str; 6] = [
+            "fast-forward",
+            "fetch first",
+            "stale info",
+            "failed to update ref",
+            "failed to lock",
+            "cannot lock ref",
+        ];
+        if LOST_RACE.iter().any(|m| msg.contains(m)) {
             return Err(PushFailure::Stale { name });
         }
         return Err(PushFailure::Error(GitError::Rejected {

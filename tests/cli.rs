@@ -1,0 +1,255 @@
+//! The binary end to end: what a user types and sees.
+
+use crate::support::Fixture;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bin(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run platform-capstone")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn init_then_status_shows_every_env_signed_with_its_pins() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let k = bin(
+        d,
+        &["keygen", "--out", "key", "--principal", "ops@example.com"],
+    );
+    assert!(k.status.success(), "{}", stderr(&k));
+    let line = stdout(&k);
+    assert!(
+        line.starts_with("ops@example.com namespaces=\"git\" ssh-ed25519 "),
+        "{line}"
+    );
+    std::fs::write(d.join("signers"), &line).expect("write");
+
+    let i = bin(
+        d,
+        &[
+            "init",
+            "repo",
+            "--remote",
+            "remote.git",
+            "--signing-key",
+            "key",
+            "--email",
+            "ops@example.com",
+        ],
+    );
+    assert!(i.status.success(), "{}", stderr(&i));
+    assert!(
+        stdout(&i).contains("branches: main, env/dev, env/staging, env/prod"),
+        "{}",
+        stdout(&i)
+    );
+    assert!(
+        d.join("remote.git/refs/heads/env/prod").exists()
+            || d.join("remote.git/packed-refs").exists()
+    );
+
+    let s = bin(
+        d,
+        &[
+            "status",
+            "--repo",
+            "repo",
+            "--allowed-signers",
+            "signers",
+            "-o",
+            "json",
+        ],
+    );
+    assert!(s.status.success(), "{}", stderr(&s));
+    let rows: serde_json::Value = serde_json::from_slice(&s.stdout).expect("json");
+    let rows = rows.as_array().expect("array");
+    let envs: Vec<&str> = rows
+        .iter()
+        .map(|r| r["env"].as_str().expect("env"))
+        .collect();
+    assert_eq!(envs, vec!["dev", "staging", "prod"]);
+    for r in rows {
+        assert_eq!(r["signature"]["state"], "verified", "{r}");
+        assert_eq!(r["signature"]["principal"], "ops@example.com");
+        let digest = r["images"][0]["digest"].as_str().expect("digest");
+        assert!(
+            digest.starts_with("sha256:") && digest.len() == 71,
+            "{digest}"
+        );
+    }
+
+    // Without a trusted key file the signature is reported, not trusted.
+    let t = bin(d, &["status", "--repo", "repo"]);
+    assert!(t.status.success());
+    let text = stdout(&t);
+    assert!(
+        text.lines().next().expect("header").starts_with("ENV"),
+        "{text}"
+    );
+    assert!(text.contains("unverified"), "{text}");
+}
+
+#[test]
+fn status_through_a_daemon_config_fetches_the_remote() {
+    let f = Fixture::new();
+    let config = f.path("daemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "remote = \"{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\n",
+            f.url(),
+            f.path("cache").display(),
+            f.path("state").display()
+        ),
+    )
+    .expect("write");
+    let s = bin(
+        f.dir.path(),
+        &[
+            "status",
+            "--config",
+            config.to_str().expect("utf8"),
+            "--allowed-signers",
+            f.allowed_signers.to_str().expect("utf8"),
+        ],
+    );
+    assert!(s.status.success(), "{}", stderr(&s));
+    let out = stdout(&s);
+    assert_eq!(
+        out.matches("verified (daemon@example.com)").count(),
+        3,
+        "{out}"
+    );
+}
+
+#[test]
+fn validate_prints_every_problem_and_fails() {
+    let f = Fixture::new();
+    let work = f.path("work");
+    let ok = bin(&work, &["validate"]);
+    assert!(ok.status.success(), "{}", stdout(&ok));
+    assert!(
+        stdout(&ok).starts_with("ok: 3 environment(s)"),
+        "{}",
+        stdout(&ok)
+    );
+
+    let dev = work.join("envs/dev.toml");
+    let text = std::fs::read_to_string(&dev).expect("read");
+    std::fs::write(
+        &dev,
+        text.replace("steps = [10, 50, 100]", "steps = [10, 50]")
+            .replace("mode = \"report\"", "mode = \"nope\""),
+    )
+    .expect("write");
+    let bad = bin(&work, &["validate"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let out = stdout(&bad);
+    assert!(
+        out.contains(
+            "envs/dev.toml: rollout.steps: the last step is not 100; end the steps with 100"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("envs/dev.toml: drift.mode:"), "{out}");
+    assert!(
+        out.trim_end().ends_with("2 problem(s) in 1 file(s)"),
+        "{out}"
+    );
+
+    // The committed tree is still valid: --rev reads git, not the disk.
+    let rev = bin(&work, &["validate", "--rev", "env/dev"]);
+    assert!(rev.status.success(), "{}", stdout(&rev));
+
+    let json = bin(&work, &["validate", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["problems"].as_array().expect("problems").len(), 2);
+}
+
+#[test]
+fn bad_input_fails_with_one_line_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    // init into a non-empty directory
+    std::fs::create_dir(d.join("busy")).expect("mkdir");
+    std::fs::write(d.join("busy/file"), "keep").expect("write");
+    let o = bin(d, &["init", "busy"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("busy: already exists and is not empty"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_dir(d.join("busy")).expect("ls").count(), 1);
+
+    // keygen over an existing key
+    assert!(bin(d, &["keygen", "--out", "k"]).status.success());
+    let before = std::fs::read(d.join("k")).expect("read");
+    let o = bin(d, &["keygen", "--out", "k"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("refusing to overwrite"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(d.join("k")).expect("read"), before);
+
+    // a missing signing key names the file and the fix
+    let o = bin(d, &["init", "fresh", "--signing-key", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("nope: cannot read signing key") && e.contains("keygen"),
+        "{e}"
+    );
+    assert!(!d.join("fresh").exists());
+
+    // init pushing to a remote that already has the branches
+    assert!(
+        bin(d, &["init", "one", "--remote", "shared.git"])
+            .status
+            .success()
+    );
+    let o = bin(d, &["init", "two", "--remote", "shared.git"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("init only pushes to an empty repository"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !d.join("two").exists(),
+        "a failed init leaves nothing behind"
+    );
+    assert_eq!(stderr(&o).lines().count(), 1, "one line: {}", stderr(&o));
+}
+
+#[test]
+fn help_explains_every_command() {
+    let d = Path::new(".");
+    let top = stdout(&bin(d, &["--help"]));
+    for cmd in ["validate", "init", "status", "keygen"] {
+        assert!(top.contains(cmd), "{cmd} missing from --help");
+        let h = bin(d, &[cmd, "--help"]);
+        assert!(h.status.success());
+        assert!(
+            stdout(&h).len() > 400,
+            "{cmd} --help is too thin:\n{}",
+            stdout(&h)
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! Shared fixtures: a config repo made from the blueprint, pushed to a bare
+//! remote, and signing keys; plus a git CLI helper with isolated config.
+
+#![allow(dead_code)]
+
+use platform_capstone::signing::{self, Identity, Signer};
+use platform_capstone::source::Git2Repo;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Runs the stock git CLI in `dir` with no user/system config; panics with
+/// stderr on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = git_cmd(dir, args).output().expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A git command with isolated config, for tests that check the exit code.
+pub fn git_cmd(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("git");
+    c.current_dir(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Test Engineer")
+        .env("GIT_AUTHOR_EMAIL", "eng@example.com")
+        .env("GIT_COMMITTER_NAME", "Test Engineer")
+        .env("GIT_COMMITTER_EMAIL", "eng@example.com");
+    c
+}
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    /// The bare remote every writer pushes to.
+    pub remote: PathBuf,
+    /// The signing key of the "daemon".
+    pub key: PathBuf,
+    /// allowed_signers trusting `key` for git.
+    pub allowed_signers: PathBuf,
+}
+
+pub fn identity() -> Identity {
+    Identity {
+        name: "platform-capstone".into(),
+        email: "daemon@example.com".into(),
+    }
+}
+
+impl Fixture {
+    /// Blueprint repo with main + env/* at one signed commit, pushed to a bare remote.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("signing_key");
+        let public = signing::generate_key(&key, "test").expect("keygen");
+        let line =
+            signing::allowed_signers_line(&identity().email, signing::GIT_NAMESPACE, &public)
+                .expect("line");
+        let allowed_signers = dir.path().join("allowed_signers");
+        std::fs::write(&allowed_signers, format!("{line}\n")).expect("write");
+        let remote = dir.path().join("remote.git");
+        let signer = Signer::load(&key, identity()).expect("load key");
+        platform_capstone::blueprint::init(
+            &dir.path().join("work"),
+            Some(&format!("file://{}", remote.display())),
+            Some(&signer),
+            &identity(),
+        )
+        .expect("init");
+        Self {
+            dir,
+            remote,
+            key,
+            allowed_signers,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.remote.display())
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn signer(&self) -> Signer {
+        Signer::load(&self.key, identity()).expect("load key")
+    }
+
+    /// A writer with its own cache (as a separate daemon would have).
+    pub fn writer(&self, cache: &str) -> Git2Repo {
+        Git2Repo::open_remote(&self.url(), &self.path(cache), None)
+            .expect("open remote")
+            .with_signer(self.signer())
+    }
+
+    /// `git rev-parse` on the bare remote.
+    pub fn remote_rev(&self, rev: &str) -> String {
+        git(&self.remote, &["rev-parse", rev])
+    }
+
+    /// A fresh clone of the remote with the notes ref fetched too.
+    pub fn fresh_clone(&self, name: &str) -> PathBuf {
+        let path = self.path(name);
+        git(
+            self.dir.path(),
+            &["clone", "-q", &self.url(), path.to_str().expect("utf8")],
+        );
+        git(
+            &path,
+            &["fetch", "-q", "origin", "refs/notes/*:refs/notes/*"],
+        );
+        path
+    }
+}
