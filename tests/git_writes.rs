@@ -92,6 +92,7 @@ fn a_commit_by_the_tool_passes_git_verify_commit_and_a_tampered_one_fails() {
         signers.verify("git", &payload, &signature, None),
         Err(platform_capstone::signing::VerifyError::BadSignature { .. })
     ));
+    git(&clone, &["branch", "env/dev", "origin/env/dev"]);
     let head = local.head_info("env/dev").expect("head");
     let platform_capstone::source::SignatureState::Signed { signature, payload } = head.signature
     else {

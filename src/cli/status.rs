@@ -36,6 +36,8 @@ pub struct Args {
 #[derive(Debug, Serialize)]
 pub struct EnvStatus {
     pub env: Option<String>,
+    /// The environment this one promotes into, as its branch defines it.
+    pub next: Option<String>,
     pub branch: String,
     pub commit: String,
     pub author: String,
@@ -155,12 +157,13 @@ fn branch_status(
             }
         }
     };
-    let (env, images, error) = match env_and_pins(reader.as_ref(), branch) {
-        Ok((env, pins)) => (Some(env), pins, None),
-        Err(e) => (None, Vec::new(), Some(e)),
+    let (env, next, images, error) = match env_and_pins(reader.as_ref(), branch) {
+        Ok((env, next, pins)) => (Some(env), next, pins, None),
+        Err(e) => (None, None, Vec::new(), Some(e)),
     };
     Ok(EnvStatus {
         env,
+        next,
         branch: branch.to_string(),
         commit: head.commit,
         author: head.author,
@@ -174,7 +177,10 @@ fn branch_status(
 }
 
 /// The env whose branch this is (as defined on the branch itself) and its pins.
-fn env_and_pins(tree: &dyn TreeReader, branch: &str) -> Result<(String, Vec<ImagePin>), String> {
+fn env_and_pins(
+    tree: &dyn TreeReader,
+    branch: &str,
+) -> Result<(String, Option<String>, Vec<ImagePin>), String> {
     let cfg = config::load_repo(tree);
     let env = cfg
         .envs
@@ -184,33 +190,26 @@ fn env_and_pins(tree: &dyn TreeReader, branch: &str) -> Result<(String, Vec<Imag
     let file = format!("{}/kustomization.yaml", env.overlay.trim_end_matches('/'));
     let text = tree.read_string(&file).map_err(|e| e.to_string())?;
     let pins = pins_from_kustomization(&file, &text).map_err(|e| e.to_string())?;
-    Ok((env.name.clone(), pins))
+    Ok((env.name.clone(), env.next.clone(), pins))
 }
 
-/// dev, staging, prod: order rows along the promotion chain each branch
-/// declares; unknown rows last, by branch name.
-fn order_by_chain(rows: &mut [EnvStatus]) {
-    // Rank = position in the chain; computed from the `next` fields found on
-    // the branches through config, which is only available per branch, so
-    // approximate with the conventional order when names match.
-    let rank = |r: &EnvStatus| -> (usize, String) {
-        let name = r.env.clone().unwrap_or_default();
-        let pos = [
-            "dev",
-            "test",
-            "qa",
-            "staging",
-            "stage",
-            "preprod",
-            "prod",
-            "production",
-        ]
+/// Orders rows along the promotion chain the branches declare.
+fn order_by_chain(rows: &mut Vec<EnvStatus>) {
+    let links: Vec<(String, Option<String>)> = rows
         .iter()
-        .position(|n| *n == name)
-        .unwrap_or(usize::MAX);
-        (pos, r.branch.clone())
-    };
-    rows.sort_by_key(rank);
+        .map(|r| {
+            (
+                r.env.clone().unwrap_or_else(|| r.branch.clone()),
+                r.next.clone(),
+            )
+        })
+        .collect();
+    let mut slots: Vec<Option<EnvStatus>> = rows.drain(..).map(Some).collect();
+    rows.extend(
+        config::promotion_order(&links)
+            .into_iter()
+            .filter_map(|i| slots[i].take()),
+    );
 }
 
 fn age(seconds: i64) -> String {
@@ -227,35 +226,63 @@ fn print_table(rows: &[EnvStatus]) {
         println!("no env/* branches");
         return;
     }
-    println!(
-        "{:<10} {:<14} {:<8} {:<6} {:<40} {:<36} IMAGES",
-        "ENV", "BRANCH", "HEAD", "AGE", "AUTHOR", "SIGNATURE"
-    );
-    for r in rows {
-        let sig = match (&r.signature.principal, r.signature.state) {
-            (Some(p), s) => format!("{s} ({p})"),
-            (None, s) => s.to_string(),
-        };
-        let images = if let Some(e) = &r.error {
-            format!("error: {e}")
-        } else if r.images.is_empty() {
-            "-".into()
-        } else {
-            r.images
-                .iter()
-                .map(ImagePin::reference)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        println!(
-            "{:<10} {:<14} {:<8} {:<6} {:<40} {:<36} {}",
-            r.env.as_deref().unwrap_or("?"),
-            r.branch,
-            &r.commit[..7.min(r.commit.len())],
-            age(r.age_seconds),
-            r.author,
-            sig,
-            images
-        );
+    let header = [
+        "ENV",
+        "BRANCH",
+        "HEAD",
+        "AGE",
+        "AUTHOR",
+        "SIGNATURE",
+        "IMAGES",
+    ];
+    let table: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            let sig = match &r.signature.principal {
+                Some(p) => format!("{} ({p})", r.signature.state),
+                None => r.signature.state.to_string(),
+            };
+            let images = if let Some(e) = &r.error {
+                format!("error: {e}")
+            } else if r.images.is_empty() {
+                "-".into()
+            } else {
+                r.images
+                    .iter()
+                    .map(ImagePin::reference)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            [
+                r.env.clone().unwrap_or_else(|| "?".into()),
+                r.branch.clone(),
+                r.commit.chars().take(7).collect(),
+                age(r.age_seconds),
+                r.author.clone(),
+                sig,
+                images,
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &table {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{out}");
+    };
+    line(&header.map(String::from));
+    for row in &table {
+        line(row);
     }
 }

@@ -233,6 +233,13 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../../systemd/platform-capstone.toml");
+        let c = DaemonConfig::parse("systemd/platform-capstone.toml", text).unwrap();
+        assert_eq!(c.identity.email, "platform-capstone@localhost");
+    }
+
+    #[test]
     fn every_problem_is_reported() {
         let text =
             "remote = \"\"\nlisten = \"nope\"\npoll_interval = \"0s\"\nlog_format = \"xml\"\n";

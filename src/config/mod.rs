@@ -208,27 +208,71 @@ fn check_signer_files(tree: &dyn TreeReader, envs: &[Env]) -> Vec<Problem> {
 }
 
 /// Orders environments along their promotion chains.
-fn order(mut envs: Vec<Env>) -> Vec<Env> {
-    envs.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut out: Vec<Env> = Vec::with_capacity(envs.len());
-    let firsts: Vec<String> = envs
+fn order(envs: Vec<Env>) -> Vec<Env> {
+    let links: Vec<(String, Option<String>)> = envs
         .iter()
-        .filter(|e| !envs.iter().any(|o| o.next.as_deref() == Some(&e.name)))
-        .map(|e| e.name.clone())
+        .map(|e| (e.name.clone(), e.next.clone()))
         .collect();
-    for first in firsts {
+    let mut slots: Vec<Option<Env>> = envs.into_iter().map(Some).collect();
+    promotion_order(&links)
+        .into_iter()
+        .filter_map(|i| slots[i].take())
+        .collect()
+}
+
+/// Indices of `(name, next)` pairs in promotion order: each chain from its
+/// first environment (chains sorted by that name), then anything left over
+/// (members of a cycle), by name. Every index appears exactly once.
+pub fn promotion_order(links: &[(String, Option<String>)]) -> Vec<usize> {
+    let mut by_name: Vec<usize> = (0..links.len()).collect();
+    by_name.sort_by(|&a, &b| links[a].0.cmp(&links[b].0));
+    let is_target = |name: &str| links.iter().any(|(_, n)| n.as_deref() == Some(name));
+    let mut seen = vec![false; links.len()];
+    let mut out = Vec::with_capacity(links.len());
+    for &first in by_name.iter().filter(|&&i| !is_target(&links[i].0)) {
         let mut cur = Some(first);
-        while let Some(name) = cur {
-            match envs.iter().position(|e| e.name == name) {
-                Some(i) => {
-                    let e = envs.remove(i);
-                    cur = e.next.clone();
-                    out.push(e);
-                }
-                None => cur = None,
-            }
+        while let Some(i) = cur.filter(|&i| !seen[i]) {
+            seen[i] = true;
+            out.push(i);
+            cur = links[i]
+                .1
+                .as_deref()
+                .and_then(|next| links.iter().position(|(n, _)| n == next));
         }
     }
-    out.extend(envs); // cycles: already reported; keep them listed
+    out.extend(by_name.into_iter().filter(|&i| !seen[i]));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::promotion_order;
+
+    fn names(links: &[(&str, Option<&str>)]) -> Vec<String> {
+        let owned: Vec<(String, Option<String>)> = links
+            .iter()
+            .map(|(n, x)| (n.to_string(), x.map(str::to_string)))
+            .collect();
+        promotion_order(&owned)
+            .into_iter()
+            .map(|i| owned[i].0.clone())
+            .collect()
+    }
+
+    #[test]
+    fn chains_first_then_leftovers() {
+        assert_eq!(
+            names(&[
+                ("prod", None),
+                ("dev", Some("staging")),
+                ("staging", Some("prod"))
+            ]),
+            vec!["dev", "staging", "prod"]
+        );
+        assert_eq!(
+            names(&[("b", Some("c")), ("c", Some("b")), ("a", None)]),
+            vec!["a", "b", "c"]
+        );
+        assert_eq!(names(&[("x", Some("missing"))]), vec!["x"]);
+    }
 }
