@@ -60,6 +60,10 @@ pub enum Output {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    crate::source::set_network_timeouts(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(60),
+    );
     let result = match cli.command {
         Command::Validate(a) => validate::run(a),
         Command::Init(a) => init::run(a),

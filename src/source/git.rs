@@ -217,6 +217,21 @@ pub trait GitRepo {
     fn note(&self, commit: &str) -> Result<Option<String>, GitError>;
 }
 
+/// Network timeouts for every libgit2 connection in this process, so an
+/// unreachable remote fails (as an infrastructure error) instead of hanging
+/// a poll forever. Call once at startup, before any other thread uses git.
+pub fn set_network_timeouts(connect: Duration, io: Duration) {
+    let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: these set process-global libgit2 options; libgit2 documents
+    // them as not thread-safe against concurrent connections, so this runs
+    // from `cli::main` before any git work starts.
+    #[allow(unsafe_code)]
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms(connect));
+        let _ = git2::opts::set_server_timeout_in_milliseconds(ms(io));
+    }
+}
+
 /// `file:///x` and plain paths are local; `ssh://`, `https://`, `git://`
 /// and scp-like `user@host:path` are not.
 pub fn local_path_of(url: &str) -> Option<PathBuf> {

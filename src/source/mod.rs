@@ -20,7 +20,7 @@ pub(crate) use git::write_commit;
 pub use git::{
     BranchHead, ChangeFn, CommitOutcome, DEFAULT_PUSH_ATTEMPTS, ENV_BRANCH_PREFIX, FetchReport,
     FileChange, Git2Repo, GitError, GitRepo, GitTreeReader, NOTES_REF, SignatureState,
-    local_path_of,
+    local_path_of, set_network_timeouts,
 };
 pub(crate) use push::{PushFailure, RefUpdate, push_cas};
 
