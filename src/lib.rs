@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod fsutil;
 pub mod model;
+pub mod render;
 pub mod signing;
 pub mod source;
 pub mod yaml;

@@ -1,27 +1,121 @@
-//! The one door YAML comes in through. Bounded: size, and (by
-//! `serde_yaml`/libyaml) nesting depth and alias expansion. The renderer
-//! adds document-count and structural limits here when it lands.
+//! The one door YAML comes in through, and the one it goes out through.
+//!
+//! In: bounded by size ([`MAX_YAML_BYTES`]), document count
+//! ([`MAX_DOCUMENTS`]), nesting depth and alias expansion (libyaml via
+//! `serde_yaml` refuses nesting over 128 levels and "repetition limit
+//! exceeded" for alias bombs before expanding them). Every error names
+//! the file.
+//!
+//! Out: keys sorted, sequences not indented under their key, documents
+//! separated by `---` — the layout `kubectl kustomize` prints.
+
+use serde_yaml::Value;
 
 /// Largest YAML text accepted, whatever the reader's own limit.
 pub const MAX_YAML_BYTES: usize = 8 * 1024 * 1024;
+/// Most documents accepted in one file.
+pub const MAX_DOCUMENTS: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum YamlError {
-    #[error("YAML is {size} bytes, over the {limit}-byte limit")]
-    TooLarge { size: usize, limit: usize },
-    #[error("{0}")]
-    Parse(#[from] serde_yaml::Error),
+    #[error("{file}: YAML is {size} bytes, over the {limit}-byte limit; split it")]
+    TooLarge {
+        file: String,
+        size: usize,
+        limit: usize,
+    },
+    #[error("{file}: more than {limit} YAML documents; split the file")]
+    TooManyDocuments { file: String, limit: usize },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
 }
 
-/// Deserializes one YAML document.
-pub fn from_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+fn check_size(file: &str, text: &str) -> Result<(), YamlError> {
     if text.len() > MAX_YAML_BYTES {
         return Err(YamlError::TooLarge {
+            file: file.to_string(),
             size: text.len(),
             limit: MAX_YAML_BYTES,
         });
     }
-    Ok(serde_yaml::from_str(text)?)
+    Ok(())
+}
+
+fn parse_error(file: &str, e: serde_yaml::Error) -> YamlError {
+    let mut message = e.to_string();
+    if message.contains("repetition limit") {
+        message = format!("{message} (an alias bomb?); expand anchors by hand or remove them");
+    } else if message.contains("recursion limit") {
+        message = format!("{message}: nesting is too deep");
+    }
+    YamlError::Parse {
+        file: file.to_string(),
+        message,
+    }
+}
+
+/// Deserializes one YAML document.
+pub fn from_str<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, YamlError> {
+    check_size(file, text)?;
+    serde_yaml::from_str(text).map_err(|e| parse_error(file, e))
+}
+
+/// Every non-empty document of a multi-document file.
+pub fn documents(file: &str, text: &str) -> Result<Vec<Value>, YamlError> {
+    check_size(file, text)?;
+    let mut out = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        if out.len() >= MAX_DOCUMENTS {
+            return Err(YamlError::TooManyDocuments {
+                file: file.to_string(),
+                limit: MAX_DOCUMENTS,
+            });
+        }
+        let v =
+            <Value as serde::Deserialize>::deserialize(doc).map_err(|e| parse_error(file, e))?;
+        if !v.is_null() {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Sorts mapping keys recursively (kustomize prints keys sorted).
+pub fn sort_keys(v: &mut Value) {
+    match v {
+        Value::Mapping(m) => {
+            let mut entries: Vec<(Value, Value)> = std::mem::take(m).into_iter().collect();
+            entries.sort_by_cached_key(|e| key_str(&e.0));
+            for (k, mut val) in entries {
+                sort_keys(&mut val);
+                m.insert(k, val);
+            }
+        }
+        Value::Sequence(s) => s.iter_mut().for_each(sort_keys),
+        Value::Tagged(t) => sort_keys(&mut t.value),
+        _ => {}
+    }
+}
+
+fn key_str(k: &Value) -> String {
+    match k {
+        Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other).unwrap_or_default(),
+    }
+}
+
+/// Prints documents as `kubectl kustomize` does: sorted keys, `---` between.
+pub fn to_string(docs: &[Value]) -> Result<String, serde_yaml::Error> {
+    let mut out = String::new();
+    for (i, d) in docs.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        let mut d = d.clone();
+        sort_keys(&mut d);
+        out.push_str(&serde_yaml::to_string(&d)?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -36,10 +130,31 @@ mod tests {
         for i in 0..9u8 {
             let prev = (b'a' + i) as char;
             let next = (b'b' + i) as char;
-            bomb.push_str(&format!("{next}: &{next} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
+            bomb.push_str(&format!(
+                "{next}: &{next} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"
+            ));
         }
-        assert!(from_str::<serde_yaml::Value>(&bomb).is_err());
+        let e = documents("bomb.yaml", &bomb).unwrap_err().to_string();
+        assert!(
+            e.starts_with("bomb.yaml: ") && e.contains("alias bomb"),
+            "{e}"
+        );
         let deep = "[".repeat(10_000) + &"]".repeat(10_000);
-        assert!(from_str::<serde_yaml::Value>(&deep).is_err());
+        let e = documents("deep.yaml", &deep).unwrap_err().to_string();
+        assert!(e.contains("too deep"), "{e}");
+        let many = "a: 1\n---\n".repeat(MAX_DOCUMENTS + 1);
+        assert!(matches!(
+            documents("many.yaml", &many),
+            Err(YamlError::TooManyDocuments { .. })
+        ));
+    }
+
+    #[test]
+    fn output_sorts_keys_and_separates_documents() {
+        let docs = documents("x", "b: 1\na:\n  d: [1]\n  c: 2\n---\nz: 0\n").unwrap();
+        assert_eq!(
+            to_string(&docs).unwrap(),
+            "a:\n  c: 2\n  d:\n  - 1\nb: 1\n---\nz: 0\n"
+        );
     }
 }

@@ -5,6 +5,7 @@
 
 mod init;
 mod keygen;
+mod render;
 mod status;
 mod validate;
 
@@ -44,6 +45,8 @@ enum Command {
     Status(status::Args),
     /// Generate an Ed25519 SSH key pair for signing commits and approvals.
     Keygen(keygen::Args),
+    /// Render an overlay into plain manifests (kubectl kustomize compatible).
+    Render(render::Args),
 }
 
 /// Output format of commands whose output is data.
@@ -69,6 +72,7 @@ pub fn main() -> ExitCode {
         Command::Init(a) => init::run(a),
         Command::Status(a) => status::run(a),
         Command::Keygen(a) => keygen::run(a),
+        Command::Render(a) => render::run(a),
     };
     match result {
         Ok(code) => code,

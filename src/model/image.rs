@@ -133,10 +133,11 @@ struct RawImage {
 
 /// The `images:` pins of a kustomization file's text.
 pub fn pins_from_kustomization(file: &str, text: &str) -> Result<Vec<ImagePin>, PinError> {
-    let doc: KustomizationImages = crate::yaml::from_str(text).map_err(|e| PinError::Yaml {
-        file: file.to_string(),
-        message: e.to_string(),
-    })?;
+    let doc: KustomizationImages =
+        crate::yaml::from_str(file, text).map_err(|e| PinError::Yaml {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
     doc.images
         .into_iter()
         .enumerate()

@@ -1,0 +1,621 @@
+//! Render stage: a kustomize overlay → an ordered list of plain objects.
+//!
+//! Pure: reads files only through a [`TreeReader`] (so a hostile overlay
+//! cannot name anything outside the repo) and does no other I/O. Supports
+//! the subset of kustomize listed in [`kustomization::SUPPORTED_FIELDS`];
+//! anything else is an error naming the field. Output matches `kubectl
+//! kustomize` (v5): the golden suite in `tests/golden/` proves it.
+//!
+//! Pipeline per kustomization, as kustomize runs it: resources (bases
+//! recursively) → generators → patches → namespace → prefix/suffix →
+//! labels → annotations → replicas → images. Then, once at the top:
+//! content-hash suffixes, reference fix-up, legacy kind order.
+
+pub mod generate;
+pub mod kustomization;
+pub mod object;
+pub mod patch;
+pub mod select;
+pub mod transform;
+
+use crate::source::{Node, ReadError, TreeReader};
+use crate::yaml::{self, YamlError};
+use kustomization::Kustomization;
+use object::Object;
+use serde_yaml::Value;
+
+/// Names a kustomization file may have, in kustomize's order of preference.
+pub const KUSTOMIZATION_FILES: &[&str] =
+    &["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Yaml(#[from] YamlError),
+    #[error("{dir}: no kustomization.yaml; add one or point at the overlay directory")]
+    NoKustomization { dir: String },
+    #[error("{file}: {message}")]
+    Kustomization { file: String, message: String },
+    #[error(
+        "{file}: resources: {resource:?} is a remote base; remote bases are refused (vendor it into the repo)"
+    )]
+    RemoteBase { file: String, resource: String },
+    #[error("kustomization cycle: {}; remove one of these references", .0.join(" → "))]
+    Cycle(Vec<String>),
+    #[error("{file}: {message}")]
+    Resource { file: String, message: String },
+    #[error("{file}: patches[{index}]: {message}")]
+    Patch {
+        file: String,
+        index: usize,
+        message: String,
+    },
+    #[error("{file}: {field}[{index}] ({name}): {message}")]
+    Generator {
+        file: String,
+        field: &'static str,
+        index: usize,
+        name: String,
+        message: String,
+    },
+    #[error(
+        "{file}: replicas: no Deployment, StatefulSet, ReplicaSet or ReplicationController named {name:?}"
+    )]
+    Replicas { file: String, name: String },
+}
+
+/// The rendered objects of one overlay, in output order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub objects: Vec<Value>,
+}
+
+impl Rendered {
+    /// YAML exactly as `kubectl kustomize` prints it (sorted keys, `---`).
+    pub fn to_yaml(&self) -> String {
+        yaml::to_string(&self.objects).unwrap_or_default()
+    }
+}
+
+/// Renders the kustomization in `dir` (repo-relative; "" for the root).
+pub fn render(tree: &dyn TreeReader, dir: &str) -> Result<Rendered, RenderError> {
+    let mut r = Renderer {
+        tree,
+        stack: Vec::new(),
+    };
+    let start = r.canonical_dir(dir)?;
+    let mut objects = r.build(&start)?;
+    // Content hashes last: they cover the final data and names.
+    for o in objects.iter_mut().filter(|o| o.hash_suffix) {
+        let name = format!("{}-{}", o.name(), generate::content_hash(o));
+        o.set_name(&name);
+    }
+    transform::fix_references(&mut objects);
+    objects.sort_by_cached_key(legacy_key);
+    Ok(Rendered {
+        objects: objects.into_iter().map(|o| Value::Mapping(o.doc)).collect(),
+    })
+}
+
+/// kustomize's default ("legacy") order: a fixed rank for well-known kinds,
+/// then group/version/kind, namespace and name.
+fn legacy_key(o: &Object) -> (i32, String, String, String) {
+    const FIRST: &[&str] = &[
+        "Namespace",
+        "ResourceQuota",
+        "StorageClass",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "PodSecurityPolicy",
+        "Role",
+        "ClusterRole",
+        "RoleBinding",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Secret",
+        "Endpoints",
+        "Service",
+        "LimitRange",
+        "PriorityClass",
+        "PersistentVolume",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "StatefulSet",
+        "CronJob",
+        "PodDisruptionBudget",
+    ];
+    const LAST: &[&str] = &[
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ];
+    let kind = o.kind();
+    let rank = if let Some(i) = FIRST.iter().position(|k| *k == kind) {
+        i as i32 - FIRST.len() as i32
+    } else if let Some(i) = LAST.iter().position(|k| *k == kind) {
+        1 + i as i32
+    } else {
+        0
+    };
+    let or = |s: &str, d: &str| {
+        if s.is_empty() {
+            d.to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let gvk = format!(
+        "{}_{}_{}",
+        or(o.group(), "~G"),
+        or(o.version(), "~V"),
+        or(kind, "~K")
+    );
+    (
+        rank,
+        gvk,
+        o.namespace().unwrap_or("~X").to_string(),
+        o.name().to_string(),
+    )
+}
+
+struct Renderer<'a> {
+    tree: &'a dyn TreeReader,
+    /// Kustomization directories being built, outermost first (cycle detection).
+    stack: Vec<String>,
+}
+
+fn join(dir: &str, rel: &str) -> String {
+    if dir.is_empty() || rel.starts_with('/') {
+        rel.to_string()
+    } else {
+        format!("{dir}/{rel}")
+    }
+}
+
+fn is_remote(r: &str) -> bool {
+    r.contains("://")
+        || r.starts_with("git@")
+        || r.starts_with("github.com/")
+        || r.starts_with("gitlab.com/")
+        || r.starts_with("bitbucket.org/")
+}
+
+struct DirFiles<'a> {
+    tree: &'a dyn TreeReader,
+    dir: &'a str,
+}
+
+impl generate::Files for DirFiles<'_> {
+    fn read(&self, path: &str) -> Result<Vec<u8>, String> {
+        self.tree
+            .read(&join(self.dir, path))
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Renderer<'_> {
+    fn canonical_dir(&self, dir: &str) -> Result<String, RenderError> {
+        if dir.is_empty() || dir == "." {
+            return Ok(String::new());
+        }
+        let r = self.tree.resolve(dir)?;
+        match r.node {
+            Node::Dir => Ok(r.path()),
+            Node::Missing => Err(ReadError::NotFound {
+                path: dir.to_string(),
+            }
+            .into()),
+            _ => Err(RenderError::NoKustomization {
+                dir: dir.to_string(),
+            }),
+        }
+    }
+
+    fn kustomization(&self, dir: &str) -> Result<(String, Kustomization), RenderError> {
+        for name in KUSTOMIZATION_FILES {
+            let file = join(dir, name);
+            if self.tree.exists(&file)? {
+                let text = self.tree.read_string(&file)?;
+                let k: Kustomization = yaml::from_str(&file, &text).map_err(|e| {
+                    let message = match &e {
+                        YamlError::Parse { message, .. } => {
+                            kustomization::explain_unknown_field(message)
+                                .unwrap_or_else(|| message.clone())
+                        }
+                        other => other.to_string(),
+                    };
+                    RenderError::Kustomization {
+                        file: file.clone(),
+                        message,
+                    }
+                })?;
+                if let Some(kind) = &k.kind
+                    && kind != "Kustomization"
+                {
+                    return Err(RenderError::Kustomization {
+                        file,
+                        message: format!(
+                            "kind {kind:?} is not supported (only Kustomization; Components are not)"
+                        ),
+                    });
+                }
+                return Ok((file, k));
+            }
+        }
+        Err(RenderError::NoKustomization {
+            dir: if dir.is_empty() {
+                ".".into()
+            } else {
+                dir.to_string()
+            },
+        })
+    }
+
+    fn build(&mut self, dir: &str) -> Result<Vec<Object>, RenderError> {
+        if let Some(i) = self.stack.iter().position(|d| d == dir) {
+            let mut cycle: Vec<String> = self.stack[i..].to_vec();
+            cycle.push(dir.to_string());
+            return Err(RenderError::Cycle(cycle));
+        }
+        self.stack.push(dir.to_string());
+        let result = self.build_inner(dir);
+        self.stack.pop();
+        result
+    }
+
+    fn build_inner(&mut self, dir: &str) -> Result<Vec<Object>, RenderError> {
+        let (file, k) = self.kustomization(dir)?;
+        let mut objects: Vec<Object> = Vec::new();
+
+        for res in &k.resources {
+            if is_remote(res) {
+                return Err(RenderError::RemoteBase {
+                    file: file.clone(),
+                    resource: res.clone(),
+                });
+            }
+            let path = join(dir, res);
+            let resolved = self.tree.resolve(&path)?;
+            let added = match resolved.node {
+                Node::Dir => self.build(&resolved.path())?,
+                Node::Missing => return Err(ReadError::NotFound { path }.into()),
+                _ => self.load_file(&path)?,
+            };
+            for o in added {
+                self.add_unique(&mut objects, o, &file)?;
+            }
+        }
+
+        let global = k.generator_options.as_ref();
+        let files = DirFiles {
+            tree: self.tree,
+            dir,
+        };
+        for (field, kind, list) in [
+            ("configMapGenerator", "ConfigMap", &k.config_map_generator),
+            ("secretGenerator", "Secret", &k.secret_generator),
+        ] {
+            for (index, g) in list.iter().enumerate() {
+                let err = |message: String| RenderError::Generator {
+                    file: file.clone(),
+                    field,
+                    index,
+                    name: g.name.clone(),
+                    message,
+                };
+                let new = generate::generate(kind, g, global, &files).map_err(err)?;
+                let behavior = g.behavior.as_deref().unwrap_or("create");
+                let existing = objects.iter_mut().find(|o| {
+                    o.kind() == kind
+                        && o.had_name(&g.name)
+                        && (g.namespace.is_none() || o.namespace() == g.namespace.as_deref())
+                });
+                match (behavior, existing) {
+                    ("create", None) => objects.push(new),
+                    ("create", Some(_)) => {
+                        return Err(err(format!(
+                            "a {kind} named {:?} already exists; use behavior: merge or replace",
+                            g.name
+                        )));
+                    }
+                    ("merge" | "replace", Some(o)) => {
+                        generate::apply_behavior(o, new, behavior == "replace")
+                    }
+                    ("merge" | "replace", None) => {
+                        return Err(err(format!(
+                            "behavior: {behavior} needs an existing {kind} named {:?} from a base",
+                            g.name
+                        )));
+                    }
+                    (other, _) => {
+                        return Err(err(format!(
+                            "behavior {other:?} is not valid; use create, merge or replace"
+                        )));
+                    }
+                }
+            }
+        }
+
+        for (index, p) in k.patches.iter().enumerate() {
+            self.apply_patch(&mut objects, dir, &file, index, p)?;
+        }
+        if let Some(ns) = &k.namespace {
+            transform::namespace(&mut objects, ns);
+        }
+        let (prefix, suffix) = (
+            k.name_prefix.as_deref().unwrap_or(""),
+            k.name_suffix.as_deref().unwrap_or(""),
+        );
+        if !prefix.is_empty() || !suffix.is_empty() {
+            transform::prefix_suffix(&mut objects, prefix, suffix);
+        }
+        transform::labels(&mut objects, &k.common_labels, true, true);
+        for l in &k.labels {
+            transform::labels(
+                &mut objects,
+                &l.pairs,
+                l.include_selectors,
+                l.include_templates,
+            );
+        }
+        transform::annotations(&mut objects, &k.common_annotations);
+        for r in &k.replicas {
+            if !transform::replicas(&mut objects, &r.name, r.count) {
+                return Err(RenderError::Replicas {
+                    file: file.clone(),
+                    name: r.name.clone(),
+                });
+            }
+        }
+        transform::images(&mut objects, &k.images);
+        Ok(objects)
+    }
+
+    fn add_unique(
+        &self,
+        objects: &mut Vec<Object>,
+        o: Object,
+        file: &str,
+    ) -> Result<(), RenderError> {
+        let clash = objects.iter().any(|e| {
+            e.kind() == o.kind()
+                && e.group() == o.group()
+                && e.name() == o.name()
+                && e.namespace() == o.namespace()
+        });
+        if clash {
+            return Err(RenderError::Resource {
+                file: file.to_string(),
+                message: format!(
+                    "{} is listed twice (directly or through two bases)",
+                    o.describe()
+                ),
+            });
+        }
+        objects.push(o);
+        Ok(())
+    }
+
+    fn load_file(&self, path: &str) -> Result<Vec<Object>, RenderError> {
+        let text = self.tree.read_string(path)?;
+        let mut out = Vec::new();
+        for doc in yaml::documents(path, &text)? {
+            let Value::Mapping(m) = doc else {
+                return Err(RenderError::Resource {
+                    file: path.to_string(),
+                    message: "a document is not a mapping (expected a Kubernetes object)".into(),
+                });
+            };
+            if object::get_str(&m, "kind").is_some_and(|k| k.ends_with("List"))
+                && let Some(Value::Sequence(items)) = m.get("items")
+            {
+                for item in items {
+                    out.push(self.check_object(path, item.clone())?);
+                }
+                continue;
+            }
+            out.push(self.check_object(path, Value::Mapping(m))?);
+        }
+        Ok(out)
+    }
+
+    fn check_object(&self, path: &str, v: Value) -> Result<Object, RenderError> {
+        let Value::Mapping(m) = v else {
+            return Err(RenderError::Resource {
+                file: path.to_string(),
+                message: "a list item is not a mapping".into(),
+            });
+        };
+        let o = Object::new(m);
+        let missing = if o.api_version().is_empty() {
+            Some("apiVersion")
+        } else if o.kind().is_empty() {
+            Some("kind")
+        } else if o.name().is_empty() {
+            Some("metadata.name")
+        } else {
+            None
+        };
+        if let Some(field) = missing {
+            return Err(RenderError::Resource {
+                file: path.to_string(),
+                message: format!(
+                    "an object has no {field}; every resource needs apiVersion, kind and metadata.name"
+                ),
+            });
+        }
+        if o.kind() == "Kustomization" {
+            return Err(RenderError::Resource {
+                file: path.to_string(),
+                message: "is a Kustomization: list its directory in resources, not the file".into(),
+            });
+        }
+        Ok(o)
+    }
+
+    fn apply_patch(
+        &self,
+        objects: &mut Vec<Object>,
+        dir: &str,
+        file: &str,
+        index: usize,
+        p: &kustomization::Patch,
+    ) -> Result<(), RenderError> {
+        let err = |message: String| RenderError::Patch {
+            file: file.to_string(),
+            index,
+            message,
+        };
+        let (source, text) = match (&p.path, &p.patch) {
+            (Some(path), None) => {
+                let full = join(dir, path);
+                (full.clone(), self.tree.read_string(&full)?)
+            }
+            (None, Some(inline)) => (format!("{file} (patches[{index}])"), inline.clone()),
+            _ => return Err(err("give exactly one of path or patch".into())),
+        };
+        let docs = yaml::documents(&source, &text)?;
+        let selector = p
+            .target
+            .as_ref()
+            .map(select::Selector::new)
+            .transpose()
+            .map_err(err)?;
+        let opts = p.options.clone().unwrap_or_default();
+        // JSON6902: one sequence of operations.
+        if let [Value::Sequence(ops)] = docs.as_slice() {
+            let selector = selector.ok_or_else(|| {
+                err("a JSON6902 patch (a list of operations) needs a target".into())
+            })?;
+            for o in objects.iter_mut().filter(|o| selector.matches(o)) {
+                let mut doc = Value::Mapping(std::mem::take(&mut o.doc));
+                let result = patch::json6902(&mut doc, ops);
+                if let Value::Mapping(m) = doc {
+                    o.doc = m;
+                }
+                result.map_err(|e| err(format!("{}: {e}", o.describe())))?;
+                self.after_patch(o, &opts).map_err(&err)?;
+            }
+            return Ok(());
+        }
+        for doc in docs {
+            let Value::Mapping(pm) = doc else {
+                return Err(err("a patch document must be a mapping (strategic merge) or a list of operations (JSON6902)".into()));
+            };
+            let targets: Vec<usize> = match &selector {
+                Some(s) => (0..objects.len())
+                    .filter(|&i| s.matches(&objects[i]))
+                    .collect(),
+                None => {
+                    let probe = Object::new(pm.clone());
+                    if probe.kind().is_empty() || probe.name().is_empty() {
+                        return Err(err(
+                            "a strategic-merge patch without target needs kind and metadata.name"
+                                .into(),
+                        ));
+                    }
+                    let found: Vec<usize> = (0..objects.len())
+                        .filter(|&i| {
+                            let o = &objects[i];
+                            o.kind() == probe.kind()
+                                && o.group() == probe.group()
+                                && o.had_name(probe.name())
+                                && (probe.namespace().is_none()
+                                    || o.ids
+                                        .iter()
+                                        .any(|id| id.namespace.as_deref() == probe.namespace()))
+                        })
+                        .collect();
+                    if found.is_empty() {
+                        return Err(err(format!(
+                            "no {} named {:?} to patch",
+                            probe.kind(),
+                            probe.name()
+                        )));
+                    }
+                    found
+                }
+            };
+            let mut deleted = Vec::new();
+            for i in targets {
+                let o = &mut objects[i];
+                // The patch's own identity never renames its target.
+                let mut pm = pm.clone();
+                if selector.is_some() || !opts.allow_name_change {
+                    if let Some(Value::Mapping(meta)) = pm.get_mut("metadata") {
+                        meta.insert("name".into(), o.name().into());
+                        if let Some(ns) = o.namespace() {
+                            meta.insert("namespace".into(), ns.into());
+                        } else {
+                            meta.remove("namespace");
+                        }
+                    }
+                    if !opts.allow_kind_change {
+                        pm.insert("kind".into(), o.kind().into());
+                        pm.insert("apiVersion".into(), o.api_version().into());
+                    }
+                }
+                match patch::strategic_merge(&mut o.doc, &pm)
+                    .map_err(|e| err(format!("{}: {e}", o.describe())))?
+                {
+                    patch::SmpOutcome::Patched => self.after_patch(o, &opts).map_err(&err)?,
+                    patch::SmpOutcome::Deleted => deleted.push(i),
+                }
+            }
+            for i in deleted.into_iter().rev() {
+                objects.remove(i);
+            }
+        }
+        Ok(())
+    }
+
+    fn after_patch(
+        &self,
+        o: &mut Object,
+        opts: &kustomization::PatchOptions,
+    ) -> Result<(), String> {
+        let before = o.ids.last().cloned();
+        if before.as_ref().map(|id| id.name.as_str()) != Some(o.name()) && !opts.allow_name_change {
+            return Err(format!(
+                "the patch renames {} to {:?}; set options.allowNameChange: true if that is intended",
+                before.map(|b| b.name).unwrap_or_default(),
+                o.name()
+            ));
+        }
+        o.record_id();
+        Ok(())
+    }
+}
+
+/// The image references in rendered objects (containers and init containers).
+pub fn images(r: &Rendered) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, child) in m {
+                    if matches!(
+                        k.as_str(),
+                        Some("containers" | "initContainers" | "ephemeralContainers")
+                    ) && let Value::Sequence(cs) = child
+                    {
+                        out.extend(cs.iter().filter_map(|c| {
+                            c.as_mapping()?.get("image")?.as_str().map(str::to_string)
+                        }));
+                    } else {
+                        walk(child, out);
+                    }
+                }
+            }
+            Value::Sequence(s) => s.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for o in &r.objects {
+        walk(o, &mut out);
+    }
+    out.sort();
+    out.dedup();
+    out
+}

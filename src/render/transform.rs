@@ -1,0 +1,526 @@
+//! The built-in transformers, in kustomize's order: namespace, name
+//! prefix/suffix, labels, annotations, replicas, images; and the final
+//! pass that points references (env, volumes, Ingress backends,
+//! scaleTargetRef, RoleBinding subjects…) at renamed objects.
+//!
+//! Field lists mirror kustomize's default field specs for the built-in
+//! kinds; sequences on a path are traversed implicitly, as there.
+
+use super::kustomization::Image;
+use super::object::{Object, child_map, get_str, is_cluster_scoped};
+use serde_yaml::{Mapping, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// Calls `f` on every node at `path` ("spec/template/metadata/labels"),
+/// traversing sequences; creates missing mappings when `create`.
+pub fn for_each_at(v: &mut Value, path: &[&str], create: bool, f: &mut dyn FnMut(&mut Value)) {
+    match v {
+        Value::Sequence(items) => {
+            for item in items {
+                for_each_at(item, path, create, f);
+            }
+        }
+        _ if path.is_empty() => f(v),
+        Value::Mapping(m) => {
+            let key = Value::String(path[0].to_string());
+            if !m.contains_key(&key) {
+                if !create {
+                    return;
+                }
+                m.insert(key.clone(), Value::Mapping(Mapping::new()));
+            }
+            if let Some(child) = m.get_mut(&key) {
+                if child.is_null() && create {
+                    *child = Value::Mapping(Mapping::new());
+                }
+                for_each_at(child, &path[1..], create, f);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn split(path: &str) -> Vec<&str> {
+    path.split('/').collect()
+}
+
+/// Where a kind keeps its pod spec, if it has one.
+pub fn pod_spec_path(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Deployment"
+        | "ReplicaSet"
+        | "DaemonSet"
+        | "StatefulSet"
+        | "Job"
+        | "ReplicationController" => Some("spec/template/spec"),
+        "CronJob" => Some("spec/jobTemplate/spec/template/spec"),
+        "Pod" => Some("spec"),
+        _ => None,
+    }
+}
+
+pub fn namespace(objects: &mut [Object], ns: &str) {
+    for o in objects.iter_mut() {
+        if is_cluster_scoped(o.kind()) {
+            // RoleBindings' ServiceAccount subjects follow the namespace.
+            if o.kind() == "ClusterRoleBinding" {
+                set_subject_namespaces(&mut o.doc, ns);
+            }
+            continue;
+        }
+        if o.kind() == "RoleBinding" {
+            set_subject_namespaces(&mut o.doc, ns);
+        }
+        o.set_namespace(ns);
+    }
+}
+
+/// kustomize's default: ServiceAccount subjects in the "default"
+/// namespace (or none) move to the new namespace.
+fn set_subject_namespaces(doc: &mut Mapping, ns: &str) {
+    let Some(Value::Sequence(subjects)) = doc.get_mut("subjects") else {
+        return;
+    };
+    for s in subjects.iter_mut().filter_map(Value::as_mapping_mut) {
+        if get_str(s, "kind") != Some("ServiceAccount") {
+            continue;
+        }
+        let current = get_str(s, "namespace");
+        if current.is_none() || current == Some("default") {
+            s.insert("namespace".into(), Value::String(ns.to_string()));
+        }
+    }
+}
+
+pub fn prefix_suffix(objects: &mut [Object], prefix: &str, suffix: &str) {
+    for o in objects.iter_mut() {
+        // kustomize leaves CRDs (their names are fixed by the API) alone.
+        if o.kind() == "CustomResourceDefinition" || o.kind() == "Namespace" {
+            continue;
+        }
+        let name = format!("{prefix}{}{suffix}", o.name());
+        o.set_name(&name);
+    }
+}
+
+/// (kinds, path, create) of selector and template label fields.
+const SELECTOR_FIELDS: &[(&[&str], &str, bool)] = &[
+    (&["Service"], "spec/selector", true),
+    (&["ReplicationController"], "spec/selector", true),
+    (
+        &["Deployment", "ReplicaSet", "DaemonSet", "StatefulSet"],
+        "spec/selector/matchLabels",
+        true,
+    ),
+    (&["Job"], "spec/selector/matchLabels", false),
+    (
+        &["CronJob"],
+        "spec/jobTemplate/spec/selector/matchLabels",
+        false,
+    ),
+    (&["PodDisruptionBudget"], "spec/selector/matchLabels", false),
+    (&["NetworkPolicy"], "spec/podSelector/matchLabels", false),
+    (
+        &["NetworkPolicy"],
+        "spec/ingress/from/podSelector/matchLabels",
+        false,
+    ),
+    (
+        &["NetworkPolicy"],
+        "spec/egress/to/podSelector/matchLabels",
+        false,
+    ),
+];
+
+const TEMPLATE_FIELDS: &[(&[&str], &str, bool)] = &[
+    (
+        &[
+            "Deployment",
+            "ReplicaSet",
+            "DaemonSet",
+            "StatefulSet",
+            "Job",
+            "ReplicationController",
+        ],
+        "spec/template/metadata/labels",
+        true,
+    ),
+    (
+        &["StatefulSet"],
+        "spec/volumeClaimTemplates/metadata/labels",
+        true,
+    ),
+    (&["CronJob"], "spec/jobTemplate/metadata/labels", true),
+    (
+        &["CronJob"],
+        "spec/jobTemplate/spec/template/metadata/labels",
+        true,
+    ),
+];
+
+fn merge_pairs(node: &mut Value, pairs: &BTreeMap<String, String>) {
+    if let Value::Mapping(m) = node {
+        for (k, v) in pairs {
+            m.insert(Value::String(k.clone()), Value::String(v.clone()));
+        }
+    }
+}
+
+pub fn labels(
+    objects: &mut [Object],
+    pairs: &BTreeMap<String, String>,
+    selectors: bool,
+    templates: bool,
+) {
+    if pairs.is_empty() {
+        return;
+    }
+    for o in objects.iter_mut() {
+        let kind = o.kind().to_string();
+        let mut doc = Value::Mapping(std::mem::take(&mut o.doc));
+        for_each_at(&mut doc, &["metadata", "labels"], true, &mut |n| {
+            merge_pairs(n, pairs)
+        });
+        let mut fields: Vec<&(&[&str], &str, bool)> = Vec::new();
+        if selectors {
+            fields.extend(SELECTOR_FIELDS.iter());
+        }
+        if selectors || templates {
+            fields.extend(TEMPLATE_FIELDS.iter());
+        }
+        for (kinds, path, create) in fields {
+            if kinds.contains(&kind.as_str()) {
+                for_each_at(&mut doc, &split(path), *create, &mut |n| {
+                    merge_pairs(n, pairs)
+                });
+            }
+        }
+        if let Value::Mapping(m) = doc {
+            o.doc = m;
+        }
+    }
+}
+
+const ANNOTATION_FIELDS: &[(&[&str], &str)] = &[
+    (
+        &[
+            "Deployment",
+            "ReplicaSet",
+            "DaemonSet",
+            "StatefulSet",
+            "Job",
+            "ReplicationController",
+        ],
+        "spec/template/metadata/annotations",
+    ),
+    (&["CronJob"], "spec/jobTemplate/metadata/annotations"),
+    (
+        &["CronJob"],
+        "spec/jobTemplate/spec/template/metadata/annotations",
+    ),
+];
+
+pub fn annotations(objects: &mut [Object], pairs: &BTreeMap<String, String>) {
+    if pairs.is_empty() {
+        return;
+    }
+    for o in objects.iter_mut() {
+        let kind = o.kind().to_string();
+        let mut doc = Value::Mapping(std::mem::take(&mut o.doc));
+        for_each_at(&mut doc, &["metadata", "annotations"], true, &mut |n| {
+            merge_pairs(n, pairs)
+        });
+        for (kinds, path) in ANNOTATION_FIELDS {
+            if kinds.contains(&kind.as_str()) {
+                for_each_at(&mut doc, &split(path), true, &mut |n| merge_pairs(n, pairs));
+            }
+        }
+        if let Value::Mapping(m) = doc {
+            o.doc = m;
+        }
+    }
+}
+
+/// Sets `spec.replicas` of the workloads named (by any name they had).
+pub fn replicas(objects: &mut [Object], name: &str, count: i64) -> bool {
+    let mut found = false;
+    for o in objects.iter_mut() {
+        if matches!(
+            o.kind(),
+            "Deployment" | "ReplicaSet" | "StatefulSet" | "ReplicationController"
+        ) && o.had_name(name)
+        {
+            child_map(&mut o.doc, "spec").insert("replicas".into(), Value::Number(count.into()));
+            found = true;
+        }
+    }
+    found
+}
+
+/// `name[:tag][@digest]` → (name, tag, digest).
+pub fn split_image(image: &str) -> (&str, Option<&str>, Option<&str>) {
+    let (rest, digest) = match image.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (image, None),
+    };
+    let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match rest[last_slash..].rfind(':') {
+        Some(i) => (
+            &rest[..last_slash + i],
+            Some(&rest[last_slash + i + 1..]),
+            digest,
+        ),
+        None => (rest, None, digest),
+    }
+}
+
+fn rewrite_image(value: &str, img: &Image) -> Option<String> {
+    let (name, tag, digest) = split_image(value);
+    if name != img.name {
+        return None;
+    }
+    let name = img.new_name.as_deref().unwrap_or(name);
+    let (tag, digest) = match (&img.new_tag, &img.digest) {
+        (Some(t), Some(d)) => (Some(t.as_str()), Some(d.as_str())),
+        (Some(t), None) => (Some(t.as_str()), None),
+        (None, Some(d)) => (None, Some(d.as_str())),
+        (None, None) => (tag, digest),
+    };
+    let mut out = name.to_string();
+    if let Some(t) = tag {
+        out.push(':');
+        out.push_str(t);
+    }
+    if let Some(d) = digest {
+        out.push('@');
+        out.push_str(d);
+    }
+    Some(out)
+}
+
+/// Rewrites `image:` of every container and init container, in any kind.
+pub fn images(objects: &mut [Object], images: &[Image]) {
+    if images.is_empty() {
+        return;
+    }
+    fn walk(v: &mut Value, images: &[Image]) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, child) in m.iter_mut() {
+                    if matches!(
+                        k.as_str(),
+                        Some("containers" | "initContainers" | "ephemeralContainers")
+                    ) && let Value::Sequence(cs) = child
+                    {
+                        for c in cs.iter_mut().filter_map(Value::as_mapping_mut) {
+                            if let Some(Value::String(image)) = c.get_mut("image") {
+                                for img in images {
+                                    if let Some(new) = rewrite_image(image, img) {
+                                        *image = new;
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    } else {
+                        walk(child, images);
+                    }
+                }
+            }
+            Value::Sequence(s) => s.iter_mut().for_each(|c| walk(c, images)),
+            _ => {}
+        }
+    }
+    for o in objects.iter_mut() {
+        let mut doc = Value::Mapping(std::mem::take(&mut o.doc));
+        walk(&mut doc, images);
+        if let Value::Mapping(m) = doc {
+            o.doc = m;
+        }
+    }
+}
+
+/// Pod-spec-relative fields that name another object, by the referred kind.
+const POD_REFS: &[(&str, &str)] = &[
+    ("ConfigMap", "volumes/configMap/name"),
+    ("ConfigMap", "volumes/projected/sources/configMap/name"),
+    ("ConfigMap", "containers/env/valueFrom/configMapKeyRef/name"),
+    (
+        "ConfigMap",
+        "initContainers/env/valueFrom/configMapKeyRef/name",
+    ),
+    ("ConfigMap", "containers/envFrom/configMapRef/name"),
+    ("ConfigMap", "initContainers/envFrom/configMapRef/name"),
+    ("Secret", "volumes/secret/secretName"),
+    ("Secret", "volumes/projected/sources/secret/name"),
+    ("Secret", "containers/env/valueFrom/secretKeyRef/name"),
+    ("Secret", "initContainers/env/valueFrom/secretKeyRef/name"),
+    ("Secret", "containers/envFrom/secretRef/name"),
+    ("Secret", "initContainers/envFrom/secretRef/name"),
+    ("Secret", "imagePullSecrets/name"),
+    ("ServiceAccount", "serviceAccountName"),
+    ("ServiceAccount", "serviceAccount"),
+    (
+        "PersistentVolumeClaim",
+        "volumes/persistentVolumeClaim/claimName",
+    ),
+    ("PriorityClass", "priorityClassName"),
+];
+
+/// (referrer kind, path, referred kind) outside pod specs.
+const OTHER_REFS: &[(&str, &str, &str)] = &[
+    ("Ingress", "spec/tls/secretName", "Secret"),
+    (
+        "Ingress",
+        "spec/rules/http/paths/backend/service/name",
+        "Service",
+    ),
+    ("Ingress", "spec/defaultBackend/service/name", "Service"),
+    (
+        "Ingress",
+        "spec/rules/http/paths/backend/serviceName",
+        "Service",
+    ),
+    ("Ingress", "spec/backend/serviceName", "Service"),
+    ("StatefulSet", "spec/serviceName", "Service"),
+    ("ServiceAccount", "secrets/name", "Secret"),
+    ("ServiceAccount", "imagePullSecrets/name", "Secret"),
+];
+
+/// (kind, old name) → every renamed object that had it: (namespace, new name).
+type Renames = HashMap<(String, String), Vec<(Option<String>, String)>>;
+/// (referred kind, name as written, referrer's namespace) → new name.
+type Lookup<'a> = dyn Fn(&str, &str, Option<&str>) -> Option<String> + 'a;
+
+/// Points references at the current names of renamed objects. Runs once,
+/// after generators' hash suffixes are added.
+pub fn fix_references(objects: &mut [Object]) {
+    // (kind, old name) → [(namespace, new name)]
+    let mut renamed: Renames = HashMap::new();
+    for o in objects.iter() {
+        let current = o.name().to_string();
+        for id in &o.ids {
+            if id.name != current {
+                renamed
+                    .entry((o.kind().to_string(), id.name.clone()))
+                    .or_default()
+                    .push((o.namespace().map(str::to_string), current.clone()));
+            }
+        }
+    }
+    if renamed.is_empty() {
+        return;
+    }
+    let lookup = |kind: &str, old: &str, ns: Option<&str>| -> Option<String> {
+        let candidates = renamed.get(&(kind.to_string(), old.to_string()))?;
+        candidates
+            .iter()
+            .find(|(cns, _)| cns.as_deref() == ns)
+            .or(if candidates.len() == 1 {
+                candidates.first()
+            } else {
+                None
+            })
+            .map(|(_, n)| n.clone())
+    };
+    for o in objects.iter_mut() {
+        let kind = o.kind().to_string();
+        let ns = o.namespace().map(str::to_string);
+        let mut doc = Value::Mapping(std::mem::take(&mut o.doc));
+        let fix = |referred: &str, path: &str, doc: &mut Value| {
+            for_each_at(doc, &split(path), false, &mut |n| {
+                if let Value::String(s) = n
+                    && let Some(new) = lookup(referred, s, ns.as_deref())
+                {
+                    *s = new;
+                }
+            });
+        };
+        if let Some(pod) = pod_spec_path(&kind) {
+            for (referred, rel) in POD_REFS {
+                fix(referred, &format!("{pod}/{rel}"), &mut doc);
+            }
+        }
+        for (referrer, path, referred) in OTHER_REFS {
+            if *referrer == kind {
+                fix(referred, path, &mut doc);
+            }
+        }
+        if let Value::Mapping(m) = &mut doc {
+            fix_typed_refs(m, &kind, ns.as_deref(), &lookup);
+        }
+        if let Value::Mapping(m) = doc {
+            o.doc = m;
+        }
+    }
+}
+
+/// References whose target kind is given beside the name.
+fn fix_typed_refs(doc: &mut Mapping, kind: &str, ns: Option<&str>, lookup: &Lookup<'_>) {
+    let rename = |m: &mut Mapping, kind_key: &str, ns: Option<&str>| {
+        let Some(target_kind) = get_str(m, kind_key).map(str::to_string) else {
+            return;
+        };
+        if let Some(Value::String(name)) = m.get_mut("name")
+            && let Some(new) = lookup(&target_kind, name, ns)
+        {
+            *name = new;
+        }
+    };
+    match kind {
+        "RoleBinding" | "ClusterRoleBinding" => {
+            if let Some(Value::Mapping(r)) = doc.get_mut("roleRef") {
+                rename(r, "kind", ns);
+            }
+            if let Some(Value::Sequence(subjects)) = doc.get_mut("subjects") {
+                for s in subjects.iter_mut().filter_map(Value::as_mapping_mut) {
+                    let sns = get_str(s, "namespace").map(str::to_string);
+                    rename(s, "kind", sns.as_deref().or(ns));
+                }
+            }
+        }
+        "HorizontalPodAutoscaler" => {
+            if let Some(Value::Mapping(spec)) = doc.get_mut("spec")
+                && let Some(Value::Mapping(t)) = spec.get_mut("scaleTargetRef")
+            {
+                rename(t, "kind", ns);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_split_and_rewrite_like_kustomize() {
+        assert_eq!(split_image("nginx"), ("nginx", None, None));
+        assert_eq!(split_image("nginx:1.2"), ("nginx", Some("1.2"), None));
+        assert_eq!(
+            split_image("reg:5000/a/b:v@sha256:x"),
+            ("reg:5000/a/b", Some("v"), Some("sha256:x"))
+        );
+        assert_eq!(split_image("reg:5000/a/b"), ("reg:5000/a/b", None, None));
+        let img = |n: Option<&str>, t: Option<&str>, d: Option<&str>| Image {
+            name: "app".into(),
+            new_name: n.map(Into::into),
+            new_tag: t.map(Into::into),
+            digest: d.map(Into::into),
+        };
+        assert_eq!(
+            rewrite_image("app:1", &img(None, None, Some("sha256:a"))).as_deref(),
+            Some("app@sha256:a")
+        );
+        assert_eq!(
+            rewrite_image("app@sha256:a", &img(Some("r/app"), Some("2"), None)).as_deref(),
+            Some("r/app:2")
+        );
+        assert_eq!(
+            rewrite_image("app:1", &img(None, Some("2"), Some("sha256:b"))).as_deref(),
+            Some("app:2@sha256:b")
+        );
+        assert_eq!(rewrite_image("apple:1", &img(None, Some("2"), None)), None);
+    }
+}
