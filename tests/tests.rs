@@ -4,6 +4,7 @@
 //! - `confinement`: reads never leave the repo (`..`, absolute, symlinks, size)
 //! - `git_writes`: signed commits, CAS pushes under concurrency, reverts, notes
 //! - `fetch`: one fetch of every env branch; pruning; stale-lock recovery
+//! - `golden`: the renderer vs `kubectl kustomize` on 45 overlay cases
 //! - `validation`: every env-file problem, table-driven; hostile TOML
 //! - `cli`: the binary end to end: init, validate, status, keygen
 //!
@@ -17,4 +18,5 @@ mod cli;
 mod confinement;
 mod fetch;
 mod git_writes;
+mod golden;
 mod validation;

@@ -81,8 +81,10 @@ pub fn generate(
     if let Some(local) = &g.options {
         opts.labels.extend(local.labels.clone());
         opts.annotations.extend(local.annotations.clone());
-        if local.disable_name_suffix_hash.is_some() {
-            opts.disable_name_suffix_hash = local.disable_name_suffix_hash;
+        // kustomize ORs the flags: a local `false` cannot re-enable a
+        // hash the kustomization-wide options disabled.
+        if local.disable_name_suffix_hash == Some(true) {
+            opts.disable_name_suffix_hash = Some(true);
         }
         if local.immutable.is_some() {
             opts.immutable = local.immutable;

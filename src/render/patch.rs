@@ -131,30 +131,37 @@ fn merge_list(field: &str, target: &mut Vec<Value>, patch: &[Value]) -> Result<(
         *target = patch.iter().map(strip_value).collect();
         return Ok(());
     };
+    // kustomize (kyaml's associative-list merge) emits the patch's items
+    // first, in patch order, merged into their originals; then the
+    // originals the patch did not name, in their order.
+    let key_of = |v: &Value| v.as_mapping().and_then(|m| m.get(key)).cloned();
+    let mut remaining: Vec<Option<Value>> = std::mem::take(target).into_iter().map(Some).collect();
+    let mut merged = Vec::with_capacity(remaining.len() + patch.len());
     for p in patch {
         let Some(pm) = p.as_mapping() else {
-            target.push(p.clone());
+            merged.push(p.clone());
             continue;
         };
-        let pk = pm.get(key);
-        let pos = pk.and_then(|pk| {
-            target
+        let pk = key_of(p);
+        let pos = pk.as_ref().and_then(|pk| {
+            remaining
                 .iter()
-                .position(|t| t.as_mapping().and_then(|tm| tm.get(key)) == Some(pk))
+                .position(|t| t.as_ref().and_then(key_of).as_ref() == Some(pk))
         });
-        match (pos, directive(pm)) {
-            (Some(i), Some("delete")) => {
-                target.remove(i);
+        let original = pos.and_then(|i| remaining[i].take());
+        if directive(pm) == Some("delete") {
+            continue;
+        }
+        match original {
+            Some(Value::Mapping(mut tm)) => {
+                merge_map(&mut tm, pm)?;
+                merged.push(Value::Mapping(tm));
             }
-            (None, Some("delete")) => {}
-            (Some(i), _) => {
-                if let Value::Mapping(tm) = &mut target[i] {
-                    merge_map(tm, pm)?;
-                }
-            }
-            (None, _) => target.push(strip_value(p)),
+            _ => merged.push(strip_value(p)),
         }
     }
+    merged.extend(remaining.into_iter().flatten());
+    *target = merged;
     Ok(())
 }
 
