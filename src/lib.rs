@@ -11,6 +11,8 @@
 //! - [`source`]: the config repo: fetch, confined reads, signed CAS commits, reverts, notes
 //! - [`signing`]: SSH signatures and `allowed_signers`
 //! - [`blueprint`]: the reference config repo compiled in; `init`
+//! - [`render`]: kustomize-compatible overlay rendering (pure)
+//! - [`redact`]: Secret masking for diffs, logs and reports
 //! - [`yaml`]: the one bounded door for YAML
 //! - [`fsutil`]: atomic file writes
 //! - [`cli`]: the command line, one file per subcommand
@@ -23,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod fsutil;
 pub mod model;
+pub mod redact;
 pub mod render;
 pub mod signing;
 pub mod source;

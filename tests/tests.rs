@@ -5,6 +5,7 @@
 //! - `git_writes`: signed commits, CAS pushes under concurrency, reverts, notes
 //! - `fetch`: one fetch of every env branch; pruning; stale-lock recovery
 //! - `golden`: the renderer vs `kubectl kustomize` on 45 overlay cases
+//! - `render`: renderer failure modes, the render cache, diff masking
 //! - `validation`: every env-file problem, table-driven; hostile TOML
 //! - `cli`: the binary end to end: init, validate, status, keygen
 //!
@@ -19,4 +20,5 @@ mod confinement;
 mod fetch;
 mod git_writes;
 mod golden;
+mod render;
 mod validation;

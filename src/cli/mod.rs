@@ -3,6 +3,7 @@
 //! printed as one line naming the file, field and fix; exit code 1 for a
 //! failed command, 2 for bad usage (clap).
 
+mod diff;
 mod init;
 mod keygen;
 mod render;
@@ -47,6 +48,8 @@ enum Command {
     Keygen(keygen::Args),
     /// Render an overlay into plain manifests (kubectl kustomize compatible).
     Render(render::Args),
+    /// Unified diff of rendered manifests between revisions or environments (Secrets masked).
+    Diff(diff::Args),
 }
 
 /// Output format of commands whose output is data.
@@ -73,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Status(a) => status::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Render(a) => render::run(a),
+        Command::Diff(a) => diff::run(a),
     };
     match result {
         Ok(code) => code,
@@ -101,6 +105,16 @@ fn init_logging(verbose: u8) {
 
 /// Prints JSON to stdout.
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    write_stdout(&format!("{}\n", serde_json::to_string_pretty(value)?))
+}
+
+/// Writes bulk output; a closed pipe (`| head`) ends output quietly
+/// instead of panicking like `print!` would.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }

@@ -97,7 +97,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     } else {
         match a.output {
             Output::Json => super::print_json(&rendered.objects)?,
-            Output::Text => print!("{}", rendered.to_yaml()),
+            Output::Text => super::write_stdout(&rendered.to_yaml())?,
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -11,6 +11,7 @@
 //! labels → annotations → replicas → images. Then, once at the top:
 //! content-hash suffixes, reference fix-up, legacy kind order.
 
+pub mod cache;
 pub mod generate;
 pub mod kustomization;
 pub mod object;

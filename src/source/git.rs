@@ -983,6 +983,16 @@ impl Backend for GitTreeReader<'_> {
         self.label.clone()
     }
 
+    fn entry_id(&self, components: &[String]) -> Option<String> {
+        if components.is_empty() {
+            return Some(self.tree.id().to_string());
+        }
+        self.tree
+            .get_path(Path::new(&components.join("/")))
+            .ok()
+            .map(|e| e.id().to_string())
+    }
+
     fn max_file_size(&self) -> u64 {
         self.max_file_size
     }

@@ -108,6 +108,13 @@ pub trait TreeReader {
     fn is_dir(&self, path: &str) -> Result<bool, ReadError> {
         Ok(self.resolve(path)?.node == Node::Dir)
     }
+
+    /// A content id for what is at `path` (a git blob or tree id), when the
+    /// backend has one: equal ids mean equal content. `None` for plain
+    /// directories, which therefore are never cached.
+    fn content_id(&self, _path: &str) -> Result<Option<String>, ReadError> {
+        Ok(None)
+    }
 }
 
 /// The backend half of a reader: a [`confine::Lookup`] plus raw access to
@@ -118,6 +125,10 @@ pub(crate) trait Backend: confine::Lookup {
     fn max_file_size(&self) -> u64;
     fn read_resolved(&self, shown: &str, components: &[String]) -> Result<Vec<u8>, ReadError>;
     fn list_resolved(&self, shown: &str, components: &[String]) -> Result<Vec<String>, ReadError>;
+    /// Content id of resolved components, if the backend has ids.
+    fn entry_id(&self, _components: &[String]) -> Option<String> {
+        None
+    }
 }
 
 impl<B: Backend> TreeReader for B {
@@ -146,6 +157,11 @@ impl<B: Backend> TreeReader for B {
             }),
             Node::Symlink { .. } => unreachable!("resolve expands symlinks"),
         }
+    }
+
+    fn content_id(&self, path: &str) -> Result<Option<String>, ReadError> {
+        let r = confine::resolve(self, path)?;
+        Ok(self.entry_id(&r.components))
     }
 
     fn list(&self, path: &str) -> Result<Vec<String>, ReadError> {

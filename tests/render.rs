@@ -1,0 +1,333 @@
+//! Renderer failure modes (every one an error naming the file and field,
+//! nothing rendered), the render cache, and `diff`'s Secret masking.
+
+use crate::support::{Fixture, git};
+use platform_capstone::render::{self, cache::RenderCache};
+use platform_capstone::source::{DirReader, Git2Repo, GitRepo};
+use std::path::Path;
+use std::process::Command;
+
+fn write(root: &Path, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+}
+
+fn render_err(root: &Path, dir: &str) -> String {
+    let reader = DirReader::open(root).expect("open");
+    match render::render(&reader, dir) {
+        Ok(r) => panic!("expected an error, rendered {} objects", r.objects.len()),
+        Err(e) => e.to_string(),
+    }
+}
+
+const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  template:\n    spec:\n      containers:\n      - name: c\n        image: x\n";
+
+#[test]
+fn every_unsupported_kustomization_field_is_named() {
+    for field in [
+        "vars: []",
+        "helmCharts: []",
+        "components: []",
+        "replacements: []",
+        "patchesStrategicMerge: []",
+        "patchesJson6902: []",
+        "bases: []",
+        "crds: []",
+        "generators: []",
+        "transformers: []",
+        "openapi: {}",
+        "buildMetadata: []",
+        "sortOptions: {}",
+        "configurations: []",
+    ] {
+        let dir = tempfile::tempdir().expect("tmp");
+        write(
+            dir.path(),
+            &[("kustomization.yaml", &format!("resources: []\n{field}\n"))],
+        );
+        let err = render_err(dir.path(), "");
+        let name = field.split(':').next().expect("name");
+        assert!(
+            err.starts_with("kustomization.yaml: ")
+                && err.contains(&format!("field `{name}` is not supported")),
+            "{field}: {err}"
+        );
+    }
+}
+
+#[test]
+fn yaml_bombs_are_refused_with_the_file_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut bomb = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\na: &a [\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\"]\n",
+    );
+    for i in 0..9u8 {
+        let (p, n) = ((b'a' + i) as char, (b'b' + i) as char);
+        bomb.push_str(&format!(
+            "{n}: &{n} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
+        ));
+    }
+    let deep = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata: {}{}\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    write(dir.path(), &[("bomb.yaml", &bomb), ("deep.yaml", &deep)]);
+    // 200 MB, sparse: refused from its size alone, never read.
+    let huge = std::fs::File::create(dir.path().join("huge.yaml")).expect("create");
+    huge.set_len(200 * 1024 * 1024).expect("set_len");
+    for (file, fragment) in [
+        ("bomb.yaml", "alias bomb"),
+        ("deep.yaml", "too deep"),
+        ("huge.yaml", "over the 4194304-byte limit"),
+    ] {
+        write(
+            dir.path(),
+            &[("kustomization.yaml", &format!("resources:\n- {file}\n"))],
+        );
+        let err = render_err(dir.path(), "");
+        assert!(
+            err.starts_with(file) && err.contains(fragment),
+            "{file}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_cycle_between_bases_is_reported_with_its_path() {
+    let dir = tempfile::tempdir().expect("tmp");
+    write(
+        dir.path(),
+        &[
+            ("overlay/kustomization.yaml", "resources:\n- ../a\n"),
+            ("a/kustomization.yaml", "resources:\n- ../b\n"),
+            ("b/kustomization.yaml", "resources:\n- ../a\n"),
+        ],
+    );
+    let err = render_err(dir.path(), "overlay");
+    assert_eq!(
+        err,
+        "kustomization cycle: a → b → a; remove one of these references"
+    );
+}
+
+#[test]
+fn paths_escaping_the_repo_are_refused_everywhere() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("repo");
+    write(
+        dir.path(),
+        &[("outside.yaml", DEPLOY), ("secret.env", "TOKEN=stolen\n")],
+    );
+    std::os::unix::fs::symlink("/etc/passwd", dir.path().join("passwd-link")).expect("ln");
+    let cases: &[(&str, &str)] = &[
+        ("resources:\n- ../../outside.yaml\n", "../../outside.yaml"),
+        ("resources:\n- /etc/passwd\n", "/etc/passwd"),
+        (
+            "configMapGenerator:\n- name: c\n  files:\n  - ../../secret.env\n",
+            "../../secret.env",
+        ),
+        (
+            "configMapGenerator:\n- name: c\n  envs:\n  - ../../secret.env\n",
+            "../../secret.env",
+        ),
+        (
+            "resources:\n- d.yaml\npatches:\n- path: ../../outside.yaml\n",
+            "../../outside.yaml",
+        ),
+        ("resources:\n- link.yaml\n", "link.yaml"),
+    ];
+    for (kustomization, named) in cases {
+        let _ = std::fs::remove_dir_all(&root);
+        write(
+            &root,
+            &[
+                ("o/kustomization.yaml", kustomization),
+                ("o/d.yaml", DEPLOY),
+            ],
+        );
+        std::os::unix::fs::symlink("/etc/passwd", root.join("o/link.yaml")).expect("ln");
+        let err = render_err(&root, "o");
+        assert!(
+            err.contains(named),
+            "{kustomization}: error must name {named}: {err}"
+        );
+        assert!(
+            !err.contains("stolen") && !err.contains("root:x:0"),
+            "nothing read: {err}"
+        );
+    }
+}
+
+#[test]
+fn remote_bases_and_malformed_patches_are_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cases: &[(&str, &str)] = &[
+        (
+            "resources:\n- https://github.com/example/base?ref=v1\n",
+            "remote bases are refused",
+        ),
+        (
+            "resources:\n- github.com/example/base\n",
+            "remote bases are refused",
+        ),
+        (
+            "resources:\n- d.yaml\npatches:\n- patch: '[{\"op\": \"remove\", \"path\": \"/spec\"}]'\n",
+            "needs a target",
+        ),
+        (
+            "resources:\n- d.yaml\npatches:\n- patch: \"apiVersion: apps/v1\\nkind: Deployment\\nmetadata:\\n  name: nope\\n\"\n",
+            "no Deployment named \"nope\"",
+        ),
+        (
+            "resources:\n- d.yaml\npatches:\n- target: {kind: Deployment}\n  patch: '[{\"op\": \"test\", \"path\": \"/kind\", \"value\": \"Pod\"}]'\n",
+            "test failed",
+        ),
+        (
+            "resources:\n- d.yaml\nreplicas:\n- name: ghost\n  count: 2\n",
+            "no Deployment, StatefulSet",
+        ),
+        ("resources:\n- d.yaml\n- d.yaml\n", "listed twice"),
+        (
+            "configMapGenerator:\n- name: c\n  behavior: merge\n  literals: [A=1]\n",
+            "needs an existing ConfigMap",
+        ),
+        (
+            "configMapGenerator:\n- name: c\n  literals: [NOEQUALS]\n",
+            "has no '='",
+        ),
+    ];
+    for (kustomization, fragment) in cases {
+        write(
+            dir.path(),
+            &[("kustomization.yaml", kustomization), ("d.yaml", DEPLOY)],
+        );
+        let err = render_err(dir.path(), "");
+        assert!(
+            err.starts_with("kustomization.yaml") && err.contains(fragment),
+            "{kustomization}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_commit_touching_other_envs_does_not_re_render_this_one() {
+    let f = Fixture::new();
+    let work = f.path("work");
+    git(&work, &["checkout", "-q", "env/dev"]);
+    let repo = Git2Repo::open_local(&work).expect("open");
+    let mut cache = RenderCache::new(16);
+    let first = cache
+        .render(
+            repo.reader("env/dev").expect("reader").as_ref(),
+            "overlays/dev",
+        )
+        .expect("render");
+
+    // Another environment's overlay changes: dev's inputs do not.
+    let prod = work.join("overlays/prod/kustomization.yaml");
+    std::fs::write(
+        &prod,
+        std::fs::read_to_string(&prod).expect("read") + "# tweak\n",
+    )
+    .expect("write");
+    git(&work, &["commit", "-qam", "tweak prod"]);
+    let repo = Git2Repo::open_local(&work).expect("open");
+    let again = cache
+        .render(
+            repo.reader("env/dev").expect("reader").as_ref(),
+            "overlays/dev",
+        )
+        .expect("render");
+    assert_eq!((cache.hits, cache.misses), (1, 1));
+    assert_eq!(again, first);
+
+    // The shared base changes: dev re-renders, and the change shows.
+    let base = work.join("overlays/base/kustomization.yaml");
+    let text = std::fs::read_to_string(&base)
+        .expect("read")
+        .replace("LISTEN=0.0.0.0:8080", "LISTEN=0.0.0.0:9090");
+    std::fs::write(&base, text).expect("write");
+    git(&work, &["commit", "-qam", "base change"]);
+    let repo = Git2Repo::open_local(&work).expect("open");
+    let changed = cache
+        .render(
+            repo.reader("env/dev").expect("reader").as_ref(),
+            "overlays/dev",
+        )
+        .expect("render");
+    assert_eq!((cache.hits, cache.misses), (1, 2));
+    assert_ne!(changed, first);
+    // A plain directory has no content ids: never served from the cache.
+    let dir = DirReader::open(&work).expect("open");
+    cache.render(&dir, "overlays/dev").expect("render");
+    cache.render(&dir, "overlays/dev").expect("render");
+    assert_eq!(cache.misses, 4);
+}
+
+#[test]
+fn diff_masks_secret_values_but_shows_that_they_changed() {
+    let f = Fixture::new();
+    let work = f.path("work");
+    git(&work, &["checkout", "-q", "env/dev"]);
+    let k = work.join("overlays/dev/kustomization.yaml");
+    let base = std::fs::read_to_string(&k).expect("read");
+    std::fs::write(
+        &k,
+        format!("{base}secretGenerator:\n- name: db\n  literals:\n  - password=hunter2\n"),
+    )
+    .expect("write");
+    git(&work, &["commit", "-qam", "add secret"]);
+    std::fs::write(
+        &k,
+        format!("{base}secretGenerator:\n- name: db\n  literals:\n  - password=correct-horse\n"),
+    )
+    .expect("write");
+    git(&work, &["commit", "-qam", "rotate secret"]);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
+        .args([
+            "diff",
+            "--repo",
+            work.to_str().expect("utf8"),
+            "--env",
+            "dev",
+            "--from",
+            "env/dev~1",
+            "--to",
+            "env/dev",
+        ])
+        .output()
+        .expect("run diff");
+    assert_eq!(out.status.code(), Some(1), "a difference exits 1");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for secret in [
+        "hunter2",
+        "correct-horse",
+        "aHVudGVyMg",
+        "Y29ycmVjdC1ob3JzZ",
+    ] {
+        assert!(!text.contains(secret), "{secret} leaked:\n{text}");
+    }
+    assert!(text.contains("-  password: <masked sha256:"), "{text}");
+    assert!(text.contains("+  password: <masked sha256:"), "{text}");
+
+    let same = Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
+        .args([
+            "diff",
+            "--repo",
+            work.to_str().expect("utf8"),
+            "--env",
+            "dev",
+            "--from",
+            "env/dev",
+            "--to",
+            "env/dev",
+        ])
+        .output()
+        .expect("run diff");
+    assert_eq!(same.status.code(), Some(0));
+}
