@@ -30,3 +30,4 @@ pub mod render;
 pub mod signing;
 pub mod source;
 pub mod yaml;
+mod yaml_emit;

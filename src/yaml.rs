@@ -104,18 +104,10 @@ fn key_str(k: &Value) -> String {
     }
 }
 
-/// Prints documents as `kubectl kustomize` does: sorted keys, `---` between.
+/// Prints documents as `kubectl kustomize` does: sorted keys, go-yaml's
+/// quoting and folding, `---` between documents (see `yaml_emit`).
 pub fn to_string(docs: &[Value]) -> Result<String, serde_yaml::Error> {
-    let mut out = String::new();
-    for (i, d) in docs.iter().enumerate() {
-        if i > 0 {
-            out.push_str("---\n");
-        }
-        let mut d = d.clone();
-        sort_keys(&mut d);
-        out.push_str(&serde_yaml::to_string(&d)?);
-    }
-    Ok(out)
+    Ok(crate::yaml_emit::documents(docs))
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use crate::yaml::{self, YamlError};
 use kustomization::Kustomization;
 use object::Object;
 use serde_yaml::Value;
+use std::collections::HashSet;
 
 /// Names a kustomization file may have, in kustomize's order of preference.
 pub const KUSTOMIZATION_FILES: &[&str] =
@@ -160,6 +161,18 @@ fn legacy_key(o: &Object) -> (i32, String, String, String) {
     )
 }
 
+/// (group, kind, namespace, name): what must be unique among resources.
+type ObjectKey = (String, String, Option<String>, String);
+
+fn key_of(o: &Object) -> ObjectKey {
+    (
+        o.group().to_string(),
+        o.kind().to_string(),
+        o.namespace().map(str::to_string),
+        o.name().to_string(),
+    )
+}
+
 struct Renderer<'a> {
     tree: &'a dyn TreeReader,
     /// Kustomization directories being built, outermost first (cycle detection).
@@ -268,6 +281,7 @@ impl Renderer<'_> {
     fn build_inner(&mut self, dir: &str) -> Result<Vec<Object>, RenderError> {
         let (file, k) = self.kustomization(dir)?;
         let mut objects: Vec<Object> = Vec::new();
+        let mut seen: HashSet<ObjectKey> = HashSet::new();
 
         for res in &k.resources {
             if is_remote(res) {
@@ -284,7 +298,16 @@ impl Renderer<'_> {
                 _ => self.load_file(&path)?,
             };
             for o in added {
-                self.add_unique(&mut objects, o, &file)?;
+                if !seen.insert(key_of(&o)) {
+                    return Err(RenderError::Resource {
+                        file: file.clone(),
+                        message: format!(
+                            "{} is listed twice (directly or through two bases)",
+                            o.describe()
+                        ),
+                    });
+                }
+                objects.push(o);
             }
         }
 
@@ -371,31 +394,6 @@ impl Renderer<'_> {
         }
         transform::images(&mut objects, &k.images);
         Ok(objects)
-    }
-
-    fn add_unique(
-        &self,
-        objects: &mut Vec<Object>,
-        o: Object,
-        file: &str,
-    ) -> Result<(), RenderError> {
-        let clash = objects.iter().any(|e| {
-            e.kind() == o.kind()
-                && e.group() == o.group()
-                && e.name() == o.name()
-                && e.namespace() == o.namespace()
-        });
-        if clash {
-            return Err(RenderError::Resource {
-                file: file.to_string(),
-                message: format!(
-                    "{} is listed twice (directly or through two bases)",
-                    o.describe()
-                ),
-            });
-        }
-        objects.push(o);
-        Ok(())
     }
 
     fn load_file(&self, path: &str) -> Result<Vec<Object>, RenderError> {
