@@ -174,6 +174,17 @@ fn validate_prints_every_problem_and_fails() {
     let rev = bin(&work, &["validate", "--rev", "env/dev"]);
     assert!(rev.status.success(), "{}", stdout(&rev));
 
+    // An overlay that does not render is a problem too, named by env file.
+    let k = work.join("overlays/prod/kustomization.yaml");
+    let before = std::fs::read_to_string(&k).expect("read");
+    std::fs::write(&k, format!("{before}vars: []\n")).expect("write");
+    let out = stdout(&bin(&work, &["validate"]));
+    assert!(
+        out.contains("envs/prod.toml: overlay: overlays/prod does not render: overlays/prod/kustomization.yaml: field `vars` is not supported"),
+        "{out}"
+    );
+    std::fs::write(&k, before).expect("restore");
+
     let json = bin(&work, &["validate", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
     assert_eq!(v["valid"], false);

@@ -14,7 +14,8 @@ line as `file: field: what is wrong; what to do`, not only the first. Checks: ev
 envs/<env>.toml parses strictly (unknown fields are errors); names, branches (env/…), \
 durations, cron expressions, canary steps and SLO objectives are valid; overlay \
 directories exist inside the repo; the promotion chain (next) names existing \
-environments and has no cycle; policies/allowed_signers and policies/approvers parse. \
+environments and has no cycle; every overlay renders; policies/allowed_signers and \
+policies/approvers parse. \
 Reads the working directory by default, or the tree of a commit with --rev. Exits 1 \
 when anything is wrong."
 )]
@@ -41,17 +42,35 @@ struct Report<'a> {
     problems: &'a [Problem],
 }
 
+/// Config problems, plus a render of every environment's overlay.
+fn check(tree: &dyn TreeReader) -> config::RepoConfig {
+    let mut cfg = config::load_repo(tree);
+    let mut render_problems = Vec::new();
+    for env in &cfg.envs {
+        if let Err(e) = crate::render::render(tree, &env.overlay) {
+            render_problems.push(Problem::new(
+                &env.file,
+                "overlay",
+                format!("{} does not render: {e}", env.overlay),
+                "fix the overlay (render it with `platform-capstone render --overlay DIR`)",
+            ));
+        }
+    }
+    cfg.problems.extend(render_problems);
+    cfg
+}
+
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let (source, mut cfg) = match &a.rev {
         Some(rev) => {
             let repo = Git2Repo::open_local(&a.repo)?;
             let commit = repo.resolve(rev)?;
             let reader = repo.reader(&commit)?;
-            (reader.describe(), config::load_repo(reader.as_ref()))
+            (reader.describe(), check(reader.as_ref()))
         }
         None => {
             let reader = DirReader::open(&a.repo).with_context(|| "validate --repo".to_string())?;
-            (reader.describe(), config::load_repo(&reader))
+            (reader.describe(), check(&reader))
         }
     };
     if let Some(path) = &a.config {
