@@ -322,23 +322,22 @@ impl AllowedSigners {
     }
 }
 
-/// Splits on whitespace outside double quotes.
-fn tokens(line: &str) -> Vec<String> {
+/// Splits `s` at characters for which `is_sep` holds, outside double
+/// quotes (quotes are kept); empty pieces are dropped.
+fn split_unquoted(s: &str, is_sep: impl Fn(char) -> bool) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
-    for ch in line.chars() {
-        match ch {
-            '"' => {
-                quoted = !quoted;
-                cur.push(ch);
+    for ch in s.chars() {
+        if ch == '"' {
+            quoted = !quoted;
+        }
+        if is_sep(ch) && !quoted {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
             }
-            c if c.is_whitespace() && !quoted => {
-                if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                }
-            }
-            c => cur.push(c),
+        } else {
+            cur.push(ch);
         }
     }
     if !cur.is_empty() {
@@ -352,7 +351,7 @@ fn is_key_type(t: &str) -> bool {
 }
 
 fn parse_entry(line: &str) -> Result<SignerEntry, String> {
-    let toks = tokens(line);
+    let toks = split_unquoted(line, char::is_whitespace);
     let principals = toks
         .first()
         .ok_or("empty entry")?
@@ -363,7 +362,7 @@ fn parse_entry(line: &str) -> Result<SignerEntry, String> {
     let mut valid_after = None;
     let mut valid_before = None;
     if toks.get(i).is_some_and(|t| !is_key_type(t)) {
-        for opt in split_options(&toks[i]) {
+        for opt in split_unquoted(&toks[i], |c| c == ',') {
             let (name, value) = match opt.split_once('=') {
                 Some((n, v)) => (
                     n.to_ascii_lowercase(),
@@ -400,26 +399,6 @@ fn parse_entry(line: &str) -> Result<SignerEntry, String> {
         valid_before,
         key,
     })
-}
-
-fn split_options(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    for ch in s.chars() {
-        match ch {
-            '"' => {
-                quoted = !quoted;
-                cur.push(ch)
-            }
-            ',' if !quoted => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
 }
 
 /// `YYYYMMDD[HHMM[SS]]`, UTC when suffixed with `Z` (and, here, always).

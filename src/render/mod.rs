@@ -488,12 +488,8 @@ impl Renderer<'_> {
                 err("a JSON6902 patch (a list of operations) needs a target".into())
             })?;
             for o in objects.iter_mut().filter(|o| selector.matches(o)) {
-                let mut doc = Value::Mapping(std::mem::take(&mut o.doc));
-                let result = patch::json6902(&mut doc, ops);
-                if let Value::Mapping(m) = doc {
-                    o.doc = m;
-                }
-                result.map_err(|e| err(format!("{}: {e}", o.describe())))?;
+                o.edit(|doc| patch::json6902(doc, ops))
+                    .map_err(|e| err(format!("{}: {e}", o.describe())))?;
                 self.after_patch(o, &opts).map_err(&err)?;
             }
             return Ok(());

@@ -112,6 +112,16 @@ impl Object {
         self.record_id();
     }
 
+    /// Edits the document as a [`Value`] (for path walkers and patches).
+    pub fn edit<T>(&mut self, f: impl FnOnce(&mut Value) -> T) -> T {
+        let mut doc = Value::Mapping(std::mem::take(&mut self.doc));
+        let out = f(&mut doc);
+        if let Value::Mapping(m) = doc {
+            self.doc = m;
+        }
+        out
+    }
+
     /// Appends the current identity to the history when it changed.
     pub fn record_id(&mut self) {
         let id = Id {

@@ -175,33 +175,40 @@ pub fn labels(
     if pairs.is_empty() {
         return;
     }
+    let mut fields: Vec<(&[&str], &str, bool)> = Vec::new();
+    if selectors {
+        fields.extend(SELECTOR_FIELDS.iter().copied());
+    }
+    if selectors || templates {
+        fields.extend(TEMPLATE_FIELDS.iter().copied());
+    }
+    set_pairs(objects, "labels", &fields, pairs);
+}
+
+/// Merges `pairs` into `metadata.<field>` of every object and into the
+/// kind-specific `fields` (kinds, path, create).
+fn set_pairs(
+    objects: &mut [Object],
+    field: &str,
+    fields: &[(&[&str], &str, bool)],
+    pairs: &BTreeMap<String, String>,
+) {
     for o in objects.iter_mut() {
         let kind = o.kind().to_string();
-        let mut doc = Value::Mapping(std::mem::take(&mut o.doc));
-        for_each_at(&mut doc, &["metadata", "labels"], true, &mut |n| {
-            merge_pairs(n, pairs)
-        });
-        let mut fields: Vec<&(&[&str], &str, bool)> = Vec::new();
-        if selectors {
-            fields.extend(SELECTOR_FIELDS.iter());
-        }
-        if selectors || templates {
-            fields.extend(TEMPLATE_FIELDS.iter());
-        }
-        for (kinds, path, create) in fields {
-            if kinds.contains(&kind.as_str()) {
-                for_each_at(&mut doc, &split(path), *create, &mut |n| {
-                    merge_pairs(n, pairs)
-                });
+        o.edit(|doc| {
+            for_each_at(doc, &["metadata", field], true, &mut |n| {
+                merge_pairs(n, pairs)
+            });
+            for (kinds, path, create) in fields {
+                if kinds.contains(&kind.as_str()) {
+                    for_each_at(doc, &split(path), *create, &mut |n| merge_pairs(n, pairs));
+                }
             }
-        }
-        if let Value::Mapping(m) = doc {
-            o.doc = m;
-        }
+        });
     }
 }
 
-const ANNOTATION_FIELDS: &[(&[&str], &str)] = &[
+const ANNOTATION_FIELDS: &[(&[&str], &str, bool)] = &[
     (
         &[
             "Deployment",
@@ -212,32 +219,19 @@ const ANNOTATION_FIELDS: &[(&[&str], &str)] = &[
             "ReplicationController",
         ],
         "spec/template/metadata/annotations",
+        true,
     ),
-    (&["CronJob"], "spec/jobTemplate/metadata/annotations"),
+    (&["CronJob"], "spec/jobTemplate/metadata/annotations", true),
     (
         &["CronJob"],
         "spec/jobTemplate/spec/template/metadata/annotations",
+        true,
     ),
 ];
 
 pub fn annotations(objects: &mut [Object], pairs: &BTreeMap<String, String>) {
-    if pairs.is_empty() {
-        return;
-    }
-    for o in objects.iter_mut() {
-        let kind = o.kind().to_string();
-        let mut doc = Value::Mapping(std::mem::take(&mut o.doc));
-        for_each_at(&mut doc, &["metadata", "annotations"], true, &mut |n| {
-            merge_pairs(n, pairs)
-        });
-        for (kinds, path) in ANNOTATION_FIELDS {
-            if kinds.contains(&kind.as_str()) {
-                for_each_at(&mut doc, &split(path), true, &mut |n| merge_pairs(n, pairs));
-            }
-        }
-        if let Value::Mapping(m) = doc {
-            o.doc = m;
-        }
+    if !pairs.is_empty() {
+        set_pairs(objects, "annotations", ANNOTATION_FIELDS, pairs);
     }
 }
 
@@ -332,11 +326,7 @@ pub fn images(objects: &mut [Object], images: &[Image]) {
         }
     }
     for o in objects.iter_mut() {
-        let mut doc = Value::Mapping(std::mem::take(&mut o.doc));
-        walk(&mut doc, images);
-        if let Value::Mapping(m) = doc {
-            o.doc = m;
-        }
+        o.edit(|doc| walk(doc, images));
     }
 }
 
@@ -426,7 +416,6 @@ pub fn fix_references(objects: &mut [Object]) {
     for o in objects.iter_mut() {
         let kind = o.kind().to_string();
         let ns = o.namespace().map(str::to_string);
-        let mut doc = Value::Mapping(std::mem::take(&mut o.doc));
         let fix = |referred: &str, path: &str, doc: &mut Value| {
             for_each_at(doc, &split(path), false, &mut |n| {
                 if let Value::String(s) = n
@@ -436,22 +425,19 @@ pub fn fix_references(objects: &mut [Object]) {
                 }
             });
         };
-        if let Some(pod) = pod_spec_path(&kind) {
-            for (referred, rel) in POD_REFS {
-                fix(referred, &format!("{pod}/{rel}"), &mut doc);
+        o.edit(|doc| {
+            if let Some(pod) = pod_spec_path(&kind) {
+                for (referred, rel) in POD_REFS {
+                    fix(referred, &format!("{pod}/{rel}"), doc);
+                }
             }
-        }
-        for (referrer, path, referred) in OTHER_REFS {
-            if *referrer == kind {
-                fix(referred, path, &mut doc);
+            for (referrer, path, referred) in OTHER_REFS {
+                if *referrer == kind {
+                    fix(referred, path, doc);
+                }
             }
-        }
-        if let Value::Mapping(m) = &mut doc {
-            fix_typed_refs(m, &kind, ns.as_deref(), &lookup);
-        }
-        if let Value::Mapping(m) = doc {
-            o.doc = m;
-        }
+        });
+        fix_typed_refs(&mut o.doc, &kind, ns.as_deref(), &lookup);
     }
 }
 
