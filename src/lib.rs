@@ -11,6 +11,7 @@
 //! - [`source`]: the config repo: fetch, confined reads, signed CAS commits, reverts, notes
 //! - [`signing`]: SSH signatures and `allowed_signers`
 //! - [`blueprint`]: the reference config repo compiled in; `init`
+//! - [`gates`]: admission (Rego, severity phases); signature and vulnerability next
 //! - [`render`]: kustomize-compatible overlay rendering (pure)
 //! - [`redact`]: Secret masking for diffs, logs and reports
 //! - [`yaml`]: the one bounded door for YAML
@@ -24,6 +25,7 @@ pub mod blueprint;
 pub mod cli;
 pub mod config;
 pub mod fsutil;
+pub mod gates;
 pub mod model;
 pub mod redact;
 pub mod render;

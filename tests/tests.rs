@@ -4,6 +4,7 @@
 //! - `confinement`: reads never leave the repo (`..`, absolute, symlinks, size)
 //! - `git_writes`: signed commits, CAS pushes under concurrency, reverts, notes
 //! - `fetch`: one fetch of every env branch; pruning; stale-lock recovery
+//! - `gates`: the admission gate with the blueprint's real policies
 //! - `golden`: the renderer vs `kubectl kustomize` on 45 overlay cases
 //! - `render`: renderer failure modes, the render cache, diff masking
 //! - `validation`: every env-file problem, table-driven; hostile TOML
@@ -18,6 +19,7 @@ mod support;
 mod cli;
 mod confinement;
 mod fetch;
+mod gates;
 mod git_writes;
 mod golden;
 mod render;

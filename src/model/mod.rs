@@ -1,5 +1,7 @@
 //! Domain types shared by every stage. Pure: no I/O, no git, no network.
 
 mod image;
+mod verdict;
 
 pub use image::{Digest, DigestError, ImagePin, PinError, pins_from_kustomization};
+pub use verdict::{Finding, Outcome, Verdict};

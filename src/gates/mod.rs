@@ -1,0 +1,32 @@
+//! Gates stage: what must hold before anything is applied or committed.
+//!
+//! Each gate returns a [`Verdict`](crate::model::Verdict), or an error
+//! when it could not evaluate — a policy that does not parse, an
+//! evaluation over budget — which callers treat as a failure: gates fail
+//! closed, they never pass or skip on error.
+//!
+//! Today: the admission gate (Rego over every rendered object, with
+//! severity phases). The signature and vulnerability gates land next.
+
+pub mod admission;
+
+/// Why a gate could not evaluate. Every variant fails the gate.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("{file}: {message}; fix the policy (the gate fails until it loads)")]
+    Policy { file: String, message: String },
+    #[error("{file}: {message}")]
+    Config { file: String, message: String },
+    #[error("{policy} on {subject}: evaluation failed: {message}; the gate fails closed")]
+    Evaluation {
+        policy: String,
+        subject: String,
+        message: String,
+    },
+    #[error(
+        "{subject}: evaluation exceeded its {budget_ms} ms budget; simplify the policy (the gate fails closed)"
+    )]
+    Budget { subject: String, budget_ms: u128 },
+    #[error(transparent)]
+    Read(#[from] crate::source::ReadError),
+}
