@@ -6,9 +6,12 @@
 //! closed, they never pass or skip on error.
 //!
 //! Today: the admission gate (Rego over every rendered object, with
-//! severity phases). The signature and vulnerability gates land next.
+//! severity phases) and the vulnerability policy's decision over a scan
+//! report. Signature verification and fetching attestations from the
+//! registry land next.
 
 pub mod admission;
+pub mod vulnerability;
 
 /// Why a gate could not evaluate. Every variant fails the gate.
 #[derive(Debug, thiserror::Error)]
