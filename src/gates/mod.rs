@@ -6,11 +6,13 @@
 //! closed, they never pass or skip on error.
 //!
 //! Today: the admission gate (Rego over every rendered object, with
-//! severity phases) and the vulnerability policy's decision over a scan
-//! report. Signature verification and fetching attestations from the
-//! registry land next.
+//! severity phases), the vulnerability policy's decision over a scan
+//! report, and keyed cosign signature verification over a payload. Fetching
+//! signatures and attestations from the registry, keyless verification,
+//! `sign`/`attest` and the `check` command land next.
 
 pub mod admission;
+pub mod signature;
 pub mod vulnerability;
 
 /// Why a gate could not evaluate. Every variant fails the gate.
