@@ -9,11 +9,7 @@ use std::time::Instant;
 
 fn main() {
     let dir = tempfile::tempdir().expect("tmp");
-    for (path, bytes) in blueprint::files() {
-        let p = dir.path().join(path);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, bytes).expect("write");
-    }
+    blueprint::write_files(dir.path()).expect("write blueprint");
     let reader = DirReader::open(dir.path()).expect("open");
     let prod = platform_capstone::render::render(&reader, "overlays/prod")
         .expect("render")

@@ -33,6 +33,18 @@ pub fn files() -> Vec<(String, &'static [u8])> {
     out
 }
 
+/// Writes every blueprint file under `dir` (creating directories).
+pub fn write_files(dir: &Path) -> std::io::Result<()> {
+    for (path, bytes) in files() {
+        let p = dir.join(&path);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        std::fs::write(&p, bytes)?;
+    }
+    Ok(())
+}
+
 fn collect(prefix: &str, dir: &'static Dir<'static>, out: &mut Vec<(String, &'static [u8])>) {
     for f in dir.files() {
         out.push((format!("{prefix}/{}", f.path().display()), f.contents()));
@@ -102,13 +114,7 @@ pub fn init(
         .prefix(".init-")
         .tempdir_in(&parent)
         .map_err(io(&parent))?;
-    for (path, bytes) in files() {
-        let p = tmp.path().join(&path);
-        if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d).map_err(io(d))?;
-        }
-        std::fs::write(&p, bytes).map_err(io(&p))?;
-    }
+    write_files(tmp.path()).map_err(io(tmp.path()))?;
 
     // The blueprint must validate; it decides which env branches exist.
     let reader = DirReader::open(tmp.path()).map_err(|e| InitError::Blueprint(e.to_string()))?;

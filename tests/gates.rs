@@ -2,8 +2,8 @@
 //! policies: each rule, severity phases before and after their date (an
 //! injected date), syntax errors, the evaluation budget, no policies.
 
+use crate::support::blueprint_dir;
 use chrono::NaiveDate;
-use platform_capstone::blueprint;
 use platform_capstone::gates::GateError;
 use platform_capstone::gates::admission::AdmissionGate;
 use platform_capstone::model::Outcome;
@@ -11,16 +11,6 @@ use platform_capstone::render;
 use platform_capstone::source::DirReader;
 use std::path::Path;
 use std::time::Duration;
-
-fn blueprint_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tmp");
-    for (path, bytes) in blueprint::files() {
-        let p = dir.path().join(path);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, bytes).expect("write");
-    }
-    dir
-}
 
 fn date(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")

@@ -1,21 +1,10 @@
 //! `envs/<env>.toml` validation, table-driven: each case edits the
 //! blueprint and names the file, field and message fragment it must produce.
 
-use platform_capstone::blueprint;
+use crate::support::blueprint_dir;
 use platform_capstone::config::{self, Problem};
 use platform_capstone::source::DirReader;
 use std::path::Path;
-
-/// The blueprint written to a temp dir.
-fn blueprint_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tmp");
-    for (path, bytes) in blueprint::files() {
-        let p = dir.path().join(path);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, bytes).expect("write");
-    }
-    dir
-}
 
 fn problems(dir: &Path) -> Vec<Problem> {
     config::load_repo(&DirReader::open(dir).expect("open")).problems

@@ -132,19 +132,18 @@ const SELECTOR_FIELDS: &[(&[&str], &str, bool)] = &[
     ),
 ];
 
+/// Kinds whose pod template sits at `spec/template`.
+const POD_TEMPLATE_KINDS: &[&str] = &[
+    "Deployment",
+    "ReplicaSet",
+    "DaemonSet",
+    "StatefulSet",
+    "Job",
+    "ReplicationController",
+];
+
 const TEMPLATE_FIELDS: &[(&[&str], &str, bool)] = &[
-    (
-        &[
-            "Deployment",
-            "ReplicaSet",
-            "DaemonSet",
-            "StatefulSet",
-            "Job",
-            "ReplicationController",
-        ],
-        "spec/template/metadata/labels",
-        true,
-    ),
+    (POD_TEMPLATE_KINDS, "spec/template/metadata/labels", true),
     (
         &["StatefulSet"],
         "spec/volumeClaimTemplates/metadata/labels",
@@ -210,14 +209,7 @@ fn set_pairs(
 
 const ANNOTATION_FIELDS: &[(&[&str], &str, bool)] = &[
     (
-        &[
-            "Deployment",
-            "ReplicaSet",
-            "DaemonSet",
-            "StatefulSet",
-            "Job",
-            "ReplicationController",
-        ],
+        POD_TEMPLATE_KINDS,
         "spec/template/metadata/annotations",
         true,
     ),

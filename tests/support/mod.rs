@@ -35,6 +35,13 @@ pub fn git_cmd(dir: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// The blueprint written to a fresh temp dir (no git).
+pub fn blueprint_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    platform_capstone::blueprint::write_files(dir.path()).expect("write blueprint");
+    dir
+}
+
 pub struct Fixture {
     pub dir: tempfile::TempDir,
     /// The bare remote every writer pushes to.
