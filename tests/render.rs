@@ -218,14 +218,16 @@ fn a_commit_touching_other_envs_does_not_re_render_this_one() {
     let f = Fixture::new();
     let work = f.path("work");
     git(&work, &["checkout", "-q", "env/dev"]);
-    let repo = Git2Repo::open_local(&work).expect("open");
     let mut cache = RenderCache::new(16);
-    let first = cache
-        .render(
-            repo.reader("env/dev").expect("reader").as_ref(),
-            "overlays/dev",
-        )
-        .expect("render");
+    // Renders dev at the current head of env/dev through the cache.
+    let render_dev = |cache: &mut RenderCache| {
+        let repo = Git2Repo::open_local(&work).expect("open");
+        let reader = repo.reader("env/dev").expect("reader");
+        cache
+            .render(reader.as_ref(), "overlays/dev")
+            .expect("render")
+    };
+    let first = render_dev(&mut cache);
 
     // Another environment's overlay changes: dev's inputs do not.
     let prod = work.join("overlays/prod/kustomization.yaml");
@@ -235,13 +237,7 @@ fn a_commit_touching_other_envs_does_not_re_render_this_one() {
     )
     .expect("write");
     git(&work, &["commit", "-qam", "tweak prod"]);
-    let repo = Git2Repo::open_local(&work).expect("open");
-    let again = cache
-        .render(
-            repo.reader("env/dev").expect("reader").as_ref(),
-            "overlays/dev",
-        )
-        .expect("render");
+    let again = render_dev(&mut cache);
     assert_eq!((cache.hits, cache.misses), (1, 1));
     assert_eq!(again, first);
 
@@ -252,13 +248,7 @@ fn a_commit_touching_other_envs_does_not_re_render_this_one() {
         .replace("LISTEN=0.0.0.0:8080", "LISTEN=0.0.0.0:9090");
     std::fs::write(&base, text).expect("write");
     git(&work, &["commit", "-qam", "base change"]);
-    let repo = Git2Repo::open_local(&work).expect("open");
-    let changed = cache
-        .render(
-            repo.reader("env/dev").expect("reader").as_ref(),
-            "overlays/dev",
-        )
-        .expect("render");
+    let changed = render_dev(&mut cache);
     assert_eq!((cache.hits, cache.misses), (1, 2));
     assert_ne!(changed, first);
     // A plain directory has no content ids: never served from the cache.
