@@ -185,6 +185,18 @@ fn validate_prints_every_problem_and_fails() {
     );
     std::fs::write(&k, before).expect("restore");
 
+    // So is a policy that does not parse: the admission gate would fail every release.
+    let rego = work.join("policies/admission/images.rego");
+    let before = std::fs::read_to_string(&rego).expect("read");
+    std::fs::write(
+        &rego,
+        before.replace("deny contains msg if {", "deny contains msg if"),
+    )
+    .expect("write");
+    let out = stdout(&bin(&work, &["validate"]));
+    assert!(out.contains("policies/admission/images.rego:"), "{out}");
+    std::fs::write(&rego, before).expect("restore");
+
     let json = bin(&work, &["validate", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
     assert_eq!(v["valid"], false);

@@ -14,8 +14,9 @@ line as `file: field: what is wrong; what to do`, not only the first. Checks: ev
 envs/<env>.toml parses strictly (unknown fields are errors); names, branches (env/…), \
 durations, cron expressions, canary steps and SLO objectives are valid; overlay \
 directories exist inside the repo; the promotion chain (next) names existing \
-environments and has no cycle; every overlay renders; policies/allowed_signers and \
-policies/approvers parse. \
+environments and has no cycle; every overlay renders; the admission policies \
+(policies/admission/*.rego, phases.toml), policies/vulnerability.toml, \
+policies/allowed_signers and policies/approvers load. \
 Reads the working directory by default, or the tree of a commit with --rev. Exits 1 \
 when anything is wrong."
 )]
@@ -57,6 +58,30 @@ fn check(tree: &dyn TreeReader) -> config::RepoConfig {
         }
     }
     cfg.problems.extend(render_problems);
+    // The gates' policy files must load: a broken policy fails every release.
+    match crate::gates::admission::AdmissionGate::load(tree) {
+        Ok(_) => {}
+        Err(crate::gates::GateError::Policy { file, message }) => cfg.problems.push(Problem::new(
+            file,
+            "",
+            message,
+            "fix the policy: the admission gate fails every release until it loads",
+        )),
+        Err(e) => cfg.problems.push(Problem::new(
+            crate::gates::admission::ADMISSION_DIR,
+            "",
+            e.to_string(),
+            "",
+        )),
+    }
+    if let Err(e) = crate::gates::vulnerability::VulnPolicy::load(tree) {
+        cfg.problems.push(Problem::new(
+            crate::gates::vulnerability::POLICY_FILE,
+            "",
+            e.to_string(),
+            "",
+        ));
+    }
     cfg
 }
 

@@ -75,10 +75,7 @@ impl AdmissionGate {
             let text = tree.read_string(&file)?;
             engine
                 .add_policy(file.clone(), text)
-                .map_err(|e| GateError::Policy {
-                    file: file.clone(),
-                    message: one_line(&e.to_string()),
-                })?;
+                .map_err(|e| policy_error(&file, &e.to_string()))?;
             files.push(file);
         }
         if files.is_empty() {
@@ -273,6 +270,25 @@ fn describe(obj: &serde_yaml::Value) -> String {
     {
         Some(ns) => format!("{}/{name} in {ns}", get("kind")),
         None => format!("{}/{name}", get("kind")),
+    }
+}
+
+/// regorus reports `--> file:line:col | … | ^ error: message`; keep
+/// `file:line:col` as the place and the message after `error:`.
+fn policy_error(file: &str, raw: &str) -> GateError {
+    let place = raw
+        .split("--> ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or(file)
+        .to_string();
+    let message = raw
+        .rsplit_once("error: ")
+        .map(|(_, m)| one_line(m))
+        .unwrap_or_else(|| one_line(raw));
+    GateError::Policy {
+        file: place,
+        message,
     }
 }
 
