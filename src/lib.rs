@@ -21,6 +21,7 @@
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod adapters;
 pub mod blueprint;
 pub mod cli;
 pub mod config;

@@ -3,7 +3,7 @@
 # Runs apt-get as root (CI and these machines run as root); otherwise says
 # exactly what to install.
 
-PC_APT_PACKAGES=(git openssh-client pkg-config libssl-dev gcc make ca-certificates)
+PC_APT_PACKAGES=(git openssh-client pkg-config libssl-dev gcc make ca-certificates docker-registry)
 
 pc_install_deps() {
   local missing=()

@@ -12,6 +12,7 @@
 //! `sign`/`attest` and the `check` command land next.
 
 pub mod admission;
+pub mod cosign;
 pub mod signature;
 pub mod vulnerability;
 

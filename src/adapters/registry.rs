@@ -1,0 +1,217 @@
+//! OCI registry adapter over `oci-client`: manifests and blobs, with every
+//! read capped (a registry is untrusted input too) and every blob checked
+//! against its digest. Synchronous facade over a private current-thread
+//! runtime, so the CLI and the gates stay synchronous.
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::OciImageManifest;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use sha2::Digest as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// Largest manifest read (cosign signature manifests are a few KiB).
+pub const MAX_MANIFEST_BYTES: usize = 256 * 1024;
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{reference}: not a valid image reference: {message}")]
+    Reference { reference: String, message: String },
+    #[error(
+        "registry {registry} unreachable or failing ({message}); nothing was decided, the gate fails closed"
+    )]
+    Unavailable { registry: String, message: String },
+    #[error("{reference}: {message}")]
+    Invalid { reference: String, message: String },
+}
+
+impl RegistryError {
+    /// Registry down or failing: pause and alert, never revert.
+    pub fn is_infrastructure(&self) -> bool {
+        matches!(self, RegistryError::Unavailable { .. })
+    }
+}
+
+pub struct OciRegistry {
+    client: Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl OciRegistry {
+    /// `plain_http`: registries reached without TLS (loopback test registries).
+    pub fn new(plain_http: &[String]) -> Result<Self, RegistryError> {
+        let config = ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(plain_http.to_vec()),
+            ..Default::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RegistryError::Unavailable {
+                registry: "-".into(),
+                message: format!("cannot start the I/O runtime: {e}"),
+            })?;
+        Ok(Self {
+            client: Client::new(config),
+            rt,
+        })
+    }
+
+    fn reference(s: &str) -> Result<Reference, RegistryError> {
+        Reference::try_from(s).map_err(|e| RegistryError::Reference {
+            reference: s.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    fn unavailable(r: &Reference, e: impl std::fmt::Display) -> RegistryError {
+        RegistryError::Unavailable {
+            registry: r.registry().to_string(),
+            message: e.to_string().replace('\n', " "),
+        }
+    }
+
+    /// The OCI image manifest at `reference` (`repo:tag` or `repo@digest`)
+    /// and its digest; `None` when the registry says it does not exist.
+    pub fn manifest(
+        &self,
+        reference: &str,
+    ) -> Result<Option<(OciImageManifest, String)>, RegistryError> {
+        let r = Self::reference(reference)?;
+        let result = self.rt.block_on(self.client.pull_manifest_raw(
+            &r,
+            &RegistryAuth::Anonymous,
+            &[OCI_MANIFEST],
+        ));
+        let (bytes, digest) = match result {
+            Ok(x) => x,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(Self::unavailable(&r, e)),
+        };
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(RegistryError::Invalid {
+                reference: reference.to_string(),
+                message: format!(
+                    "manifest is {} bytes, over the {MAX_MANIFEST_BYTES}-byte cap",
+                    bytes.len()
+                ),
+            });
+        }
+        let m = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid {
+            reference: reference.to_string(),
+            message: format!("not an OCI image manifest: {e}"),
+        })?;
+        Ok(Some((m, digest)))
+    }
+
+    /// A blob of `repo`, at most `cap` bytes, checked against `digest`.
+    pub fn blob(&self, repo: &str, digest: &str, cap: usize) -> Result<Vec<u8>, RegistryError> {
+        let r = Self::reference(repo)?;
+        let mut out = Capped {
+            buf: Vec::new(),
+            cap,
+        };
+        let result = self
+            .rt
+            .block_on(self.client.pull_blob(&r, digest, &mut out));
+        if out.buf.len() > cap {
+            return Err(RegistryError::Invalid {
+                reference: format!("{repo}@{digest}"),
+                message: format!("blob is over the {cap}-byte cap"),
+            });
+        }
+        result.map_err(|e| Self::unavailable(&r, e))?;
+        if sha256(&out.buf) != digest {
+            return Err(RegistryError::Invalid {
+                reference: format!("{repo}@{digest}"),
+                message: "blob content does not match its digest".into(),
+            });
+        }
+        Ok(out.buf)
+    }
+
+    /// Uploads a blob to `repo`; returns its digest.
+    pub fn push_blob(&self, repo: &str, bytes: Vec<u8>) -> Result<String, RegistryError> {
+        let r = Self::reference(repo)?;
+        let digest = sha256(&bytes);
+        self.rt
+            .block_on(self.client.push_blob(&r, bytes, &digest))
+            .map_err(|e| Self::unavailable(&r, e))?;
+        Ok(digest)
+    }
+
+    /// Uploads a manifest under `reference` (a tag); returns its digest.
+    pub fn push_manifest(
+        &self,
+        reference: &str,
+        manifest: &OciImageManifest,
+    ) -> Result<String, RegistryError> {
+        let r = Self::reference(reference)?;
+        let m = oci_client::manifest::OciManifest::Image(manifest.clone());
+        self.rt
+            .block_on(self.client.push_manifest(&r, &m))
+            .map_err(|e| Self::unavailable(&r, e))?;
+        // The registry's own word on the digest of what it stored.
+        self.rt
+            .block_on(
+                self.client
+                    .fetch_manifest_digest(&r, &RegistryAuth::Anonymous),
+            )
+            .map_err(|e| Self::unavailable(&r, e))
+    }
+}
+
+fn is_not_found(e: &oci_client::errors::OciDistributionError) -> bool {
+    use oci_client::errors::OciDistributionError as E;
+    match e {
+        E::ImageManifestNotFoundError(_) => true,
+        E::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
+            matches!(
+                x.code,
+                oci_client::errors::OciErrorCode::ManifestUnknown
+                    | oci_client::errors::OciErrorCode::NameUnknown
+            )
+        }),
+        other => other.to_string().contains("404"),
+    }
+}
+
+/// `sha256:<hex>` of bytes.
+pub fn sha256(bytes: &[u8]) -> String {
+    let d = sha2::Sha256::digest(bytes);
+    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// An AsyncWrite that refuses to grow past `cap` bytes.
+struct Capped {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl tokio::io::AsyncWrite for Capped {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.buf.len() + data.len() > self.cap {
+            let take = self.cap + 1 - self.buf.len().min(self.cap + 1);
+            let take = take.min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            return Poll::Ready(Err(std::io::Error::other("blob over its size cap")));
+        }
+        self.buf.extend_from_slice(data);
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
