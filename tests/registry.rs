@@ -200,3 +200,110 @@ fn keyed_signatures_pass_and_every_bad_signature_fails_with_its_reason() {
     let err = cosign::check(&reg, &repo, &good, &trust).expect_err("registry is down");
     assert!(err.is_infrastructure(), "{err}");
 }
+
+fn vuln_predicate(severity: &str, fixed: &str) -> serde_json::Value {
+    serde_json::json!({
+        "scanner": {"uri": "pkg:github/aquasecurity/trivy", "version": "0.57.0",
+            "result": {"Results": [{"Target": "demo", "Vulnerabilities": [
+                {"VulnerabilityID": "CVE-2026-4242", "PkgName": "libfoo", "InstalledVersion": "1.0",
+                 "FixedVersion": fixed, "Severity": severity}]}]}},
+        "metadata": {"scanStartedOn": "2026-11-24T10:00:00Z", "scanFinishedOn": "2026-11-24T10:01:00Z"}
+    })
+}
+
+#[test]
+fn vulnerability_attestations_are_verified_then_judged() {
+    use platform_capstone::gates::vulnerability::{self, VulnPolicy};
+    let registry = LocalRegistry::start();
+    let reg = OciRegistry::new(std::slice::from_ref(&registry.host)).expect("client");
+    let repo = format!("{}/platform-capstone/demo", registry.host);
+    let (ci_key, trusted) = keys();
+    let (stranger_key, _) = keys();
+    let trust = vec![trusted];
+    let policy = VulnPolicy::parse(include_str!("../policies/vulnerability.toml")).expect("policy");
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    let judge = |digest: &str| {
+        let predicate =
+            cosign::verified_predicate(&reg, &repo, digest, cosign::VULN_PREDICATE, &trust)
+                .expect("registry")
+                .expect("a verified report");
+        let report = vulnerability::parse_report(&predicate).expect("report");
+        vulnerability::verdict(vulnerability::evaluate(&policy, &repo, &report, now))
+    };
+
+    // A clean report (only an unfixable critical, fixable_only = true) passes.
+    let clean = push_image(&reg, &repo, "clean");
+    cosign::attest(
+        &reg,
+        &repo,
+        &clean,
+        cosign::VULN_PREDICATE,
+        vuln_predicate("CRITICAL", ""),
+        &ci_key,
+    )
+    .expect("attest");
+    assert_eq!(
+        judge(&clean).outcome,
+        platform_capstone::model::Outcome::Pass
+    );
+
+    // A fixable critical fails the policy.
+    let vulnerable = push_image(&reg, &repo, "vulnerable");
+    cosign::attest(
+        &reg,
+        &repo,
+        &vulnerable,
+        cosign::VULN_PREDICATE,
+        vuln_predicate("CRITICAL", "1.0.1"),
+        &ci_key,
+    )
+    .expect("attest");
+    let v = judge(&vulnerable);
+    assert_eq!(v.outcome, platform_capstone::model::Outcome::Fail);
+    assert!(
+        v.findings[0].message.contains("CVE-2026-4242"),
+        "{:?}",
+        v.findings
+    );
+
+    // No report, a report signed by a stranger, an attestation of the wrong type.
+    let none = push_image(&reg, &repo, "none");
+    let reason = |digest: &str| {
+        cosign::verified_predicate(&reg, &repo, digest, cosign::VULN_PREDICATE, &trust)
+            .expect("registry")
+            .expect_err("no verified report")
+    };
+    assert!(reason(&none).contains("no attestation found"));
+    let foreign = push_image(&reg, &repo, "foreign-report");
+    cosign::attest(
+        &reg,
+        &repo,
+        &foreign,
+        cosign::VULN_PREDICATE,
+        vuln_predicate("LOW", ""),
+        &stranger_key,
+    )
+    .expect("attest");
+    assert!(
+        reason(&foreign).contains("no trusted key verifies"),
+        "{}",
+        reason(&foreign)
+    );
+    let provenance = push_image(&reg, &repo, "provenance-only");
+    cosign::attest(
+        &reg,
+        &repo,
+        &provenance,
+        "https://slsa.dev/provenance/v0.2",
+        serde_json::json!({}),
+        &ci_key,
+    )
+    .expect("attest");
+    assert!(
+        reason(&provenance).contains("is not https://cosign.sigstore.dev/attestation/vuln/v1"),
+        "{}",
+        reason(&provenance)
+    );
+}

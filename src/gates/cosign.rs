@@ -56,19 +56,6 @@ pub fn sign(
     let sig_b64 = base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes());
     let payload_len = payload.len() as i64;
     let payload_digest = reg.push_blob(repo, payload)?;
-    let config = serde_json::json!({
-        "architecture": "", "os": "", "config": {}, "created": "0001-01-01T00:00:00Z",
-        "rootfs": {"type": "layers", "diff_ids": [payload_digest]},
-    })
-    .to_string()
-    .into_bytes();
-    let config_len = config.len() as i64;
-    let config_digest = reg.push_blob(repo, config)?;
-    let tag = signature_tag(repo, digest);
-    let mut layers = match reg.manifest(&tag)? {
-        Some((m, _)) => m.layers,
-        None => Vec::new(),
-    };
     let layer = OciDescriptor {
         media_type: SIMPLESIGNING.into(),
         digest: payload_digest,
@@ -80,29 +67,7 @@ pub fn sign(
         )])),
         artifact_type: None,
     };
-    if !layers
-        .iter()
-        .any(|l| l.digest == layer.digest && l.annotations == layer.annotations)
-    {
-        layers.push(layer);
-    }
-    let manifest = OciImageManifest {
-        schema_version: 2,
-        media_type: Some(crate::adapters::registry::OCI_MANIFEST.into()),
-        config: OciDescriptor {
-            media_type: "application/vnd.oci.image.config.v1+json".into(),
-            digest: config_digest,
-            size: config_len,
-            urls: None,
-            annotations: None,
-            artifact_type: None,
-        },
-        layers,
-        subject: None,
-        artifact_type: None,
-        annotations: None,
-    };
-    reg.push_manifest(&tag, &manifest)
+    push_layer(reg, &signature_tag(repo, digest), layer)
 }
 
 /// Checks the signatures of `repo@digest` against `keys`: `Ok(None)` when
@@ -190,4 +155,213 @@ pub fn check(
         "no-valid-signature"
     };
     Ok(fail(rule, reasons.join("; ")))
+}
+
+pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
+pub const IN_TOTO: &str = "application/vnd.in-toto+json";
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v0.1";
+/// cosign's vulnerability predicate type (`cosign attest --type vuln`).
+pub const VULN_PREDICATE: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
+/// Bytes read per attestation envelope, at most.
+pub const MAX_ENVELOPE_BYTES: usize = 4 * 1024 * 1024;
+
+/// `repo:sha256-<hex>.att` for `digest`.
+pub fn attestation_tag(repo: &str, digest: &str) -> String {
+    format!("{repo}:{}.att", digest.replace(':', "-"))
+}
+
+/// DSSE pre-authentication encoding, the bytes a DSSE signature covers.
+fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        payload.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Writes a signed in-toto attestation of `predicate` (of `predicate_type`)
+/// about `repo@digest` to its `.att` manifest. Returns the manifest digest.
+pub fn attest(
+    reg: &OciRegistry,
+    repo: &str,
+    digest: &str,
+    predicate_type: &str,
+    predicate: serde_json::Value,
+    key: &p256::ecdsa::SigningKey,
+) -> Result<String, RegistryError> {
+    use base64::Engine;
+    use p256::ecdsa::signature::Signer;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let hex = digest.trim_start_matches("sha256:");
+    let statement = serde_json::json!({
+        "_type": STATEMENT_TYPE,
+        "predicateType": predicate_type,
+        "subject": [{"name": repo, "digest": {"sha256": hex}}],
+        "predicate": predicate,
+    })
+    .to_string();
+    let sig: p256::ecdsa::Signature = key.sign(&pae(IN_TOTO, statement.as_bytes()));
+    let envelope = serde_json::json!({
+        "payloadType": IN_TOTO,
+        "payload": b64.encode(statement.as_bytes()),
+        "signatures": [{"keyid": "", "sig": b64.encode(sig.to_der().as_bytes())}],
+    })
+    .to_string()
+    .into_bytes();
+    let len = envelope.len() as i64;
+    let layer_digest = reg.push_blob(repo, envelope)?;
+    let layer = OciDescriptor {
+        media_type: DSSE_ENVELOPE.into(),
+        digest: layer_digest,
+        size: len,
+        urls: None,
+        annotations: Some(BTreeMap::from([(
+            "predicateType".to_string(),
+            predicate_type.to_string(),
+        )])),
+        artifact_type: None,
+    };
+    push_layer(reg, &attestation_tag(repo, digest), layer)
+}
+
+/// Adds `layer` to the manifest at `tag` (creating it), keeping existing layers.
+fn push_layer(reg: &OciRegistry, tag: &str, layer: OciDescriptor) -> Result<String, RegistryError> {
+    let repo = tag.rsplit_once(':').map(|(r, _)| r).unwrap_or(tag);
+    let config = b"{}".to_vec();
+    let config_len = config.len() as i64;
+    let config_digest = reg.push_blob(repo, config)?;
+    let mut layers = match reg.manifest(tag)? {
+        Some((m, _)) => m.layers,
+        None => Vec::new(),
+    };
+    if !layers
+        .iter()
+        .any(|l| l.digest == layer.digest && l.annotations == layer.annotations)
+    {
+        layers.push(layer);
+    }
+    let manifest = OciImageManifest {
+        schema_version: 2,
+        media_type: Some(crate::adapters::registry::OCI_MANIFEST.into()),
+        config: OciDescriptor {
+            media_type: "application/vnd.oci.image.config.v1+json".into(),
+            digest: config_digest,
+            size: config_len,
+            urls: None,
+            annotations: None,
+            artifact_type: None,
+        },
+        layers,
+        subject: None,
+        artifact_type: None,
+        annotations: None,
+    };
+    reg.push_manifest(tag, &manifest)
+}
+
+/// The verified predicate of the newest attestation of `predicate_type`
+/// about `repo@digest`: `Ok(Err(reason))` when there is none that verifies
+/// (every reason joined), `Err` when the registry could not be read.
+pub fn verified_predicate(
+    reg: &OciRegistry,
+    repo: &str,
+    digest: &str,
+    predicate_type: &str,
+    keys: &[TrustedKey],
+) -> Result<Result<serde_json::Value, String>, RegistryError> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let Some((manifest, _)) = reg.manifest(&attestation_tag(repo, digest))? else {
+        return Ok(Err(
+            "no attestation found (no .att manifest for this digest)".into(),
+        ));
+    };
+    if manifest.layers.len() > MAX_SIGNATURES {
+        return Ok(Err(format!(
+            "{} attestations, over the cap of {MAX_SIGNATURES}",
+            manifest.layers.len()
+        )));
+    }
+    let hex = digest.trim_start_matches("sha256:");
+    let mut reasons = Vec::new();
+    // Newest last: try from the end.
+    for layer in manifest.layers.iter().rev() {
+        let declared = layer
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("predicateType"))
+            .map(String::as_str);
+        if declared != Some(predicate_type) {
+            reasons.push(format!(
+                "attestation of type {} is not {predicate_type}",
+                declared.unwrap_or("(none)")
+            ));
+            continue;
+        }
+        if layer.size < 0 || layer.size as usize > MAX_ENVELOPE_BYTES {
+            reasons.push(format!("attestation {} is over the size cap", layer.digest));
+            continue;
+        }
+        let bytes = match reg.blob(repo, &layer.digest, MAX_ENVELOPE_BYTES) {
+            Ok(b) => b,
+            Err(e) if e.is_infrastructure() => return Err(e),
+            Err(e) => {
+                reasons.push(e.to_string());
+                continue;
+            }
+        };
+        let check = || -> Result<serde_json::Value, String> {
+            let env: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| format!("not a DSSE envelope: {e}"))?;
+            let payload_type = env["payloadType"].as_str().unwrap_or_default();
+            let payload = b64
+                .decode(env["payload"].as_str().unwrap_or_default())
+                .map_err(|e| format!("payload is not base64: {e}"))?;
+            let signed = pae(payload_type, &payload);
+            let verified = env["signatures"].as_array().into_iter().flatten().any(|s| {
+                let Some(sig) = s["sig"].as_str().and_then(|x| b64.decode(x).ok()) else {
+                    return false;
+                };
+                let Ok(sig) = p256::ecdsa::Signature::from_der(&sig)
+                    .or_else(|_| p256::ecdsa::Signature::from_slice(&sig))
+                else {
+                    return false;
+                };
+                keys.iter().any(|k| k.verify_raw(&signed, &sig))
+            });
+            if !verified {
+                return Err(
+                    "no trusted key verifies the attestation (signed by another key, or altered)"
+                        .into(),
+                );
+            }
+            let st: serde_json::Value = serde_json::from_slice(&payload)
+                .map_err(|e| format!("statement is not JSON: {e}"))?;
+            if st["predicateType"].as_str() != Some(predicate_type) {
+                return Err(format!(
+                    "signed statement is of type {}, not {predicate_type}",
+                    st["predicateType"]
+                ));
+            }
+            let about_us = st["subject"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["digest"]["sha256"].as_str() == Some(hex));
+            if !about_us {
+                return Err(format!(
+                    "the attestation is about another digest, not {digest}"
+                ));
+            }
+            Ok(st["predicate"].clone())
+        };
+        match check() {
+            Ok(p) => return Ok(Ok(p)),
+            Err(r) => reasons.push(r),
+        }
+    }
+    Ok(Err(reasons.join("; ")))
 }

@@ -37,6 +37,13 @@ impl TrustedKey {
     }
 }
 
+impl TrustedKey {
+    /// Whether this key verifies `sig` over `msg` (SHA-256 inside).
+    pub fn verify_raw(&self, msg: &[u8], sig: &Signature) -> bool {
+        self.key.verify(msg, sig).is_ok()
+    }
+}
+
 /// Why a signature does not count.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
