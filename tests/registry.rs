@@ -307,3 +307,125 @@ fn vulnerability_attestations_are_verified_then_judged() {
         reason(&provenance)
     );
 }
+
+fn bin(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run platform-capstone")
+}
+
+/// Pins `repo@digest` for dev and trusts `pubkey`, committed on env/dev.
+fn pin_dev(work: &std::path::Path, repo: &str, digest: &str, pubkey: &std::path::Path) {
+    use crate::support::git;
+    git(work, &["checkout", "-q", "env/dev"]);
+    let k = work.join("overlays/dev/kustomization.yaml");
+    let text = std::fs::read_to_string(&k).expect("read");
+    let start = text.find("\nimages:\n").expect("images") + 1;
+    let end = start + text[start..].find("replicas:").expect("replicas");
+    let mut new = text.clone();
+    new.replace_range(
+        start..end,
+        &format!("images:\n  - name: localhost:5000/platform-capstone/demo\n    newName: {repo}\n    digest: {digest}\n"),
+    );
+    std::fs::write(&k, new).expect("write");
+    std::fs::create_dir_all(work.join("policies/keys")).expect("mkdir");
+    std::fs::copy(pubkey, work.join("policies/keys/release-ci.pub")).expect("copy key");
+    std::fs::write(
+        work.join("policies/trust.toml"),
+        "[[keys]]\nname = \"release-ci\"\npath = \"keys/release-ci.pub\"\n",
+    )
+    .expect("trust");
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-qm", "pin"]);
+}
+
+#[test]
+fn check_prints_the_checks_block_and_fails_an_unsigned_release() {
+    let registry = LocalRegistry::start();
+    let reg = OciRegistry::new(std::slice::from_ref(&registry.host)).expect("client");
+    let repo = format!("{}/platform-capstone/demo", registry.host);
+    let f = crate::support::Fixture::new();
+    let d = f.dir.path();
+    assert!(
+        bin(d, &["keygen", "--cosign", "--out", "cosign.key"])
+            .status
+            .success()
+    );
+
+    let good = push_image(&reg, &repo, "release-1");
+    let image = format!("{repo}@{good}");
+    let s = bin(d, &["sign", &image, "--key", "cosign.key", "--plain-http"]);
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    std::fs::write(
+        d.join("scan.json"),
+        vuln_predicate("LOW", "1.0.1").to_string(),
+    )
+    .expect("write");
+    let a = bin(
+        d,
+        &[
+            "attest",
+            &image,
+            "--predicate",
+            "scan.json",
+            "--type",
+            "vuln",
+            "--key",
+            "cosign.key",
+            "--plain-http",
+        ],
+    );
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+
+    let work = f.path("work");
+    pin_dev(&work, &repo, &good, &d.join("cosign.key.pub"));
+    let c = bin(
+        d,
+        &[
+            "check",
+            "--repo",
+            work.to_str().expect("utf8"),
+            "--env",
+            "dev",
+            "--plain-http",
+            &registry.host,
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&c.stdout),
+        "checks:\n  artifact_signature: pass\n  vulnerability_policy: pass\n  admission_policy: pass\n",
+        "{}",
+        String::from_utf8_lossy(&c.stderr)
+    );
+    assert!(c.status.success());
+
+    // An unsigned, unscanned digest: both artifact gates fail, with reasons.
+    let unsigned = push_image(&reg, &repo, "release-2");
+    pin_dev(&work, &repo, &unsigned, &d.join("cosign.key.pub"));
+    let c = bin(
+        d,
+        &[
+            "check",
+            "--repo",
+            work.to_str().expect("utf8"),
+            "--env",
+            "dev",
+            "--plain-http",
+            &registry.host,
+        ],
+    );
+    let out = String::from_utf8_lossy(&c.stdout);
+    assert_eq!(c.status.code(), Some(1), "{out}");
+    assert!(
+        out.starts_with("checks:\n  artifact_signature: fail\n    "),
+        "{out}"
+    );
+    assert!(out.contains("no cosign signature found"), "{out}");
+    assert!(
+        out.contains("  vulnerability_policy: fail\n") && out.contains("no attestation found"),
+        "{out}"
+    );
+    assert!(out.contains("  admission_policy: pass\n"), "{out}");
+}

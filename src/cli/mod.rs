@@ -3,10 +3,12 @@
 //! printed as one line naming the file, field and fix; exit code 1 for a
 //! failed command, 2 for bad usage (clap).
 
+mod check;
 mod diff;
 mod init;
 mod keygen;
 mod render;
+mod sign;
 mod status;
 mod validate;
 
@@ -50,6 +52,12 @@ enum Command {
     Render(render::Args),
     /// Unified diff of rendered manifests between revisions or environments (Secrets masked).
     Diff(diff::Args),
+    /// Run the release gates (signature, vulnerability, admission) for an environment.
+    Check(check::Args),
+    /// Sign an image digest into the registry (cosign-compatible, keyed).
+    Sign(sign::SignArgs),
+    /// Attest a predicate (e.g. a vulnerability report) about an image digest.
+    Attest(sign::AttestArgs),
 }
 
 /// Output format of commands whose output is data.
@@ -77,6 +85,9 @@ pub fn main() -> ExitCode {
         Command::Keygen(a) => keygen::run(a),
         Command::Render(a) => render::run(a),
         Command::Diff(a) => diff::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Sign(a) => sign::run_sign(a),
+        Command::Attest(a) => sign::run_attest(a),
     };
     match result {
         Ok(code) => code,

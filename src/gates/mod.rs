@@ -13,7 +13,9 @@
 
 pub mod admission;
 pub mod cosign;
+pub mod run;
 pub mod signature;
+pub mod trust;
 pub mod vulnerability;
 
 /// Why a gate could not evaluate. Every variant fails the gate.

@@ -1,0 +1,113 @@
+//! `platform-capstone sign` and `attest`: cosign-compatible signatures and
+//! in-toto attestations written to the registry, without the cosign binary.
+
+use crate::adapters::registry::OciRegistry;
+use crate::gates::cosign;
+use anyhow::Context;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Signs IMAGE@DIGEST the way `cosign sign --key` does: a simple-signing \
+payload naming the digest, signed with an ECDSA P-256 key (unencrypted PKCS#8 PEM, as \
+written by `platform-capstone keygen --cosign`), stored as a layer of the \
+`sha256-<hex>.sig` manifest beside the image. Existing signatures are kept."
+)]
+pub struct SignArgs {
+    /// The image, pinned by digest: registry/repo@sha256:…
+    image: String,
+    /// Private key (PKCS#8 PEM).
+    #[arg(long, value_name = "PATH")]
+    key: PathBuf,
+    /// Reach the image's registry over plain HTTP (loopback registries).
+    #[arg(long)]
+    plain_http: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Attests a predicate about IMAGE@DIGEST the way `cosign attest --key` \
+does: an in-toto statement in a DSSE envelope signed with the key, stored as a layer of \
+the `sha256-<hex>.att` manifest. --type vuln marks a vulnerability report (cosign vuln \
+predicate, or a bare Trivy/Grype JSON), which the vulnerability gate reads."
+)]
+pub struct AttestArgs {
+    /// The image, pinned by digest: registry/repo@sha256:…
+    image: String,
+    /// Predicate file (JSON).
+    #[arg(long, value_name = "FILE")]
+    predicate: PathBuf,
+    /// `vuln`, or a predicate type URI.
+    #[arg(long = "type", default_value = "vuln")]
+    kind: String,
+    /// Private key (PKCS#8 PEM).
+    #[arg(long, value_name = "PATH")]
+    key: PathBuf,
+    /// Reach the image's registry over plain HTTP (loopback registries).
+    #[arg(long)]
+    plain_http: bool,
+}
+
+fn target(image: &str, plain_http: bool) -> anyhow::Result<(String, String, OciRegistry)> {
+    let (repo, _tag, digest) = crate::render::transform::split_image(image);
+    let digest = digest.with_context(|| {
+        format!("{image}: give the image by digest (repo@sha256:…); tags can move")
+    })?;
+    digest
+        .parse::<crate::model::Digest>()
+        .map_err(|e| anyhow::anyhow!("{image}: {e}"))?;
+    let host = repo.split('/').next().unwrap_or_default().to_string();
+    let plain: Vec<String> = if plain_http { vec![host] } else { vec![] };
+    Ok((
+        repo.to_string(),
+        digest.to_string(),
+        OciRegistry::new(&plain)?,
+    ))
+}
+
+fn key(path: &std::path::Path) -> anyhow::Result<p256::ecdsa::SigningKey> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read key", path.display()))?;
+    cosign::load_signing_key(&pem).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}; create one with `platform-capstone keygen --cosign`",
+            path.display()
+        )
+    })
+}
+
+pub fn run_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
+    let (repo, digest, reg) = target(&a.image, a.plain_http)?;
+    let key = key(&a.key)?;
+    let manifest = cosign::sign(&reg, &repo, &digest, &key)?;
+    println!(
+        "signed {repo}@{digest} ({} @ {manifest})",
+        cosign::signature_tag(&repo, &digest)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
+    let (repo, digest, reg) = target(&a.image, a.plain_http)?;
+    let key = key(&a.key)?;
+    let text = std::fs::read_to_string(&a.predicate)
+        .with_context(|| format!("{}", a.predicate.display()))?;
+    let predicate: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not JSON", a.predicate.display()))?;
+    let predicate_type = match a.kind.as_str() {
+        "vuln" => {
+            crate::gates::vulnerability::parse_report(&predicate)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", a.predicate.display()))?;
+            cosign::VULN_PREDICATE.to_string()
+        }
+        uri if uri.contains("://") => uri.to_string(),
+        other => anyhow::bail!("--type {other:?}: use vuln or a predicate type URI"),
+    };
+    let manifest = cosign::attest(&reg, &repo, &digest, &predicate_type, predicate, &key)?;
+    println!(
+        "attested {predicate_type} for {repo}@{digest} ({} @ {manifest})",
+        cosign::attestation_tag(&repo, &digest)
+    );
+    Ok(ExitCode::SUCCESS)
+}

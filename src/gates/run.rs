@@ -1,0 +1,169 @@
+//! All three gates for one rendered release, in the order of brief §2:
+//! artifact signature, vulnerability policy, admission policy. A gate that
+//! cannot evaluate yields a `fail` verdict carrying the reason — never a
+//! pass, never a skip — and a gate in `warn` mode reports its failures
+//! without enforcing them.
+
+use super::{admission::AdmissionGate, cosign, trust, vulnerability};
+use crate::adapters::registry::OciRegistry;
+use crate::config::{GateMode, Gates};
+use crate::model::{Finding, Outcome, Verdict};
+use crate::render::Rendered;
+use crate::source::TreeReader;
+use chrono::{DateTime, Utc};
+
+/// The three verdicts, in display order.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Checks {
+    pub artifact_signature: Verdict,
+    pub vulnerability_policy: Verdict,
+    pub admission_policy: Verdict,
+}
+
+impl Checks {
+    pub fn verdicts(&self) -> [&Verdict; 3] {
+        [
+            &self.artifact_signature,
+            &self.vulnerability_policy,
+            &self.admission_policy,
+        ]
+    }
+
+    pub fn passed(&self) -> bool {
+        self.verdicts().iter().all(|v| v.outcome != Outcome::Fail)
+    }
+}
+
+fn could_not_evaluate(gate: &'static str, reason: String) -> Verdict {
+    Verdict::from_findings(
+        gate,
+        vec![Finding {
+            rule: "could-not-evaluate".into(),
+            subject: gate.into(),
+            message: reason,
+            enforced: true,
+            enforced_from: None,
+        }],
+    )
+}
+
+/// `warn` mode reports findings without enforcing them; a gate that could
+/// not evaluate stays failed in either mode.
+fn apply_mode(mut v: Verdict, mode: GateMode) -> Verdict {
+    if mode == GateMode::Warn {
+        v.findings
+            .iter_mut()
+            .filter(|f| f.rule != "could-not-evaluate")
+            .for_each(|f| f.enforced = false);
+        v = Verdict::from_findings(v.gate, v.findings);
+    }
+    v
+}
+
+/// `repo@sha256:…` → (repo, digest); a reference without a digest is `Err`.
+fn split_pinned(image: &str) -> Result<(&str, &str), String> {
+    let (name, _tag, digest) = crate::render::transform::split_image(image);
+    match digest {
+        Some(d) => Ok((name, d)),
+        None => Err(format!(
+            "{image} is not pinned by digest: immutable references only"
+        )),
+    }
+}
+
+/// Runs every gate over `rendered`, with policies read from `tree`.
+pub fn run(
+    tree: &dyn TreeReader,
+    rendered: &Rendered,
+    modes: &Gates,
+    reg: &OciRegistry,
+    now: DateTime<Utc>,
+) -> Checks {
+    let images = crate::render::images(rendered);
+
+    let signature = match trust::load(tree) {
+        Err(e) => could_not_evaluate("artifact_signature", e.to_string()),
+        Ok(keys) if keys.is_empty() => could_not_evaluate(
+            "artifact_signature",
+            format!(
+                "{}: no trusted keys: nothing can pass (fail closed); add [[keys]]",
+                trust::TRUST_FILE
+            ),
+        ),
+        Ok(keys) => {
+            let mut findings = Vec::new();
+            let mut error = None;
+            for image in &images {
+                match split_pinned(image) {
+                    Err(m) => findings.push(pinning_finding(image, m)),
+                    Ok((repo, digest)) => match cosign::check(reg, repo, digest, &keys) {
+                        Ok(None) => {}
+                        Ok(Some(f)) => findings.push(f),
+                        Err(e) => error = Some(e.to_string()),
+                    },
+                }
+            }
+            match error {
+                Some(e) => could_not_evaluate("artifact_signature", e),
+                None => Verdict::from_findings("artifact_signature", findings),
+            }
+        }
+    };
+
+    let vulnerability = match (vulnerability::VulnPolicy::load(tree), trust::load(tree)) {
+        (Err(e), _) | (_, Err(e)) => could_not_evaluate(vulnerability::GATE, e.to_string()),
+        (Ok(policy), Ok(keys)) => {
+            let mut findings = Vec::new();
+            let mut error = None;
+            for image in &images {
+                let Ok((repo, digest)) = split_pinned(image) else {
+                    continue; // reported by the signature gate
+                };
+                match cosign::verified_predicate(reg, repo, digest, cosign::VULN_PREDICATE, &keys) {
+                    Err(e) => error = Some(e.to_string()),
+                    Ok(Err(reason)) => {
+                        let mut f = vulnerability::missing_report(image, true);
+                        f.message = format!("{}: {reason}", f.message);
+                        findings.push(f);
+                    }
+                    Ok(Ok(predicate)) => match vulnerability::parse_report(&predicate) {
+                        Ok(report) => {
+                            findings.extend(vulnerability::evaluate(&policy, repo, &report, now))
+                        }
+                        Err(e) => findings.push(vulnerability::missing_report(
+                            &format!("{image} ({e})"),
+                            true,
+                        )),
+                    },
+                }
+            }
+            match error {
+                Some(e) => could_not_evaluate(vulnerability::GATE, e),
+                None => vulnerability::verdict(findings),
+            }
+        }
+    };
+
+    let admission = match AdmissionGate::load(tree) {
+        Err(e) => could_not_evaluate("admission_policy", e.to_string()),
+        Ok(mut gate) => gate
+            .evaluate(&rendered.objects, now.date_naive())
+            .unwrap_or_else(|e| could_not_evaluate("admission_policy", e.to_string())),
+    };
+
+    Checks {
+        artifact_signature: apply_mode(signature, modes.signature),
+        vulnerability_policy: apply_mode(vulnerability, modes.vulnerability),
+        admission_policy: apply_mode(admission, modes.admission),
+    }
+}
+
+fn pinning_finding(image: &str, message: String) -> Finding {
+    Finding {
+        rule: "images-by-digest".into(),
+        subject: image.into(),
+        message,
+        enforced: true,
+        enforced_from: None,
+    }
+}
