@@ -4,69 +4,33 @@
 //! tampered payload, and the registry stopped mid-check.
 
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
+use platform_capstone::adapters::local_registry::LocalRegistry;
 use platform_capstone::adapters::registry::{OciRegistry, sha256};
 use platform_capstone::gates::cosign;
 use platform_capstone::gates::signature::TrustedKey;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-struct LocalRegistry {
-    child: Child,
+/// A registry for one test, storing in its own temp dir.
+struct TestRegistry {
+    inner: LocalRegistry,
     host: String,
     _dir: tempfile::TempDir,
 }
 
-impl LocalRegistry {
+impl TestRegistry {
     fn start() -> Self {
         let dir = tempfile::tempdir().expect("tmp");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .expect("write config");
-        let child = Command::new("docker-registry")
-            .args(["serve", config.to_str().expect("utf8")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "docker-registry not found: apt-get install docker-registry (scripts/test does)",
-            );
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not listen on {port} within 15 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let inner = LocalRegistry::start(dir.path()).expect("start docker-registry");
+        let host = inner.host.clone();
         Self {
-            child,
-            host: format!("127.0.0.1:{port}"),
+            inner,
+            host,
             _dir: dir,
         }
     }
 
     fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for LocalRegistry {
-    fn drop(&mut self) {
-        self.stop();
+        self.inner.stop();
     }
 }
 
@@ -110,7 +74,7 @@ fn keys() -> (p256::ecdsa::SigningKey, TrustedKey) {
 
 #[test]
 fn keyed_signatures_pass_and_every_bad_signature_fails_with_its_reason() {
-    let mut registry = LocalRegistry::start();
+    let mut registry = TestRegistry::start();
     let reg = OciRegistry::new(std::slice::from_ref(&registry.host)).expect("client");
     let repo = format!("{}/platform-capstone/demo", registry.host);
     let (ci_key, trusted) = keys();
@@ -214,7 +178,7 @@ fn vuln_predicate(severity: &str, fixed: &str) -> serde_json::Value {
 #[test]
 fn vulnerability_attestations_are_verified_then_judged() {
     use platform_capstone::gates::vulnerability::{self, VulnPolicy};
-    let registry = LocalRegistry::start();
+    let registry = TestRegistry::start();
     let reg = OciRegistry::new(std::slice::from_ref(&registry.host)).expect("client");
     let repo = format!("{}/platform-capstone/demo", registry.host);
     let (ci_key, trusted) = keys();
@@ -343,7 +307,7 @@ fn pin_dev(work: &std::path::Path, repo: &str, digest: &str, pubkey: &std::path:
 
 #[test]
 fn check_prints_the_checks_block_and_fails_an_unsigned_release() {
-    let registry = LocalRegistry::start();
+    let registry = TestRegistry::start();
     let reg = OciRegistry::new(std::slice::from_ref(&registry.host)).expect("client");
     let repo = format!("{}/platform-capstone/demo", registry.host);
     let f = crate::support::Fixture::new();

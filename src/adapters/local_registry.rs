@@ -1,0 +1,69 @@
+//! A CNCF Distribution registry (Debian's `docker-registry`) on a loopback
+//! port, storing under a directory: for tests, benches and the local stack.
+//! Stopped (killed and reaped) on drop.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct LocalRegistry {
+    child: Child,
+    /// `127.0.0.1:<port>`
+    pub host: String,
+}
+
+impl LocalRegistry {
+    /// Starts a registry storing under `dir`, on a free loopback port;
+    /// waits (bounded) until it accepts connections.
+    pub fn start(dir: &Path) -> Result<Self, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free loopback port: {e}"))?
+            .port();
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let config = dir.join("registry.yml");
+        let yaml = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        crate::fsutil::write_atomic(&config, yaml.as_bytes(), None)
+            .map_err(|e| format!("{}: {e}", config.display()))?;
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start docker-registry ({e}); install it: apt-get install docker-registry"))?;
+        let mut me = Self {
+            child,
+            host: format!("127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                me.stop();
+                return Err(format!(
+                    "docker-registry did not listen on 127.0.0.1:{port} within 15 s"
+                ));
+            }
+            if let Ok(Some(status)) = me.child.try_wait() {
+                return Err(format!("docker-registry exited at start ({status})"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(me)
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
