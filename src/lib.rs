@@ -11,7 +11,8 @@
 //! - [`source`]: the config repo: fetch, confined reads, signed CAS commits, reverts, notes
 //! - [`signing`]: SSH signatures and `allowed_signers`
 //! - [`blueprint`]: the reference config repo compiled in; `init`
-//! - [`gates`]: admission (Rego, severity phases); signature and vulnerability next
+//! - [`gates`]: signature (keyed cosign), vulnerability, admission (Rego); `check`
+//! - [`adapters`]: the OCI registry client and a loopback docker-registry
 //! - [`render`]: kustomize-compatible overlay rendering (pure)
 //! - [`redact`]: Secret masking for diffs, logs and reports
 //! - [`yaml`]: the one bounded door for YAML

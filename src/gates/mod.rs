@@ -5,11 +5,11 @@
 //! evaluation over budget — which callers treat as a failure: gates fail
 //! closed, they never pass or skip on error.
 //!
-//! Today: the admission gate (Rego over every rendered object, with
-//! severity phases), the vulnerability policy's decision over a scan
-//! report, and keyed cosign signature verification over a payload. Fetching
-//! signatures and attestations from the registry, keyless verification,
-//! `sign`/`attest` and the `check` command land next.
+//! Modules: `admission` (Rego, severity phases), `vulnerability` (policy
+//! and report decision), `signature` (keyed cosign verification), `trust`
+//! (trusted keys), `cosign` (the registry layout of signatures and
+//! attestations), `run` (all three for one render). Keyless (Fulcio/Rekor)
+//! verification is not implemented yet: trust.toml refuses keyless entries.
 
 pub mod admission;
 pub mod cosign;
