@@ -4,25 +4,14 @@
 //! Prints ms per gate and admission µs per object. Goals (issue 4): the
 //! whole gate run under 200 ms; admission under 1 ms per object.
 
-use oci_client::manifest::{OciDescriptor, OciImageManifest};
+use oci_client::manifest::OciImageManifest;
 use platform_capstone::adapters::local_registry::LocalRegistry;
-use platform_capstone::adapters::registry::{OciRegistry, sha256};
+use platform_capstone::adapters::registry::{OciRegistry, descriptor};
 use platform_capstone::blueprint;
 use platform_capstone::gates::{admission::AdmissionGate, cosign, run, trust, vulnerability};
 use platform_capstone::render::Rendered;
 use platform_capstone::source::DirReader;
 use std::time::Instant;
-
-fn descriptor(media_type: &str, bytes: &[u8]) -> OciDescriptor {
-    OciDescriptor {
-        media_type: media_type.into(),
-        digest: sha256(bytes),
-        size: bytes.len() as i64,
-        urls: None,
-        annotations: None,
-        artifact_type: None,
-    }
-}
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
@@ -64,8 +53,12 @@ fn main() {
         let m = OciImageManifest {
             schema_version: 2,
             media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
-            config: descriptor("application/vnd.oci.image.config.v1+json", &config),
-            layers: vec![descriptor("application/vnd.oci.image.layer.v1.tar", &layer)],
+            config: descriptor("application/vnd.oci.image.config.v1+json", &config, None),
+            layers: vec![descriptor(
+                "application/vnd.oci.image.layer.v1.tar",
+                &layer,
+                None,
+            )],
             subject: None,
             artifact_type: None,
             annotations: None,

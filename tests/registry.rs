@@ -3,9 +3,9 @@
 //! signed, unsigned, wrong key, a signature copied from another digest, a
 //! tampered payload, and the registry stopped mid-check.
 
-use oci_client::manifest::{OciDescriptor, OciImageManifest};
+use oci_client::manifest::OciImageManifest;
 use platform_capstone::adapters::local_registry::LocalRegistry;
-use platform_capstone::adapters::registry::{OciRegistry, sha256};
+use platform_capstone::adapters::registry::{OciRegistry, descriptor};
 use platform_capstone::gates::cosign;
 use platform_capstone::gates::signature::TrustedKey;
 use std::process::Command;
@@ -34,17 +34,6 @@ impl TestRegistry {
     }
 }
 
-fn descriptor(media_type: &str, bytes: &[u8]) -> OciDescriptor {
-    OciDescriptor {
-        media_type: media_type.into(),
-        digest: sha256(bytes),
-        size: bytes.len() as i64,
-        urls: None,
-        annotations: None,
-        artifact_type: None,
-    }
-}
-
 /// Pushes a small image (one layer) and returns its manifest digest.
 fn push_image(reg: &OciRegistry, repo: &str, content: &str) -> String {
     let config = b"{\"architecture\":\"amd64\",\"os\":\"linux\"}".to_vec();
@@ -54,8 +43,12 @@ fn push_image(reg: &OciRegistry, repo: &str, content: &str) -> String {
     let m = OciImageManifest {
         schema_version: 2,
         media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
-        config: descriptor("application/vnd.oci.image.config.v1+json", &config),
-        layers: vec![descriptor("application/vnd.oci.image.layer.v1.tar", &layer)],
+        config: descriptor("application/vnd.oci.image.config.v1+json", &config, None),
+        layers: vec![descriptor(
+            "application/vnd.oci.image.layer.v1.tar",
+            &layer,
+            None,
+        )],
         subject: None,
         artifact_type: None,
         annotations: None,

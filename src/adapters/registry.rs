@@ -178,6 +178,22 @@ fn is_not_found(e: &oci_client::errors::OciDistributionError) -> bool {
     }
 }
 
+/// A descriptor of `bytes` (digest and size computed), with annotations.
+pub fn descriptor(
+    media_type: &str,
+    bytes: &[u8],
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+) -> oci_client::manifest::OciDescriptor {
+    oci_client::manifest::OciDescriptor {
+        media_type: media_type.into(),
+        digest: sha256(bytes),
+        size: bytes.len() as i64,
+        urls: None,
+        annotations,
+        artifact_type: None,
+    }
+}
+
 /// `sha256:<hex>` of bytes.
 pub fn sha256(bytes: &[u8]) -> String {
     let d = sha2::Sha256::digest(bytes);

@@ -5,7 +5,7 @@
 //! signature. Reads are capped in count and size.
 
 use super::signature::{self, Rejection, TrustedKey};
-use crate::adapters::registry::{OciRegistry, RegistryError};
+use crate::adapters::registry::{OciRegistry, RegistryError, descriptor};
 use crate::model::Finding;
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use std::collections::BTreeMap;
@@ -54,19 +54,9 @@ pub fn sign(
     let payload = signature::payload_for(repo, digest);
     let sig: p256::ecdsa::Signature = key.sign(&payload);
     let sig_b64 = base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes());
-    let payload_len = payload.len() as i64;
-    let payload_digest = reg.push_blob(repo, payload)?;
-    let layer = OciDescriptor {
-        media_type: SIMPLESIGNING.into(),
-        digest: payload_digest,
-        size: payload_len,
-        urls: None,
-        annotations: Some(BTreeMap::from([(
-            SIGNATURE_ANNOTATION.to_string(),
-            sig_b64,
-        )])),
-        artifact_type: None,
-    };
+    let annotations = BTreeMap::from([(SIGNATURE_ANNOTATION.to_string(), sig_b64)]);
+    let layer = descriptor(SIMPLESIGNING, &payload, Some(annotations));
+    reg.push_blob(repo, payload)?;
     push_layer(reg, &signature_tag(repo, digest), layer)
 }
 
@@ -211,19 +201,9 @@ pub fn attest(
     })
     .to_string()
     .into_bytes();
-    let len = envelope.len() as i64;
-    let layer_digest = reg.push_blob(repo, envelope)?;
-    let layer = OciDescriptor {
-        media_type: DSSE_ENVELOPE.into(),
-        digest: layer_digest,
-        size: len,
-        urls: None,
-        annotations: Some(BTreeMap::from([(
-            "predicateType".to_string(),
-            predicate_type.to_string(),
-        )])),
-        artifact_type: None,
-    };
+    let annotations = BTreeMap::from([("predicateType".to_string(), predicate_type.to_string())]);
+    let layer = descriptor(DSSE_ENVELOPE, &envelope, Some(annotations));
+    reg.push_blob(repo, envelope)?;
     push_layer(reg, &attestation_tag(repo, digest), layer)
 }
 
@@ -231,8 +211,8 @@ pub fn attest(
 fn push_layer(reg: &OciRegistry, tag: &str, layer: OciDescriptor) -> Result<String, RegistryError> {
     let repo = tag.rsplit_once(':').map(|(r, _)| r).unwrap_or(tag);
     let config = b"{}".to_vec();
-    let config_len = config.len() as i64;
-    let config_digest = reg.push_blob(repo, config)?;
+    let config_descriptor = descriptor("application/vnd.oci.image.config.v1+json", &config, None);
+    reg.push_blob(repo, config)?;
     let mut layers = match reg.manifest(tag)? {
         Some((m, _)) => m.layers,
         None => Vec::new(),
@@ -246,14 +226,7 @@ fn push_layer(reg: &OciRegistry, tag: &str, layer: OciDescriptor) -> Result<Stri
     let manifest = OciImageManifest {
         schema_version: 2,
         media_type: Some(crate::adapters::registry::OCI_MANIFEST.into()),
-        config: OciDescriptor {
-            media_type: "application/vnd.oci.image.config.v1+json".into(),
-            digest: config_digest,
-            size: config_len,
-            urls: None,
-            annotations: None,
-            artifact_type: None,
-        },
+        config: config_descriptor,
         layers,
         subject: None,
         artifact_type: None,
