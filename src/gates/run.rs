@@ -80,9 +80,11 @@ pub fn run(
     now: DateTime<Utc>,
 ) -> Checks {
     let images = crate::render::images(rendered);
+    // Both artifact gates trust the same keys.
+    let trusted = trust::load(tree).map_err(|e| e.to_string());
 
-    let signature = match trust::load(tree) {
-        Err(e) => could_not_evaluate("artifact_signature", e.to_string()),
+    let signature = match &trusted {
+        Err(e) => could_not_evaluate("artifact_signature", e.clone()),
         Ok(keys) if keys.is_empty() => could_not_evaluate(
             "artifact_signature",
             format!(
@@ -96,7 +98,7 @@ pub fn run(
             for image in &images {
                 match split_pinned(image) {
                     Err(m) => findings.push(pinning_finding(image, m)),
-                    Ok((repo, digest)) => match cosign::check(reg, repo, digest, &keys) {
+                    Ok((repo, digest)) => match cosign::check(reg, repo, digest, keys) {
                         Ok(None) => {}
                         Ok(Some(f)) => findings.push(f),
                         Err(e) => error = Some(e.to_string()),
@@ -110,8 +112,9 @@ pub fn run(
         }
     };
 
-    let vulnerability = match (vulnerability::VulnPolicy::load(tree), trust::load(tree)) {
-        (Err(e), _) | (_, Err(e)) => could_not_evaluate(vulnerability::GATE, e.to_string()),
+    let policy = vulnerability::VulnPolicy::load(tree).map_err(|e| e.to_string());
+    let vulnerability = match (&policy, &trusted) {
+        (Err(e), _) | (_, Err(e)) => could_not_evaluate(vulnerability::GATE, e.clone()),
         (Ok(policy), Ok(keys)) => {
             let mut findings = Vec::new();
             let mut error = None;
@@ -119,7 +122,7 @@ pub fn run(
                 let Ok((repo, digest)) = split_pinned(image) else {
                     continue; // reported by the signature gate
                 };
-                match cosign::verified_predicate(reg, repo, digest, cosign::VULN_PREDICATE, &keys) {
+                match cosign::verified_predicate(reg, repo, digest, cosign::VULN_PREDICATE, keys) {
                     Err(e) => error = Some(e.to_string()),
                     Ok(Err(reason)) => {
                         let mut f = vulnerability::missing_report(image, true);
@@ -128,7 +131,7 @@ pub fn run(
                     }
                     Ok(Ok(predicate)) => match vulnerability::parse_report(&predicate) {
                         Ok(report) => {
-                            findings.extend(vulnerability::evaluate(&policy, repo, &report, now))
+                            findings.extend(vulnerability::evaluate(policy, repo, &report, now))
                         }
                         Err(e) => findings.push(vulnerability::missing_report(
                             &format!("{image} ({e})"),
