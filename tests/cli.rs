@@ -197,6 +197,21 @@ fn validate_prints_every_problem_and_fails() {
     assert!(out.contains("policies/admission/images.rego:"), "{out}");
     std::fs::write(&rego, before).expect("restore");
 
+    // And a trusted key that is not there.
+    let trust = work.join("policies/trust.toml");
+    let before = std::fs::read_to_string(&trust).expect("read");
+    std::fs::write(
+        &trust,
+        "[[keys]]\nname = \"ci\"\npath = \"keys/missing.pub\"\n",
+    )
+    .expect("write");
+    let out = stdout(&bin(&work, &["validate"]));
+    assert!(
+        out.contains("policies/trust.toml: keys[0].path: policies/keys/missing.pub: not found"),
+        "{out}"
+    );
+    std::fs::write(&trust, before).expect("restore");
+
     let json = bin(&work, &["validate", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
     assert_eq!(v["valid"], false);

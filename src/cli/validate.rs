@@ -15,7 +15,7 @@ envs/<env>.toml parses strictly (unknown fields are errors); names, branches (en
 durations, cron expressions, canary steps and SLO objectives are valid; overlay \
 directories exist inside the repo; the promotion chain (next) names existing \
 environments and has no cycle; every overlay renders; the admission policies \
-(policies/admission/*.rego, phases.toml), policies/vulnerability.toml, \
+(policies/admission/*.rego, phases.toml), policies/vulnerability.toml, policies/trust.toml, \
 policies/allowed_signers and policies/approvers load. \
 Reads the working directory by default, or the tree of a commit with --rev. Exits 1 \
 when anything is wrong."
@@ -73,6 +73,14 @@ fn check(tree: &dyn TreeReader) -> config::RepoConfig {
             e.to_string(),
             "",
         )),
+    }
+    if let Err(e) = crate::gates::trust::load(tree) {
+        cfg.problems.push(Problem::new(
+            crate::gates::trust::TRUST_FILE,
+            "",
+            e.to_string(),
+            "",
+        ));
     }
     if let Err(e) = crate::gates::vulnerability::VulnPolicy::load(tree) {
         cfg.problems.push(Problem::new(
