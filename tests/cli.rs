@@ -280,7 +280,9 @@ fn bad_input_fails_with_one_line_and_writes_nothing() {
 fn help_explains_every_command() {
     let d = Path::new(".");
     let top = stdout(&bin(d, &["--help"]));
-    for cmd in ["validate", "init", "status", "keygen"] {
+    for cmd in [
+        "validate", "init", "status", "keygen", "render", "diff", "check", "sign", "attest",
+    ] {
         assert!(top.contains(cmd), "{cmd} missing from --help");
         let h = bin(d, &[cmd, "--help"]);
         assert!(h.status.success());

@@ -337,19 +337,23 @@ fn check_prints_the_checks_block_and_fails_an_unsigned_release() {
     assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
 
     let work = f.path("work");
+    let check = || {
+        let repo_dir = work.to_str().expect("utf8");
+        bin(
+            d,
+            &[
+                "check",
+                "--repo",
+                repo_dir,
+                "--env",
+                "dev",
+                "--plain-http",
+                &registry.host,
+            ],
+        )
+    };
     pin_dev(&work, &repo, &good, &d.join("cosign.key.pub"));
-    let c = bin(
-        d,
-        &[
-            "check",
-            "--repo",
-            work.to_str().expect("utf8"),
-            "--env",
-            "dev",
-            "--plain-http",
-            &registry.host,
-        ],
-    );
+    let c = check();
     assert_eq!(
         String::from_utf8_lossy(&c.stdout),
         "checks:\n  artifact_signature: pass\n  vulnerability_policy: pass\n  admission_policy: pass\n",
@@ -361,18 +365,7 @@ fn check_prints_the_checks_block_and_fails_an_unsigned_release() {
     // An unsigned, unscanned digest: both artifact gates fail, with reasons.
     let unsigned = push_image(&reg, &repo, "release-2");
     pin_dev(&work, &repo, &unsigned, &d.join("cosign.key.pub"));
-    let c = bin(
-        d,
-        &[
-            "check",
-            "--repo",
-            work.to_str().expect("utf8"),
-            "--env",
-            "dev",
-            "--plain-http",
-            &registry.host,
-        ],
-    );
+    let c = check();
     let out = String::from_utf8_lossy(&c.stdout);
     assert_eq!(c.status.code(), Some(1), "{out}");
     assert!(

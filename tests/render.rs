@@ -278,20 +278,16 @@ fn diff_masks_secret_values_but_shows_that_they_changed() {
     .expect("write");
     git(&work, &["commit", "-qam", "rotate secret"]);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
-        .args([
-            "diff",
-            "--repo",
-            work.to_str().expect("utf8"),
-            "--env",
-            "dev",
-            "--from",
-            "env/dev~1",
-            "--to",
-            "env/dev",
-        ])
-        .output()
-        .expect("run diff");
+    let diff = |from: &str, to: &str| {
+        let repo_dir = work.to_str().expect("utf8");
+        Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
+            .args([
+                "diff", "--repo", repo_dir, "--env", "dev", "--from", from, "--to", to,
+            ])
+            .output()
+            .expect("run diff")
+    };
+    let out = diff("env/dev~1", "env/dev");
     assert_eq!(out.status.code(), Some(1), "a difference exits 1");
     let text = String::from_utf8_lossy(&out.stdout);
     for secret in [
@@ -305,19 +301,9 @@ fn diff_masks_secret_values_but_shows_that_they_changed() {
     assert!(text.contains("-  password: <masked sha256:"), "{text}");
     assert!(text.contains("+  password: <masked sha256:"), "{text}");
 
-    let same = Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
-        .args([
-            "diff",
-            "--repo",
-            work.to_str().expect("utf8"),
-            "--env",
-            "dev",
-            "--from",
-            "env/dev",
-            "--to",
-            "env/dev",
-        ])
-        .output()
-        .expect("run diff");
-    assert_eq!(same.status.code(), Some(0));
+    assert_eq!(
+        diff("env/dev", "env/dev").status.code(),
+        Some(0),
+        "no difference exits 0"
+    );
 }

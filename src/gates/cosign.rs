@@ -60,6 +60,28 @@ pub fn sign(
     push_layer(reg, &signature_tag(repo, digest), layer)
 }
 
+/// A layer's blob, read only when its declared size is within `cap` (and
+/// capped again while reading). `Ok(Err(reason))`: this layer does not
+/// count; `Err`: the registry could not be read (fails closed).
+fn fetch_layer(
+    reg: &OciRegistry,
+    repo: &str,
+    layer: &OciDescriptor,
+    cap: usize,
+) -> Result<Result<Vec<u8>, String>, RegistryError> {
+    if layer.size < 0 || layer.size as usize > cap {
+        return Ok(Err(format!(
+            "layer {} is {} bytes, over the {cap}-byte cap",
+            layer.digest, layer.size
+        )));
+    }
+    match reg.blob(repo, &layer.digest, cap) {
+        Ok(b) => Ok(Ok(b)),
+        Err(e) if e.is_infrastructure() => Err(e),
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
 /// Checks the signatures of `repo@digest` against `keys`: `Ok(None)` when
 /// one verifies, `Ok(Some(finding))` with every rejection reason when none
 /// does, `Err` when the registry could not be read (fails closed).
@@ -104,13 +126,6 @@ pub fn check(
             ));
             continue;
         }
-        if layer.size < 0 || layer.size as usize > MAX_PAYLOAD_BYTES {
-            reasons.push(format!(
-                "payload {} is {} bytes, over the cap",
-                layer.digest, layer.size
-            ));
-            continue;
-        }
         let Some(sig) = layer
             .annotations
             .as_ref()
@@ -122,11 +137,10 @@ pub fn check(
             ));
             continue;
         };
-        let payload = match reg.blob(repo, &layer.digest, MAX_PAYLOAD_BYTES) {
+        let payload = match fetch_layer(reg, repo, layer, MAX_PAYLOAD_BYTES)? {
             Ok(p) => p,
-            Err(e) if e.is_infrastructure() => return Err(e),
-            Err(e) => {
-                reasons.push(e.to_string());
+            Err(reason) => {
+                reasons.push(reason);
                 continue;
             }
         };
@@ -274,15 +288,10 @@ pub fn verified_predicate(
             ));
             continue;
         }
-        if layer.size < 0 || layer.size as usize > MAX_ENVELOPE_BYTES {
-            reasons.push(format!("attestation {} is over the size cap", layer.digest));
-            continue;
-        }
-        let bytes = match reg.blob(repo, &layer.digest, MAX_ENVELOPE_BYTES) {
+        let bytes = match fetch_layer(reg, repo, layer, MAX_ENVELOPE_BYTES)? {
             Ok(b) => b,
-            Err(e) if e.is_infrastructure() => return Err(e),
-            Err(e) => {
-                reasons.push(e.to_string());
+            Err(reason) => {
+                reasons.push(reason);
                 continue;
             }
         };
