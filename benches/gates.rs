@@ -118,12 +118,13 @@ fn main() {
         &repo,
         images[0].split('@').nth(1).expect("digest"),
         &keys,
+        now,
     );
     let t = Instant::now();
     for image in &images {
         let digest = image.split('@').nth(1).expect("digest");
         assert_eq!(
-            cosign::check(&reg, &repo, digest, &keys).expect("check"),
+            cosign::check(&reg, &repo, digest, &keys, now).expect("check"),
             None
         );
     }
@@ -131,7 +132,7 @@ fn main() {
     let t = Instant::now();
     for image in &images {
         let digest = image.split('@').nth(1).expect("digest");
-        let p = cosign::verified_predicate(&reg, &repo, digest, cosign::VULN_PREDICATE, &keys)
+        let p = cosign::verified_predicate(&reg, &repo, digest, cosign::VULN_PREDICATE, &keys, now)
             .expect("reg")
             .expect("report");
         let report = vulnerability::parse_report(&p).expect("parse");

@@ -8,6 +8,7 @@ use platform_capstone::adapters::local_registry::LocalRegistry;
 use platform_capstone::adapters::registry::{OciRegistry, descriptor};
 use platform_capstone::gates::cosign;
 use platform_capstone::gates::signature::TrustedKey;
+use platform_capstone::gates::trust::TrustPolicy;
 use std::process::Command;
 
 /// A registry for one test, storing in its own temp dir.
@@ -72,11 +73,14 @@ fn keyed_signatures_pass_and_every_bad_signature_fails_with_its_reason() {
     let repo = format!("{}/platform-capstone/demo", registry.host);
     let (ci_key, trusted) = keys();
     let (stranger_key, _) = keys();
-    let trust = vec![trusted];
+    let trust = TrustPolicy {
+        keys: vec![trusted],
+        keyless: Vec::new(),
+    };
 
     // Unsigned.
     let unsigned = push_image(&reg, &repo, "unsigned");
-    let f = cosign::check(&reg, &repo, &unsigned, &trust)
+    let f = cosign::check(&reg, &repo, &unsigned, &trust, chrono::Utc::now())
         .expect("check")
         .expect("must fail");
     assert_eq!(f.rule, "no-signature");
@@ -86,7 +90,7 @@ fn keyed_signatures_pass_and_every_bad_signature_fails_with_its_reason() {
     cosign::sign(&reg, &repo, &good, &ci_key).expect("sign");
     cosign::sign(&reg, &repo, &good, &ci_key).expect("sign again");
     assert_eq!(
-        cosign::check(&reg, &repo, &good, &trust).expect("check"),
+        cosign::check(&reg, &repo, &good, &trust, chrono::Utc::now()).expect("check"),
         None
     );
     let (sig, _) = reg
@@ -102,7 +106,7 @@ fn keyed_signatures_pass_and_every_bad_signature_fails_with_its_reason() {
     // Signed by a key nobody trusts.
     let foreign = push_image(&reg, &repo, "foreign");
     cosign::sign(&reg, &repo, &foreign, &stranger_key).expect("sign");
-    let f = cosign::check(&reg, &repo, &foreign, &trust)
+    let f = cosign::check(&reg, &repo, &foreign, &trust, chrono::Utc::now())
         .expect("check")
         .expect("must fail");
     assert_eq!(f.rule, "no-valid-signature");
@@ -120,7 +124,7 @@ fn keyed_signatures_pass_and_every_bad_signature_fails_with_its_reason() {
         .expect("exists");
     reg.push_manifest(&cosign::signature_tag(&repo, &copied), &sig_manifest)
         .expect("copy");
-    let f = cosign::check(&reg, &repo, &copied, &trust)
+    let f = cosign::check(&reg, &repo, &copied, &trust, chrono::Utc::now())
         .expect("check")
         .expect("must fail");
     assert_eq!(f.rule, "signature-for-other-digest");
@@ -147,14 +151,15 @@ fn keyed_signatures_pass_and_every_bad_signature_fails_with_its_reason() {
     m.layers[0].digest = altered_digest;
     m.layers[0].size = altered.len() as i64;
     reg.push_manifest(&tag, &m).expect("push");
-    let f = cosign::check(&reg, &repo, &tampered, &trust)
+    let f = cosign::check(&reg, &repo, &tampered, &trust, chrono::Utc::now())
         .expect("check")
         .expect("must fail");
     assert_eq!(f.rule, "no-valid-signature", "{}", f.message);
 
     // The registry goes away mid-check: an infrastructure error, never a pass.
     registry.stop();
-    let err = cosign::check(&reg, &repo, &good, &trust).expect_err("registry is down");
+    let err = cosign::check(&reg, &repo, &good, &trust, chrono::Utc::now())
+        .expect_err("registry is down");
     assert!(err.is_infrastructure(), "{err}");
 }
 
@@ -176,16 +181,25 @@ fn vulnerability_attestations_are_verified_then_judged() {
     let repo = format!("{}/platform-capstone/demo", registry.host);
     let (ci_key, trusted) = keys();
     let (stranger_key, _) = keys();
-    let trust = vec![trusted];
+    let trust = TrustPolicy {
+        keys: vec![trusted],
+        keyless: Vec::new(),
+    };
     let policy = VulnPolicy::parse(include_str!("../policies/vulnerability.toml")).expect("policy");
     let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
         .expect("time")
         .with_timezone(&chrono::Utc);
     let judge = |digest: &str| {
-        let predicate =
-            cosign::verified_predicate(&reg, &repo, digest, cosign::VULN_PREDICATE, &trust)
-                .expect("registry")
-                .expect("a verified report");
+        let predicate = cosign::verified_predicate(
+            &reg,
+            &repo,
+            digest,
+            cosign::VULN_PREDICATE,
+            &trust,
+            chrono::Utc::now(),
+        )
+        .expect("registry")
+        .expect("a verified report");
         let report = vulnerability::parse_report(&predicate).expect("report");
         vulnerability::verdict(vulnerability::evaluate(&policy, &repo, &report, now))
     };
@@ -228,9 +242,16 @@ fn vulnerability_attestations_are_verified_then_judged() {
     // No report, a report signed by a stranger, an attestation of the wrong type.
     let none = push_image(&reg, &repo, "none");
     let reason = |digest: &str| {
-        cosign::verified_predicate(&reg, &repo, digest, cosign::VULN_PREDICATE, &trust)
-            .expect("registry")
-            .expect_err("no verified report")
+        cosign::verified_predicate(
+            &reg,
+            &repo,
+            digest,
+            cosign::VULN_PREDICATE,
+            &trust,
+            chrono::Utc::now(),
+        )
+        .expect("registry")
+        .expect_err("no verified report")
     };
     assert!(reason(&none).contains("no attestation found"));
     let foreign = push_image(&reg, &repo, "foreign-report");
@@ -378,4 +399,133 @@ fn check_prints_the_checks_block_and_fails_an_unsigned_release() {
         "{out}"
     );
     assert!(out.contains("  admission_policy: pass\n"), "{out}");
+}
+
+#[test]
+fn keyless_signatures_and_attestations_verify_through_the_registry() {
+    use crate::support::sigstore::{LeafSpec, Signed, Sigstore};
+    use p256::ecdsa::signature::Signer;
+    use platform_capstone::gates::keyless::{self, Logged};
+    let registry = TestRegistry::start();
+    let reg = OciRegistry::new(std::slice::from_ref(&registry.host)).expect("client");
+    let repo = format!("{}/platform-capstone/demo", registry.host);
+    let store = Sigstore::new();
+    let trust = TrustPolicy {
+        keys: Vec::new(),
+        keyless: vec![store.exact_trust()],
+    };
+    let now = chrono::Utc::now();
+    let leaf = store.leaf(&LeafSpec::default(), None);
+
+    // A keyless signature, as cosign writes it, passes.
+    let good = push_image(&reg, &repo, "keyless-good");
+    let s = Signed::new(
+        &store,
+        &leaf,
+        platform_capstone::gates::signature::payload_for(&repo, &good),
+    );
+    cosign::add_signature(
+        &reg,
+        &repo,
+        &good,
+        s.payload.clone(),
+        &s.signature,
+        s.annotations(),
+    )
+    .expect("push signature");
+    assert_eq!(
+        cosign::check(&reg, &repo, &good, &trust, now).expect("check"),
+        None
+    );
+
+    // Signed by someone else's workflow: the finding names the mismatch.
+    let other = push_image(&reg, &repo, "keyless-other");
+    let mallory = store.leaf(
+        &LeafSpec {
+            subject: "https://github.com/mallory/x/.github/workflows/r.yml@refs/heads/main".into(),
+            ..LeafSpec::default()
+        },
+        None,
+    );
+    let s = Signed::new(
+        &store,
+        &mallory,
+        platform_capstone::gates::signature::payload_for(&repo, &other),
+    );
+    cosign::add_signature(
+        &reg,
+        &repo,
+        &other,
+        s.payload.clone(),
+        &s.signature,
+        s.annotations(),
+    )
+    .expect("push signature");
+    let f = cosign::check(&reg, &repo, &other, &trust, now)
+        .expect("check")
+        .expect("a finding");
+    assert!(f.message.contains("identity mismatch"), "{}", f.message);
+    assert!(f.message.contains("mallory"), "{}", f.message);
+
+    // A keyless vulnerability attestation, logged as an intoto entry.
+    let statement = cosign::statement_for(
+        &repo,
+        &good,
+        cosign::VULN_PREDICATE,
+        vuln_predicate("LOW", ""),
+    );
+    let sig: p256::ecdsa::Signature = leaf.key.sign(&cosign::statement_pae(&statement));
+    let sig = sig.to_der().as_bytes().to_vec();
+    let bundle = store.bundle(
+        Logged::Intoto {
+            payload: &statement,
+        },
+        &sig,
+        &leaf.pem,
+        now.timestamp(),
+    );
+    let annotations = std::collections::BTreeMap::from([
+        (
+            keyless::CERTIFICATE_ANNOTATION.to_string(),
+            leaf.pem.clone(),
+        ),
+        (keyless::CHAIN_ANNOTATION.to_string(), store.chain_pem()),
+        (keyless::BUNDLE_ANNOTATION.to_string(), bundle),
+    ]);
+    cosign::add_attestation(
+        &reg,
+        &repo,
+        &good,
+        cosign::VULN_PREDICATE,
+        cosign::envelope(&statement, &sig),
+        annotations.clone(),
+    )
+    .expect("attest");
+    let predicate =
+        cosign::verified_predicate(&reg, &repo, &good, cosign::VULN_PREDICATE, &trust, now)
+            .expect("registry")
+            .expect("verified");
+    assert_eq!(predicate["scanner"]["version"], "0.57.0");
+
+    // The same envelope and certificate on another digest: the statement is
+    // about `good`, and its log entry does not match a re-signed copy.
+    let mut lax = annotations;
+    lax.remove(keyless::BUNDLE_ANNOTATION);
+    cosign::add_attestation(
+        &reg,
+        &repo,
+        &other,
+        cosign::VULN_PREDICATE,
+        cosign::envelope(&statement, &sig),
+        lax,
+    )
+    .expect("attest");
+    let reason =
+        cosign::verified_predicate(&reg, &repo, &other, cosign::VULN_PREDICATE, &trust, now)
+            .expect("registry")
+            .expect_err("not verified");
+    assert!(
+        reason.contains("missing transparency-log entry"),
+        "{reason}"
+    );
 }

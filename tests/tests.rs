@@ -6,7 +6,9 @@
 //! - `fetch`: one fetch of every env branch; pruning; stale-lock recovery
 //! - `gates`: the admission gate with the blueprint's real policies
 //! - `golden`: the renderer vs `kubectl kustomize` on 45 overlay cases
-//! - `registry`: keyed cosign signatures against the real docker-registry
+//! - `keyless`: Fulcio/Rekor verification with a local CA and log key
+//! - `registry`: keyed and keyless cosign signatures and attestations
+//!   against the real docker-registry
 //! - `render`: renderer failure modes, the render cache, diff masking
 //! - `validation`: every env-file problem, table-driven; hostile TOML
 //! - `cli`: the binary end to end: init, validate, status, keygen
@@ -23,6 +25,7 @@ mod fetch;
 mod gates;
 mod git_writes;
 mod golden;
+mod keyless;
 mod registry;
 mod render;
 mod validation;

@@ -149,9 +149,25 @@ impl OciRegistry {
         manifest: &OciImageManifest,
     ) -> Result<String, RegistryError> {
         let r = Self::reference(reference)?;
-        let m = oci_client::manifest::OciManifest::Image(manifest.clone());
+        // Plain JSON, not oci-client's OLPC canonical form: that writes
+        // control characters (the newlines of a PEM certificate in a
+        // keyless annotation) raw inside strings, which is not JSON and
+        // which registries refuse.
+        let body = serde_json::to_vec(manifest).map_err(|e| RegistryError::Invalid {
+            reference: reference.to_string(),
+            message: format!("manifest does not serialize: {e}"),
+        })?;
+        let content_type = manifest
+            .media_type
+            .as_deref()
+            .unwrap_or(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE)
+            .parse()
+            .map_err(|e| RegistryError::Invalid {
+                reference: reference.to_string(),
+                message: format!("{e}"),
+            })?;
         self.rt
-            .block_on(self.client.push_manifest(&r, &m))
+            .block_on(self.client.push_manifest_raw(&r, body, content_type))
             .map_err(|e| Self::unavailable(&r, e))?;
         // The registry's own word on the digest of what it stored.
         self.rt

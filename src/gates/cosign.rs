@@ -1,12 +1,18 @@
-//! Cosign's registry layout, both directions, for keyed signatures: a
-//! signature of `repo@sha256:<hex>` is a layer of the OCI manifest tagged
+//! Cosign's registry layout, both directions: a signature of
+//! `repo@sha256:<hex>` is a layer of the OCI manifest tagged
 //! `repo:sha256-<hex>.sig`; the layer blob is the simple-signing payload
 //! and its `dev.cosignproject.cosign/signature` annotation the base64
-//! signature. Reads are capped in count and size.
+//! signature. Attestations are DSSE envelopes, layers of `…​.att`. A layer
+//! that also carries a certificate annotation is keyless and verified by
+//! [`keyless`](super::keyless); otherwise by the trusted keys. Reads are
+//! capped in count and size.
 
-use super::signature::{self, Rejection, TrustedKey};
+use super::keyless::{self, KeylessSignature, Logged};
+use super::signature::{self, Rejection};
+use super::trust::TrustPolicy;
 use crate::adapters::registry::{OciRegistry, RegistryError, descriptor};
 use crate::model::Finding;
+use chrono::{DateTime, Utc};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use std::collections::BTreeMap;
 
@@ -49,15 +55,47 @@ pub fn sign(
     digest: &str,
     key: &p256::ecdsa::SigningKey,
 ) -> Result<String, RegistryError> {
-    use base64::Engine;
     use p256::ecdsa::signature::Signer;
     let payload = signature::payload_for(repo, digest);
     let sig: p256::ecdsa::Signature = key.sign(&payload);
-    let sig_b64 = base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes());
-    let annotations = BTreeMap::from([(SIGNATURE_ANNOTATION.to_string(), sig_b64)]);
-    let layer = descriptor(SIMPLESIGNING, &payload, Some(annotations));
+    add_signature(
+        reg,
+        repo,
+        digest,
+        payload,
+        sig.to_der().as_bytes(),
+        BTreeMap::new(),
+    )
+}
+
+/// Adds one signature layer (payload blob, base64 signature annotation,
+/// plus `extra` annotations such as a keyless certificate and bundle) to
+/// the `.sig` manifest of `repo@digest`. Returns the manifest digest.
+pub fn add_signature(
+    reg: &OciRegistry,
+    repo: &str,
+    digest: &str,
+    payload: Vec<u8>,
+    signature: &[u8],
+    mut extra: BTreeMap<String, String>,
+) -> Result<String, RegistryError> {
+    use base64::Engine;
+    let sig_b64 = base64::engine::general_purpose::STANDARD.encode(signature);
+    extra.insert(SIGNATURE_ANNOTATION.to_string(), sig_b64);
+    let layer = descriptor(SIMPLESIGNING, &payload, Some(extra));
     reg.push_blob(repo, payload)?;
     push_layer(reg, &signature_tag(repo, digest), layer)
+}
+
+/// The keyless view of a layer, when it carries a certificate.
+fn keyless_parts(layer: &OciDescriptor) -> Option<(&str, Option<&str>, Option<&str>)> {
+    let a = layer.annotations.as_ref()?;
+    let cert = a.get(keyless::CERTIFICATE_ANNOTATION)?;
+    Some((
+        cert.as_str(),
+        a.get(keyless::CHAIN_ANNOTATION).map(String::as_str),
+        a.get(keyless::BUNDLE_ANNOTATION).map(String::as_str),
+    ))
 }
 
 /// A layer's blob, read only when its declared size is within `cap` (and
@@ -89,7 +127,8 @@ pub fn check(
     reg: &OciRegistry,
     repo: &str,
     digest: &str,
-    keys: &[TrustedKey],
+    trust: &TrustPolicy,
+    now: DateTime<Utc>,
 ) -> Result<Option<Finding>, RegistryError> {
     let subject = format!("{repo}@{digest}");
     let fail = |rule: &str, message: String| {
@@ -144,8 +183,26 @@ pub fn check(
                 continue;
             }
         };
-        match signature::verify_keyed(&payload, sig, digest, keys) {
-            Ok(_) => return Ok(None),
+        let verdict = match keyless_parts(layer) {
+            None => signature::verify_keyed(&payload, sig, digest, &trust.keys).map(|_| ()),
+            Some((cert, chain, bundle)) => signature::check_payload(&payload, digest)
+                .and_then(|()| signature::decode_signature(sig))
+                .and_then(|raw| {
+                    let s = KeylessSignature {
+                        signed: &payload,
+                        signature: &raw,
+                        certificate_pem: cert,
+                        chain_pem: chain,
+                        bundle_json: bundle,
+                        logged: Logged::HashedRekord { payload: &payload },
+                    };
+                    keyless::verify(&s, &trust.keyless, now)
+                        .map(|_| ())
+                        .map_err(Rejection::Keyless)
+                }),
+        };
+        match verdict {
+            Ok(()) => return Ok(None),
             Err(r @ Rejection::OtherDigest { .. }) => {
                 other_digest = true;
                 reasons.push(r.to_string());
@@ -196,27 +253,62 @@ pub fn attest(
     predicate: serde_json::Value,
     key: &p256::ecdsa::SigningKey,
 ) -> Result<String, RegistryError> {
-    use base64::Engine;
     use p256::ecdsa::signature::Signer;
-    let b64 = base64::engine::general_purpose::STANDARD;
+    let statement = statement_for(repo, digest, predicate_type, predicate);
+    let sig: p256::ecdsa::Signature = key.sign(&pae(IN_TOTO, &statement));
+    let envelope = envelope(&statement, sig.to_der().as_bytes());
+    add_attestation(reg, repo, digest, predicate_type, envelope, BTreeMap::new())
+}
+
+/// The in-toto statement (JSON bytes) of `predicate` about `repo@digest`.
+pub fn statement_for(
+    repo: &str,
+    digest: &str,
+    predicate_type: &str,
+    predicate: serde_json::Value,
+) -> Vec<u8> {
     let hex = digest.trim_start_matches("sha256:");
-    let statement = serde_json::json!({
+    serde_json::json!({
         "_type": STATEMENT_TYPE,
         "predicateType": predicate_type,
         "subject": [{"name": repo, "digest": {"sha256": hex}}],
         "predicate": predicate,
     })
-    .to_string();
-    let sig: p256::ecdsa::Signature = key.sign(&pae(IN_TOTO, statement.as_bytes()));
-    let envelope = serde_json::json!({
+    .to_string()
+    .into_bytes()
+}
+
+/// The bytes a DSSE signature of an in-toto `statement` covers.
+pub fn statement_pae(statement: &[u8]) -> Vec<u8> {
+    pae(IN_TOTO, statement)
+}
+
+/// A DSSE envelope around `statement` with one signature.
+pub fn envelope(statement: &[u8], signature: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    serde_json::json!({
         "payloadType": IN_TOTO,
-        "payload": b64.encode(statement.as_bytes()),
-        "signatures": [{"keyid": "", "sig": b64.encode(sig.to_der().as_bytes())}],
+        "payload": b64.encode(statement),
+        "signatures": [{"keyid": "", "sig": b64.encode(signature)}],
     })
     .to_string()
-    .into_bytes();
-    let annotations = BTreeMap::from([("predicateType".to_string(), predicate_type.to_string())]);
-    let layer = descriptor(DSSE_ENVELOPE, &envelope, Some(annotations));
+    .into_bytes()
+}
+
+/// Adds one attestation layer (a DSSE envelope, plus `extra` annotations
+/// such as a keyless certificate and bundle) to the `.att` manifest of
+/// `repo@digest`. Returns the manifest digest.
+pub fn add_attestation(
+    reg: &OciRegistry,
+    repo: &str,
+    digest: &str,
+    predicate_type: &str,
+    envelope: Vec<u8>,
+    mut extra: BTreeMap<String, String>,
+) -> Result<String, RegistryError> {
+    extra.insert("predicateType".to_string(), predicate_type.to_string());
+    let layer = descriptor(DSSE_ENVELOPE, &envelope, Some(extra));
     reg.push_blob(repo, envelope)?;
     push_layer(reg, &attestation_tag(repo, digest), layer)
 }
@@ -257,7 +349,8 @@ pub fn verified_predicate(
     repo: &str,
     digest: &str,
     predicate_type: &str,
-    keys: &[TrustedKey],
+    trust: &TrustPolicy,
+    now: DateTime<Utc>,
 ) -> Result<Result<serde_json::Value, String>, RegistryError> {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -303,22 +396,42 @@ pub fn verified_predicate(
                 .decode(env["payload"].as_str().unwrap_or_default())
                 .map_err(|e| format!("payload is not base64: {e}"))?;
             let signed = pae(payload_type, &payload);
-            let verified = env["signatures"].as_array().into_iter().flatten().any(|s| {
-                let Some(sig) = s["sig"].as_str().and_then(|x| b64.decode(x).ok()) else {
-                    return false;
-                };
-                let Ok(sig) = p256::ecdsa::Signature::from_der(&sig)
-                    .or_else(|_| p256::ecdsa::Signature::from_slice(&sig))
-                else {
-                    return false;
-                };
-                keys.iter().any(|k| k.verify_raw(&signed, &sig))
-            });
-            if !verified {
-                return Err(
-                    "no trusted key verifies the attestation (signed by another key, or altered)"
-                        .into(),
-                );
+            let sigs: Vec<Vec<u8>> = env["signatures"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["sig"].as_str().and_then(|x| b64.decode(x).ok()))
+                .collect();
+            match keyless_parts(layer) {
+                None => {
+                    let verified = sigs.iter().any(|sig| {
+                        p256::ecdsa::Signature::from_der(sig)
+                            .or_else(|_| p256::ecdsa::Signature::from_slice(sig))
+                            .is_ok_and(|sig| trust.keys.iter().any(|k| k.verify_raw(&signed, &sig)))
+                    });
+                    if !verified {
+                        return Err("no trusted key verifies the attestation (signed by another key, or altered)".into());
+                    }
+                }
+                Some((cert, chain, bundle)) => {
+                    let mut last = "the envelope carries no signature".to_string();
+                    let verified = sigs.iter().any(|sig| {
+                        let s = KeylessSignature {
+                            signed: &signed,
+                            signature: sig,
+                            certificate_pem: cert,
+                            chain_pem: chain,
+                            bundle_json: bundle,
+                            logged: Logged::Intoto { payload: &payload },
+                        };
+                        keyless::verify(&s, &trust.keyless, now)
+                            .map_err(|r| last = r.to_string())
+                            .is_ok()
+                    });
+                    if !verified {
+                        return Err(last);
+                    }
+                }
             }
             let st: serde_json::Value = serde_json::from_slice(&payload)
                 .map_err(|e| format!("statement is not JSON: {e}"))?;

@@ -6,13 +6,14 @@
 //! closed, they never pass or skip on error.
 //!
 //! Modules: `admission` (Rego, severity phases), `vulnerability` (policy
-//! and report decision), `signature` (keyed cosign verification), `trust`
-//! (trusted keys), `cosign` (the registry layout of signatures and
-//! attestations), `run` (all three for one render). Keyless (Fulcio/Rekor)
-//! verification is not implemented yet: trust.toml refuses keyless entries.
+//! and report decision), `signature` (keyed cosign verification),
+//! `keyless` (Fulcio certificate chain, identity and Rekor bundle, offline),
+//! `trust` (trusted keys and identities), `cosign` (the registry layout of
+//! signatures and attestations), `run` (all three for one render).
 
 pub mod admission;
 pub mod cosign;
+pub mod keyless;
 pub mod run;
 pub mod signature;
 pub mod trust;

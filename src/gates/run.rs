@@ -85,20 +85,20 @@ pub fn run(
 
     let signature = match &trusted {
         Err(e) => could_not_evaluate("artifact_signature", e.clone()),
-        Ok(keys) if keys.is_empty() => could_not_evaluate(
+        Ok(trust) if trust.is_empty() => could_not_evaluate(
             "artifact_signature",
             format!(
-                "{}: no trusted keys: nothing can pass (fail closed); add [[keys]]",
+                "{}: no trusted keys or identities: nothing can pass (fail closed); add [[keys]] or [[keyless]]",
                 trust::TRUST_FILE
             ),
         ),
-        Ok(keys) => {
+        Ok(trust) => {
             let mut findings = Vec::new();
             let mut error = None;
             for image in &images {
                 match split_pinned(image) {
                     Err(m) => findings.push(pinning_finding(image, m)),
-                    Ok((repo, digest)) => match cosign::check(reg, repo, digest, keys) {
+                    Ok((repo, digest)) => match cosign::check(reg, repo, digest, trust, now) {
                         Ok(None) => {}
                         Ok(Some(f)) => findings.push(f),
                         Err(e) => error = Some(e.to_string()),
@@ -115,14 +115,21 @@ pub fn run(
     let policy = vulnerability::VulnPolicy::load(tree).map_err(|e| e.to_string());
     let vulnerability = match (&policy, &trusted) {
         (Err(e), _) | (_, Err(e)) => could_not_evaluate(vulnerability::GATE, e.clone()),
-        (Ok(policy), Ok(keys)) => {
+        (Ok(policy), Ok(trust)) => {
             let mut findings = Vec::new();
             let mut error = None;
             for image in &images {
                 let Ok((repo, digest)) = split_pinned(image) else {
                     continue; // reported by the signature gate
                 };
-                match cosign::verified_predicate(reg, repo, digest, cosign::VULN_PREDICATE, keys) {
+                match cosign::verified_predicate(
+                    reg,
+                    repo,
+                    digest,
+                    cosign::VULN_PREDICATE,
+                    trust,
+                    now,
+                ) {
                     Err(e) => error = Some(e.to_string()),
                     Ok(Err(reason)) => {
                         let mut f = vulnerability::missing_report(image, true);

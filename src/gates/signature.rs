@@ -6,8 +6,7 @@
 //!
 //! Each failure says why: malformed payload, signature for another digest,
 //! no trusted key verifies it. Fetching the `sha256-<digest>.sig` manifest
-//! and its layers from the registry, and keyless (Fulcio/Rekor)
-//! verification, are the registry side's job and land separately.
+//! is `cosign`'s job; keyless (Fulcio/Rekor) signatures are `keyless`'s.
 
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
@@ -59,6 +58,8 @@ pub enum Rejection {
         "no trusted key verifies this signature (signed by another key, or the payload was altered after signing)"
     )]
     NoTrustedKey,
+    #[error("keyless: {0}")]
+    Keyless(super::keyless::KeylessRejection),
 }
 
 #[derive(Deserialize)]
@@ -79,15 +80,8 @@ struct PayloadImage {
     digest: String,
 }
 
-/// Checks one signature (base64, as in the `dev.cosignproject.cosign/signature`
-/// annotation) over `payload` for `digest`; returns the key that verified it.
-pub fn verify_keyed<'k>(
-    payload: &[u8],
-    signature_b64: &str,
-    digest: &str,
-    keys: &'k [TrustedKey],
-) -> Result<&'k TrustedKey, Rejection> {
-    use base64::Engine;
+/// Checks that `payload` is a cosign simple-signing document for `digest`.
+pub fn check_payload(payload: &[u8], digest: &str) -> Result<(), Rejection> {
     let p: Payload =
         serde_json::from_slice(payload).map_err(|e| Rejection::MalformedPayload(e.to_string()))?;
     if p.critical.kind != COSIGN_TYPE {
@@ -99,9 +93,27 @@ pub fn verify_keyed<'k>(
             expected: digest.to_string(),
         });
     }
-    let raw = base64::engine::general_purpose::STANDARD
+    Ok(())
+}
+
+/// Decodes a base64 signature annotation to its raw bytes.
+pub fn decode_signature(signature_b64: &str) -> Result<Vec<u8>, Rejection> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
         .decode(signature_b64.trim())
-        .map_err(|e| Rejection::MalformedSignature(e.to_string()))?;
+        .map_err(|e| Rejection::MalformedSignature(e.to_string()))
+}
+
+/// Checks one signature (base64, as in the `dev.cosignproject.cosign/signature`
+/// annotation) over `payload` for `digest`; returns the key that verified it.
+pub fn verify_keyed<'k>(
+    payload: &[u8],
+    signature_b64: &str,
+    digest: &str,
+    keys: &'k [TrustedKey],
+) -> Result<&'k TrustedKey, Rejection> {
+    check_payload(payload, digest)?;
+    let raw = decode_signature(signature_b64)?;
     let sig = Signature::from_der(&raw)
         .or_else(|_| Signature::from_slice(&raw))
         .map_err(|e| Rejection::MalformedSignature(e.to_string()))?;

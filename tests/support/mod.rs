@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod sigstore;
+
 use platform_capstone::signing::{self, Identity, Signer};
 use platform_capstone::source::Git2Repo;
 use std::path::{Path, PathBuf};
