@@ -12,7 +12,9 @@
 //! - [`signing`]: SSH signatures and `allowed_signers`
 //! - [`blueprint`]: the reference config repo compiled in; `init`
 //! - [`gates`]: signature (keyed cosign), vulnerability, admission (Rego); `check`
-//! - [`adapters`]: the OCI registry client and a loopback docker-registry
+//! - [`ports`]: the `Target`, `TrafficRouter` and `Metrics` traits the engine talks through
+//! - [`adapters`]: the I/O edges: registry, podman, HAProxy, Prometheus, traffic generator
+//! - [`local`]: the local stack (registry, HAProxy, Prometheus, podman) and demo images
 //! - [`render`]: kustomize-compatible overlay rendering (pure)
 //! - [`redact`]: Secret masking for diffs, logs and reports
 //! - [`yaml`]: the one bounded door for YAML
@@ -28,7 +30,9 @@ pub mod cli;
 pub mod config;
 pub mod fsutil;
 pub mod gates;
+pub mod local;
 pub mod model;
+pub mod ports;
 pub mod redact;
 pub mod render;
 pub mod signing;

@@ -26,6 +26,7 @@ mod gates;
 mod git_writes;
 mod golden;
 mod keyless;
+mod local_stack;
 mod registry;
 mod render;
 mod validation;

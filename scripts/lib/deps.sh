@@ -3,7 +3,11 @@
 # Runs apt-get as root (CI and these machines run as root); otherwise says
 # exactly what to install.
 
-PC_APT_PACKAGES=(git openssh-client pkg-config libssl-dev gcc make ca-certificates docker-registry)
+# Build: git … make. Local stack (brief §5): docker-registry, haproxy,
+# prometheus, podman + runc + buildah, slirp4netns (pod networking without
+# iptables), catatonit (podman's pause process), libc6-dev (static demo).
+PC_APT_PACKAGES=(git openssh-client pkg-config libssl-dev gcc make ca-certificates libc6-dev
+  docker-registry haproxy prometheus podman runc buildah slirp4netns catatonit uidmap)
 
 pc_install_deps() {
   local missing=()
@@ -17,7 +21,7 @@ pc_install_deps() {
     fi
     echo "installing: ${missing[*]}" >&2
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
   if ! command -v cargo >/dev/null 2>&1; then
     if [ -x "$HOME/.cargo/bin/cargo" ]; then
@@ -27,4 +31,13 @@ pc_install_deps() {
       return 1
     fi
   fi
+}
+
+# Builds the static demo binary (crt-static glibc: runs in a FROM scratch
+# image) into its own target dir; prints its path.
+pc_build_demo() {
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked \
+    -p platform-capstone-demo --target x86_64-unknown-linux-gnu \
+    --target-dir target/demo-static >&2
+  echo "$PWD/target/demo-static/x86_64-unknown-linux-gnu/release/demo"
 }

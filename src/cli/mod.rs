@@ -7,6 +7,7 @@ mod check;
 mod diff;
 mod init;
 mod keygen;
+mod local;
 mod render;
 mod sign;
 mod status;
@@ -58,6 +59,7 @@ enum Command {
     Sign(sign::SignArgs),
     /// Attest a predicate (e.g. a vulnerability report) about an image digest.
     Attest(sign::AttestArgs),
+    Local(local::Args),
 }
 
 /// Output format of commands whose output is data.
@@ -88,6 +90,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check::run(a),
         Command::Sign(a) => sign::run_sign(a),
         Command::Attest(a) => sign::run_attest(a),
+        Command::Local(a) => local::run(a),
     };
     match result {
         Ok(code) => code,

@@ -127,3 +127,32 @@ impl Fixture {
         path
     }
 }
+
+/// The static demo binary, built once (release, crt-static) into its own
+/// target dir so it never waits on the lock of the build running the tests.
+pub fn demo_binary() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target_dir = root.join("target/demo-static");
+        let status = Command::new(env!("CARGO"))
+            .current_dir(root)
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "platform-capstone-demo",
+                "--target",
+                "x86_64-unknown-linux-gnu",
+                "--target-dir",
+            ])
+            .arg(&target_dir)
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .status()
+            .expect("run cargo build for the demo");
+        assert!(status.success(), "building the static demo binary failed");
+        target_dir.join("x86_64-unknown-linux-gnu/release/demo")
+    })
+    .clone()
+}

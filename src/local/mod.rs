@@ -1,0 +1,651 @@
+//! The local stack: everything a release needs on one machine, on
+//! loopback, under one state directory — docker-registry, HAProxy (one
+//! frontend per env's app, runtime API socket, Prometheus exporter),
+//! Prometheus (scraping HAProxy and the app pods every second) and podman
+//! with project-local configuration.
+//!
+//! `up` is idempotent: a component already running from this state dir is
+//! kept (restarted only when its generated config changed), a port taken
+//! by something else is an error naming it. `down` removes every managed
+//! pod and stops every process, then checks that no port is left
+//! listening. `status` says what is up and where. Processes are tracked by
+//! pid *and* command line, so a recycled pid is never mistaken for ours.
+//!
+//! Modules: `config` (the generated files, pure), `images` (the demo
+//! images: buildah from scratch, push, sign, attest).
+
+pub mod config;
+pub mod images;
+
+use crate::adapters::haproxy::Haproxy;
+use crate::adapters::podman::{Podman, PodmanConfig};
+use crate::adapters::process;
+use config::{Ports, Route};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Every program the stack runs, and the Debian package that has it.
+pub const REQUIRED: &[(&str, &str)] = &[
+    ("docker-registry", "docker-registry"),
+    ("haproxy", "haproxy"),
+    ("prometheus", "prometheus"),
+    ("podman", "podman"),
+    ("buildah", "buildah"),
+    ("runc", "runc"),
+    ("slirp4netns", "slirp4netns"),
+    ("catatonit", "catatonit"),
+];
+
+/// Default ports (the blueprint's images name `localhost:5000`).
+pub const DEFAULT_PORTS: Ports = Ports {
+    registry: 5000,
+    prometheus: 9090,
+    haproxy_exporter: 8405,
+};
+/// First frontend port; one per route, counting up.
+pub const DEFAULT_ROUTE_PORT: u16 = 18080;
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(
+        "missing programs: {}; install them: apt-get install -y {}",
+        .programs.join(", "), .packages.join(" ")
+    )]
+    Missing {
+        programs: Vec<String>,
+        packages: Vec<String>,
+    },
+    #[error("{0}")]
+    Io(String),
+    #[error(
+        "127.0.0.1:{port} ({component}) is in use by another process; stop it, or run `local up --ports auto`"
+    )]
+    PortTaken { component: String, port: u16 },
+    #[error("{component} did not start: {message}; see its log: {log}")]
+    Start {
+        component: String,
+        message: String,
+        log: String,
+    },
+    #[error("{0}")]
+    Podman(String),
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> LocalError + '_ {
+    move |e| LocalError::Io(format!("{}: {e}", path.display()))
+}
+
+/// What `stack.json` records.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StackState {
+    pub ports: Ports,
+    pub routes: Vec<Route>,
+    /// Component name → pid.
+    pub pids: BTreeMap<String, u32>,
+}
+
+/// How `up` picks ports for a new stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortChoice {
+    Default,
+    Auto,
+}
+
+/// One component's health, as `status` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ComponentStatus {
+    pub name: String,
+    pub address: String,
+    pub pid: Option<u32>,
+    pub up: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StackStatus {
+    pub state_dir: String,
+    pub components: Vec<ComponentStatus>,
+    pub routes: Vec<Route>,
+    pub pods: Vec<PodStatus>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PodStatus {
+    pub name: String,
+    pub running: bool,
+    pub namespace: String,
+    pub app: String,
+    pub track: String,
+    pub release: String,
+}
+
+pub struct Stack {
+    pub dir: PathBuf,
+}
+
+/// Whether `program` is on PATH.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+/// The missing programs and their packages, in one error.
+pub fn check_programs(programs: &[(&str, &str)]) -> Result<(), LocalError> {
+    let missing: Vec<&(&str, &str)> = programs.iter().filter(|(p, _)| !on_path(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut packages: Vec<String> = missing.iter().map(|(_, k)| k.to_string()).collect();
+    packages.dedup();
+    Err(LocalError::Missing {
+        programs: missing.iter().map(|(p, _)| p.to_string()).collect(),
+        packages,
+    })
+}
+
+/// Whether `pid` is alive and running with `marker` on its command line.
+fn ours(pid: u32, marker: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains(marker))
+        .unwrap_or(false)
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// A process the stack runs.
+struct Component {
+    name: &'static str,
+    program: &'static str,
+    args: Vec<String>,
+    /// On the command line: how `ours` recognises it.
+    config: PathBuf,
+    port: u16,
+}
+
+impl Stack {
+    /// The stack under `dir` (created if missing; made absolute).
+    pub fn new(dir: &Path) -> Result<Self, LocalError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let dir = std::fs::canonicalize(dir).map_err(io(dir))?;
+        // Unix socket paths are limited to 108 bytes.
+        let sock = dir.join("haproxy.sock");
+        if sock.as_os_str().len() > 100 {
+            return Err(LocalError::Io(format!(
+                "{}: the state dir path is too long for HAProxy's socket (over 100 bytes); use a shorter --state-dir",
+                dir.display()
+            )));
+        }
+        Ok(Self { dir })
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+    fn state_file(&self) -> PathBuf {
+        self.path("stack.json")
+    }
+    pub fn haproxy_socket(&self) -> PathBuf {
+        self.path("haproxy.sock")
+    }
+    fn podman_dir(&self) -> PathBuf {
+        self.path("podman")
+    }
+
+    pub fn podman_config(&self) -> PodmanConfig {
+        let d = self.podman_dir();
+        PodmanConfig {
+            containers_conf: d.join("containers.conf"),
+            storage_conf: d.join("storage.conf"),
+            registries_conf: d.join("registries.conf"),
+            work_dir: d,
+        }
+    }
+
+    pub fn podman(&self) -> Result<Podman, LocalError> {
+        Podman::new(self.podman_config()).map_err(|e| LocalError::Podman(e.to_string()))
+    }
+
+    pub fn router(&self) -> Haproxy {
+        Haproxy::new(self.haproxy_socket())
+    }
+
+    pub fn load(&self) -> Option<StackState> {
+        let text = std::fs::read_to_string(self.state_file()).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn save(&self, state: &StackState) -> Result<(), LocalError> {
+        let path = self.state_file();
+        let body = serde_json::to_vec_pretty(state).map_err(|e| LocalError::Io(e.to_string()))?;
+        crate::fsutil::write_atomic(&path, &body, None).map_err(io(&path))
+    }
+
+    pub fn prometheus_url(state: &StackState) -> String {
+        format!("http://127.0.0.1:{}", state.ports.prometheus)
+    }
+
+    /// `localhost:<port>`: the registry as images name it.
+    pub fn registry_host(state: &StackState) -> String {
+        format!("localhost:{}", state.ports.registry)
+    }
+
+    fn components(&self, state: &StackState) -> Vec<Component> {
+        let registry_cfg = self.path("registry/registry.yml");
+        let haproxy_cfg = self.path("haproxy/haproxy.cfg");
+        let prom_cfg = self.path("prometheus/prometheus.yml");
+        vec![
+            Component {
+                name: "registry",
+                program: "docker-registry",
+                args: vec!["serve".into(), registry_cfg.to_string_lossy().into()],
+                config: registry_cfg,
+                port: state.ports.registry,
+            },
+            Component {
+                name: "haproxy",
+                program: "haproxy",
+                args: vec![
+                    "-db".into(),
+                    "-f".into(),
+                    haproxy_cfg.to_string_lossy().into(),
+                ],
+                config: haproxy_cfg,
+                port: state.ports.haproxy_exporter,
+            },
+            Component {
+                name: "prometheus",
+                program: "prometheus",
+                args: vec![
+                    format!("--config.file={}", prom_cfg.display()),
+                    format!(
+                        "--storage.tsdb.path={}",
+                        self.path("prometheus/data").display()
+                    ),
+                    format!("--web.listen-address=127.0.0.1:{}", state.ports.prometheus),
+                    "--storage.tsdb.retention.time=2d".into(),
+                    "--web.enable-lifecycle".into(),
+                ],
+                config: prom_cfg,
+                port: state.ports.prometheus,
+            },
+        ]
+    }
+
+    /// The generated files, path → content.
+    fn files(&self, state: &StackState) -> Vec<(PathBuf, String)> {
+        let pd = self.podman_dir();
+        vec![
+            (
+                self.path("registry/registry.yml"),
+                config::registry_yml(&self.path("registry/data"), state.ports.registry),
+            ),
+            (
+                self.path("haproxy/haproxy.cfg"),
+                config::haproxy_cfg(&self.haproxy_socket(), &state.ports, &state.routes),
+            ),
+            (
+                self.path("prometheus/prometheus.yml"),
+                config::prometheus_yml(&state.ports, &pd.join("scrape-targets.json")),
+            ),
+            (pd.join("containers.conf"), config::containers_conf(&pd)),
+            (pd.join("storage.conf"), config::storage_conf(&pd)),
+            (
+                pd.join("registries.conf"),
+                config::registries_conf(state.ports.registry),
+            ),
+        ]
+    }
+
+    fn plan(
+        &self,
+        routes: &[(String, String)],
+        ports: PortChoice,
+    ) -> Result<StackState, LocalError> {
+        let existing = self.load();
+        let pick = |default: u16| -> Result<u16, LocalError> {
+            match ports {
+                PortChoice::Default => Ok(default),
+                PortChoice::Auto => process::free_port().map_err(LocalError::Io),
+            }
+        };
+        let base = match &existing {
+            Some(s) => s.ports.clone(),
+            None => Ports {
+                registry: pick(DEFAULT_PORTS.registry)?,
+                prometheus: pick(DEFAULT_PORTS.prometheus)?,
+                haproxy_exporter: pick(DEFAULT_PORTS.haproxy_exporter)?,
+            },
+        };
+        let old_routes = existing
+            .as_ref()
+            .map(|s| s.routes.clone())
+            .unwrap_or_default();
+        let wanted: Vec<(String, String)> = if routes.is_empty() {
+            old_routes
+                .iter()
+                .map(|r| (r.namespace.clone(), r.app.clone()))
+                .collect()
+        } else {
+            routes.to_vec()
+        };
+        let mut used: Vec<u16> = vec![base.registry, base.prometheus, base.haproxy_exporter];
+        let mut next = DEFAULT_ROUTE_PORT;
+        let mut out = Vec::new();
+        for (ns, app) in wanted {
+            // A route keeps its port across `up`s.
+            let port = match old_routes
+                .iter()
+                .find(|r| r.namespace == ns && r.app == app)
+            {
+                Some(r) => r.port,
+                None => match ports {
+                    PortChoice::Auto => process::free_port().map_err(LocalError::Io)?,
+                    PortChoice::Default => {
+                        while used.contains(&next) || old_routes.iter().any(|r| r.port == next) {
+                            next += 1;
+                        }
+                        next
+                    }
+                },
+            };
+            used.push(port);
+            out.push(Route {
+                namespace: ns,
+                app,
+                port,
+            });
+        }
+        Ok(StackState {
+            ports: base,
+            routes: out,
+            pids: existing.map(|s| s.pids).unwrap_or_default(),
+        })
+    }
+
+    fn healthy(&self, c: &Component, state: &StackState) -> bool {
+        match c.name {
+            "haproxy" => self
+                .router()
+                .command("show info")
+                .is_ok_and(|i| i.contains("Name: HAProxy")),
+            "prometheus" => http_ok(&format!(
+                "http://127.0.0.1:{}/-/ready",
+                state.ports.prometheus
+            )),
+            "registry" => http_ok(&format!("http://127.0.0.1:{}/v2/", state.ports.registry)),
+            _ => process::listening(c.port),
+        }
+    }
+
+    fn start(&self, c: &Component, state: &StackState) -> Result<u32, LocalError> {
+        if process::listening(c.port) {
+            return Err(LocalError::PortTaken {
+                component: c.name.into(),
+                port: c.port,
+            });
+        }
+        let logs = self.path("logs");
+        std::fs::create_dir_all(&logs).map_err(io(&logs))?;
+        let log_path = logs.join(format!("{}.log", c.name));
+        let log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
+        let err = log.try_clone().map_err(io(&log_path))?;
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new(c.program)
+            .args(&c.args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            // Its own process group: a Ctrl-C at the terminal that ran
+            // `local up` does not take the stack down with it.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| LocalError::Start {
+                component: c.name.into(),
+                message: format!("cannot run {}: {e}", c.program),
+                log: log_path.display().to_string(),
+            })?;
+        let pid = child.id();
+        let waited = process::wait_until(c.name, START_TIMEOUT, || {
+            matches!(child.try_wait(), Ok(None)) && self.healthy(c, state)
+        });
+        if let Err(message) = waited {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(LocalError::Start {
+                component: c.name.into(),
+                message,
+                log: log_path.display().to_string(),
+            });
+        }
+        // Reap it when it exits, so a stopped component is not a zombie
+        // that still looks alive to this process.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        Ok(pid)
+    }
+
+    fn stop_pid(&self, name: &str, pid: u32, marker: &str) -> Result<(), LocalError> {
+        if !ours(pid, marker) {
+            return Ok(());
+        }
+        signal(pid, "-TERM");
+        if process::wait_until(name, STOP_TIMEOUT, || !ours(pid, marker)).is_err() {
+            signal(pid, "-KILL");
+            process::wait_until(name, STOP_TIMEOUT, || !ours(pid, marker))
+                .map_err(LocalError::Io)?;
+        }
+        Ok(())
+    }
+
+    /// Brings the stack up (or keeps what is up); `progress` hears each step.
+    pub fn up(
+        &self,
+        routes: &[(String, String)],
+        ports: PortChoice,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<StackState, LocalError> {
+        check_programs(REQUIRED)?;
+        let mut state = self.plan(routes, ports)?;
+        let mut changed = Vec::new();
+        for (path, content) in self.files(&state) {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
+                crate::fsutil::write_atomic(&path, content.as_bytes(), None).map_err(io(&path))?;
+                changed.push(path);
+            }
+        }
+        let targets = self.podman_dir().join("scrape-targets.json");
+        if !targets.exists() {
+            crate::fsutil::write_atomic(&targets, b"[]", None).map_err(io(&targets))?;
+        }
+        for c in self.components(&state) {
+            let marker = c.config.to_string_lossy().to_string();
+            let running = state
+                .pids
+                .get(c.name)
+                .copied()
+                .filter(|p| ours(*p, &marker));
+            match running {
+                Some(pid) if !changed.contains(&c.config) && self.healthy(&c, &state) => {
+                    progress(&format!(
+                        "{}: already up (pid {pid}) on 127.0.0.1:{}",
+                        c.name, c.port
+                    ));
+                    continue;
+                }
+                Some(pid) => {
+                    progress(&format!("{}: restarting (configuration changed)", c.name));
+                    self.stop_pid(c.name, pid, &marker)?;
+                }
+                None => {}
+            }
+            let pid = self.start(&c, &state)?;
+            state.pids.insert(c.name.to_string(), pid);
+            self.save(&state)?;
+            progress(&format!(
+                "{}: up (pid {pid}) on 127.0.0.1:{}",
+                c.name, c.port
+            ));
+        }
+        // podman: the configuration loads and the runtime answers.
+        let podman = self.podman()?;
+        process::run(
+            podman
+                .command()
+                .args(["info", "--format", "{{.Host.OCIRuntime.Name}}"]),
+            Duration::from_secs(60),
+            None,
+        )
+        .map_err(LocalError::Podman)?;
+        progress("podman: configured (runc, cgroupfs, project-local storage)");
+        for r in &state.routes {
+            progress(&format!(
+                "route {}/{}: http://127.0.0.1:{}/",
+                r.namespace, r.app, r.port
+            ));
+        }
+        self.save(&state)?;
+        Ok(state)
+    }
+
+    /// Removes every managed pod and stops every process; then checks that
+    /// nothing listens any more.
+    pub fn down(&self, progress: &mut dyn FnMut(&str)) -> Result<(), LocalError> {
+        let Some(mut state) = self.load() else {
+            progress("nothing to stop: no stack.json in the state dir");
+            return Ok(());
+        };
+        if on_path("podman") && self.podman_config().containers_conf.exists() {
+            let podman = self.podman()?;
+            let pods = podman
+                .pods(None)
+                .map_err(|e| LocalError::Podman(e.to_string()))?;
+            let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+            if !names.is_empty() {
+                let mut args = vec!["pod", "rm", "--force", "--time", "5"];
+                args.extend(names.iter().copied());
+                process::run(podman.command().args(&args), Duration::from_secs(120), None)
+                    .map_err(LocalError::Podman)?;
+                progress(&format!("podman: removed {} pods", names.len()));
+            }
+            let _ = podman.write_scrape_targets();
+        }
+        for c in self.components(&state).iter().rev() {
+            if let Some(pid) = state.pids.get(c.name).copied() {
+                self.stop_pid(c.name, pid, &c.config.to_string_lossy())?;
+                progress(&format!("{}: stopped", c.name));
+            }
+        }
+        state.pids.clear();
+        self.save(&state)?;
+        let mut ports = vec![
+            state.ports.registry,
+            state.ports.prometheus,
+            state.ports.haproxy_exporter,
+        ];
+        ports.extend(state.routes.iter().map(|r| r.port));
+        // A process's sockets close a moment after its command line goes.
+        let _ = process::wait_until("ports to close", Duration::from_secs(5), || {
+            !ports.iter().any(|p| process::listening(*p))
+        });
+        let still: Vec<u16> = ports
+            .into_iter()
+            .filter(|p| process::listening(*p))
+            .collect();
+        if !still.is_empty() {
+            return Err(LocalError::Io(format!(
+                "after down, something still listens on 127.0.0.1:{:?} (not started by this stack?)",
+                still
+            )));
+        }
+        let _ = std::fs::remove_file(self.haproxy_socket());
+        Ok(())
+    }
+
+    pub fn status(&self) -> StackStatus {
+        let state = self.load();
+        let mut components = Vec::new();
+        let mut pods = Vec::new();
+        if let Some(state) = &state {
+            for c in self.components(state) {
+                let pid = state
+                    .pids
+                    .get(c.name)
+                    .copied()
+                    .filter(|p| ours(*p, &c.config.to_string_lossy()));
+                let up = pid.is_some() && self.healthy(&c, state);
+                components.push(ComponentStatus {
+                    name: c.name.into(),
+                    address: format!("127.0.0.1:{}", c.port),
+                    pid,
+                    up,
+                    detail: match (pid, up) {
+                        (None, _) => "not running".into(),
+                        (Some(_), false) => "running but not answering".into(),
+                        (Some(_), true) => "healthy".into(),
+                    },
+                });
+            }
+            if let Ok(podman) = self.podman()
+                && let Ok(list) = podman.pods(None)
+            {
+                pods = list
+                    .into_iter()
+                    .map(|p| PodStatus {
+                        running: p.running,
+                        namespace: p
+                            .labels
+                            .get(crate::ports::NAMESPACE_LABEL)
+                            .cloned()
+                            .unwrap_or_default(),
+                        app: p
+                            .labels
+                            .get(crate::ports::APP_LABEL)
+                            .cloned()
+                            .unwrap_or_default(),
+                        track: p
+                            .labels
+                            .get(crate::ports::TRACK_LABEL)
+                            .cloned()
+                            .unwrap_or_default(),
+                        release: p
+                            .labels
+                            .get(crate::ports::RELEASE_LABEL)
+                            .cloned()
+                            .unwrap_or_default(),
+                        name: p.name,
+                    })
+                    .collect();
+            }
+        }
+        StackStatus {
+            state_dir: self.dir.display().to_string(),
+            components,
+            routes: state.map(|s| s.routes).unwrap_or_default(),
+            pods,
+        }
+    }
+}
+
+fn http_ok(url: &str) -> bool {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .ok()
+        .and_then(|c| c.get(url).send().ok())
+        .is_some_and(|r| r.status().is_success())
+}
