@@ -282,6 +282,7 @@ fn help_explains_every_command() {
     let top = stdout(&bin(d, &["--help"]));
     for cmd in [
         "validate", "init", "status", "keygen", "render", "diff", "check", "sign", "attest",
+        "local",
     ] {
         assert!(top.contains(cmd), "{cmd} missing from --help");
         let h = bin(d, &[cmd, "--help"]);
@@ -292,4 +293,47 @@ fn help_explains_every_command() {
             stdout(&h)
         );
     }
+}
+
+#[test]
+fn local_commands_say_what_is_missing_and_what_is_not_set_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("stack");
+    let state = state.to_str().expect("utf8");
+    // Not set up: status says so and fails; down has nothing to stop.
+    let o = bin(dir.path(), &["local", "status", "--state-dir", state]);
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains("not set up: run `platform-capstone local up`"),
+        "{}",
+        stdout(&o)
+    );
+    let o = bin(dir.path(), &["local", "down", "--state-dir", state]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // No programs on PATH: one message naming every apt package, nothing started.
+    let o = Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
+        .current_dir(dir.path())
+        .args(["local", "up", "--state-dir", state, "--ports", "auto"])
+        .env("PATH", dir.path())
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("apt-get install -y docker-registry haproxy prometheus podman buildah runc slirp4netns catatonit"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("stack/stack.json").exists(),
+        "state written on failure"
+    );
+    let o = bin(
+        dir.path(),
+        &["local", "up", "--state-dir", state, "--route", "no-slash"],
+    );
+    assert!(
+        stderr(&o).contains("--route \"no-slash\": expected NAMESPACE/APP"),
+        "{}",
+        stderr(&o)
+    );
 }

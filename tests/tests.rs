@@ -7,6 +7,9 @@
 //! - `gates`: the admission gate with the blueprint's real policies
 //! - `golden`: the renderer vs `kubectl kustomize` on 45 overlay cases
 //! - `keyless`: Fulcio/Rekor verification with a local CA and log key
+//! - `kubernetes`: the kube target and router, request by request, against a
+//!   scripted API server (tower-test); a real-cluster suite when KUBECONFIG is set
+//! - `local_stack`: the local stack for real: podman, HAProxy, Prometheus, registry
 //! - `registry`: keyed and keyless cosign signatures and attestations
 //!   against the real docker-registry
 //! - `render`: renderer failure modes, the render cache, diff masking
@@ -26,6 +29,7 @@ mod gates;
 mod git_writes;
 mod golden;
 mod keyless;
+mod kubernetes;
 mod local_stack;
 mod registry;
 mod render;
