@@ -16,18 +16,23 @@
 //! - [`adapters`]: the I/O edges: registry, podman, HAProxy, Prometheus, traffic generator
 //! - [`local`]: the local stack (registry, HAProxy, Prometheus, podman) and demo images
 //! - [`render`]: kustomize-compatible overlay rendering (pure)
+//! - [`rollout`]: the canary decision core: interval judgement and the step state machine (pure)
 //! - [`redact`]: Secret masking for diffs, logs and reports
 //! - [`yaml`]: the one bounded door for YAML
 //! - [`fsutil`]: atomic file writes
+//! - [`engine`]: the release engine: gates → canary → bake → promote, rollback and revert
+//! - [`audit`]: release records as git notes, release ids
 //! - [`cli`]: the command line, one file per subcommand
 
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod adapters;
+pub mod audit;
 pub mod blueprint;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod fsutil;
 pub mod gates;
 pub mod local;
@@ -35,6 +40,7 @@ pub mod model;
 pub mod ports;
 pub mod redact;
 pub mod render;
+pub mod rollout;
 pub mod signing;
 pub mod source;
 pub mod yaml;

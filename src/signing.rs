@@ -72,6 +72,7 @@ pub enum SignError {
 }
 
 /// A loaded private key plus the identity it signs for.
+#[derive(Clone)]
 pub struct Signer {
     key: PrivateKey,
     identity: Identity,

@@ -193,6 +193,33 @@ fn the_local_stack_runs_routes_measures_and_leaves_nothing_behind() {
         other => panic!("good version's error ratio: {other}"),
     }
 
+    // No data and NaN are answers of their own, never numbers; a range
+    // query returns the series in time order.
+    assert_eq!(
+        prom.instant("sum(no_such_metric_anywhere)", None)
+            .expect("query"),
+        Sample::NoData
+    );
+    assert_eq!(
+        prom.instant("vector(0) / vector(0)", None).expect("query"),
+        Sample::NaN
+    );
+    let now = chrono::Utc::now();
+    let series = prom
+        .range(
+            &format!("sum(haproxy_server_http_responses_total{{proxy=\"{NS}.{APP}\"}})"),
+            now - chrono::Duration::seconds(10),
+            now,
+            Duration::from_secs(1),
+        )
+        .expect("range");
+    assert!(series.len() >= 5, "{series:?}");
+    assert!(series.windows(2).all(|w| w[0].0 < w[1].0), "{series:?}");
+    assert!(matches!(
+        prom.instant("sum(rate(x[5m]", None),
+        Err(MetricsError::Query { .. })
+    ));
+
     // Back to stable; the canary removed.
     router
         .route(

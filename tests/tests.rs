@@ -12,6 +12,8 @@
 //! - `local_stack`: the local stack for real: podman, HAProxy, Prometheus, registry
 //! - `registry`: keyed and keyless cosign signatures and attestations
 //!   against the real docker-registry
+//! - `release`: the release engine through the binary on the real stack:
+//!   promotion, windows, approval, abort + revert, gate stop, inconclusive, kill -9
 //! - `render`: renderer failure modes, the render cache, diff masking
 //! - `validation`: every env-file problem, table-driven; hostile TOML
 //! - `cli`: the binary end to end: init, validate, status, keygen
@@ -32,5 +34,6 @@ mod keyless;
 mod kubernetes;
 mod local_stack;
 mod registry;
+mod release;
 mod render;
 mod validation;

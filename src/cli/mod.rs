@@ -8,6 +8,7 @@ mod diff;
 mod init;
 mod keygen;
 mod local;
+mod release;
 mod render;
 mod sign;
 mod status;
@@ -60,6 +61,9 @@ enum Command {
     /// Attest a predicate (e.g. a vulnerability report) about an image digest.
     Attest(sign::AttestArgs),
     Local(local::Args),
+    Release(release::Args),
+    Approve(release::ApproveArgs),
+    Audit(release::AuditArgs),
 }
 
 /// Output format of commands whose output is data.
@@ -91,6 +95,9 @@ pub fn main() -> ExitCode {
         Command::Sign(a) => sign::run_sign(a),
         Command::Attest(a) => sign::run_attest(a),
         Command::Local(a) => local::run(a),
+        Command::Release(a) => release::run(a),
+        Command::Approve(a) => release::approve(a),
+        Command::Audit(a) => release::audit(a),
     };
     match result {
         Ok(code) => code,

@@ -15,6 +15,10 @@ use chrono::{DateTime, Utc};
 /// The three verdicts, in display order.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Checks {
+    /// Set when a gate could not evaluate because infrastructure (the
+    /// registry) was unreachable: the release pauses, it is not reverted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub infrastructure: Option<String>,
     pub artifact_signature: Verdict,
     pub vulnerability_policy: Verdict,
     pub admission_policy: Verdict,
@@ -80,6 +84,7 @@ pub fn run(
     now: DateTime<Utc>,
 ) -> Checks {
     let images = crate::render::images(rendered);
+    let mut infrastructure = None;
     // Both artifact gates trust the same keys.
     let trusted = trust::load(tree).map_err(|e| e.to_string());
 
@@ -101,7 +106,12 @@ pub fn run(
                     Ok((repo, digest)) => match cosign::check(reg, repo, digest, trust, now) {
                         Ok(None) => {}
                         Ok(Some(f)) => findings.push(f),
-                        Err(e) => error = Some(e.to_string()),
+                        Err(e) => {
+                            if e.is_infrastructure() {
+                                infrastructure = Some(e.to_string());
+                            }
+                            error = Some(e.to_string())
+                        }
                     },
                 }
             }
@@ -130,7 +140,12 @@ pub fn run(
                     trust,
                     now,
                 ) {
-                    Err(e) => error = Some(e.to_string()),
+                    Err(e) => {
+                        if e.is_infrastructure() {
+                            infrastructure = Some(e.to_string());
+                        }
+                        error = Some(e.to_string())
+                    }
                     Ok(Err(reason)) => {
                         let mut f = vulnerability::missing_report(image, true);
                         f.message = format!("{}: {reason}", f.message);
@@ -162,6 +177,7 @@ pub fn run(
     };
 
     Checks {
+        infrastructure,
         artifact_signature: apply_mode(signature, modes.signature),
         vulnerability_policy: apply_mode(vulnerability, modes.vulnerability),
         admission_policy: apply_mode(admission, modes.admission),

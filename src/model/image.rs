@@ -167,6 +167,113 @@ pub fn pins_from_kustomization(file: &str, text: &str) -> Result<Vec<ImagePin>, 
         .collect()
 }
 
+/// Rewrites the `digest:` of each named image in a kustomization's text,
+/// touching nothing else (comments, order and layout stay), and checks the
+/// result: the same document with only those digests changed. An image
+/// not pinned by digest yet, or not listed, is an error: promotions move
+/// pins, they do not invent them.
+pub fn set_digest_pins(
+    file: &str,
+    text: &str,
+    digests: &std::collections::BTreeMap<String, Digest>,
+) -> Result<String, PinError> {
+    let err = |index: usize, message: String| PinError::Field {
+        file: file.to_string(),
+        index,
+        field: "digest".into(),
+        message,
+    };
+    let before = pins_from_kustomization(file, text)?;
+    let mut lines: Vec<String> = text.split_inclusive('\n').map(str::to_string).collect();
+    let mut in_images = false;
+    let mut current: Option<(usize, String)> = None; // (entry index, name)
+    let mut entry = 0usize;
+    let mut entry_indent = 0usize;
+    let mut done = std::collections::BTreeSet::new();
+    for line in lines.iter_mut() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if indent == 0 && !trimmed.is_empty() && !trimmed.starts_with('#') {
+            in_images = trimmed.starts_with("images:");
+            current = None;
+            continue;
+        }
+        if !in_images {
+            continue;
+        }
+        let field = if let Some(rest) = trimmed.strip_prefix("- ") {
+            entry_indent = indent + 2;
+            if before.len() <= entry {
+                return Err(err(entry, "could not follow the images list".into()));
+            }
+            current = Some((entry, before[entry].name.clone()));
+            entry += 1;
+            rest
+        } else if indent == entry_indent {
+            trimmed
+        } else {
+            continue;
+        };
+        if let (Some((index, name)), Some(value)) = (&current, field.strip_prefix("digest:"))
+            && let Some(d) = digests.get(name)
+        {
+            let v = value.trim_start();
+            let token = v
+                .find(|c: char| c.is_whitespace() || c == '#')
+                .unwrap_or(v.len());
+            let start = line.len() - field.len() + "digest:".len();
+            let end_of_value = start + (value.len() - v.len()) + token;
+            line.replace_range(start..end_of_value, &format!(" {d}"));
+            done.insert(name.clone());
+            debug_assert!(*index < entry);
+        }
+    }
+    for name in digests.keys() {
+        if !done.contains(name) {
+            let index = before
+                .iter()
+                .position(|p| &p.name == name)
+                .unwrap_or(before.len());
+            return Err(err(
+                index,
+                format!(
+                    "image {name:?} has no digest pin to move in {file}; pin it by digest first"
+                ),
+            ));
+        }
+    }
+    let out: String = lines.concat();
+    // Same document, only those digests changed.
+    let after = pins_from_kustomization(file, &out)?;
+    let expected: Vec<ImagePin> = before
+        .into_iter()
+        .map(|mut p| {
+            if let Some(d) = digests.get(&p.name) {
+                p.digest = Some(d.clone());
+            }
+            p
+        })
+        .collect();
+    let strip = |t: &str| -> Result<serde_yaml::Value, PinError> {
+        let mut v: serde_yaml::Value =
+            crate::yaml::from_str(file, t).map_err(|e| PinError::Yaml {
+                file: file.to_string(),
+                message: e.to_string(),
+            })?;
+        if let Some(m) = v.as_mapping_mut() {
+            m.remove("images");
+        }
+        Ok(v)
+    };
+    if after != expected || strip(text)? != strip(&out)? {
+        return Err(err(
+            0,
+            "rewriting the pins would change more than the digests; edit this file by hand".into(),
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +305,41 @@ mod tests {
         assert_eq!(pins.len(), 2);
         assert_eq!(pins[0].reference(), format!("reg/demo@{D}"));
         assert_eq!(pins[1].reference(), "side:v1");
+    }
+
+    #[test]
+    fn pins_move_and_nothing_else_does() {
+        let e = D.replace("0123", "ffff");
+        let text = format!(
+            "# comment\nnamespace: x\nimages:\n  # the app\n  - name: demo\n    newName: reg/demo\n    digest: {D}   # pinned\n  - digest: {D}\n    name: side\nreplicas:\n  - name: demo\n    count: 1\n"
+        );
+        let to: std::collections::BTreeMap<String, Digest> =
+            [("demo".to_string(), e.parse().unwrap())].into();
+        let out = set_digest_pins("k.yaml", &text, &to).unwrap();
+        assert_eq!(
+            out,
+            text.replacen(&format!("digest: {D}   #"), &format!("digest: {e}   #"), 1)
+        );
+        let both: std::collections::BTreeMap<String, Digest> = [
+            ("demo".to_string(), e.parse().unwrap()),
+            ("side".to_string(), e.parse().unwrap()),
+        ]
+        .into();
+        let out = set_digest_pins("k.yaml", &text, &both).unwrap();
+        assert_eq!(out.matches(&e).count(), 2);
+        assert_eq!(out.matches(D).count(), 0);
+        let missing: std::collections::BTreeMap<String, Digest> =
+            [("other".to_string(), e.parse().unwrap())].into();
+        assert!(
+            set_digest_pins("k.yaml", &text, &missing)
+                .unwrap_err()
+                .to_string()
+                .contains("no digest pin")
+        );
+        let tagged = "images:\n- name: demo\n  newTag: v1\n";
+        let demo: std::collections::BTreeMap<String, Digest> =
+            [("demo".to_string(), e.parse().unwrap())].into();
+        assert!(set_digest_pins("k.yaml", tagged, &demo).is_err());
         let bad = pins_from_kustomization("k.yaml", "images:\n- name: x\n  digest: sha256:nope\n");
         let msg = bad.unwrap_err().to_string();
         assert!(msg.starts_with("k.yaml: images[0].digest:"), "{msg}");

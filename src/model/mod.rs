@@ -3,5 +3,7 @@
 mod image;
 mod verdict;
 
-pub use image::{Digest, DigestError, ImagePin, PinError, pins_from_kustomization};
+pub use image::{
+    Digest, DigestError, ImagePin, PinError, pins_from_kustomization, set_digest_pins,
+};
 pub use verdict::{Finding, Outcome, Verdict};

@@ -2,9 +2,9 @@
 //! means "could not evaluate", which every caller treats as a failure
 //! (gates fail closed).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Pass,
@@ -23,7 +23,7 @@ impl std::fmt::Display for Outcome {
 }
 
 /// One thing a gate found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// Rule (or check) that produced it, e.g. `images-by-digest`.
     pub rule: String,

@@ -215,6 +215,8 @@ pub trait GitRepo {
     ) -> Result<(), GitError>;
     /// The audit note of a commit, if any.
     fn note(&self, commit: &str) -> Result<Option<String>, GitError>;
+    /// Every audit note: (annotated commit, note text).
+    fn notes(&self) -> Result<Vec<(String, String)>, GitError>;
 }
 
 /// Network timeouts for every libgit2 connection in this process, so an
@@ -923,6 +925,22 @@ impl GitRepo for Git2Repo {
             Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
             Err(e) => Err(GitError::git("read note")(e)),
         }
+    }
+
+    fn notes(&self) -> Result<Vec<(String, String)>, GitError> {
+        let iter = match self.repo.notes(Some(NOTES_REF)) {
+            Ok(i) => i,
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(GitError::git("list notes")(e)),
+        };
+        let mut out = Vec::new();
+        for item in iter {
+            let (_blob, annotated) = item.map_err(GitError::git("list notes"))?;
+            if let Some(text) = self.note(&annotated.to_string())? {
+                out.push((annotated.to_string(), text));
+            }
+        }
+        Ok(out)
     }
 }
 

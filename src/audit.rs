@@ -1,0 +1,232 @@
+//! Audit stage: one record per release and environment — every check,
+//! every step's measurements, timings, actor and commits — stored as JSON
+//! in the git note (`refs/notes/platform-capstone`) of the commit that was
+//! released, pushed with the repo by the same CAS loop as commits. Release
+//! ids are `rel-YYYY-MM-DD-NN`, NN counting that day's releases across
+//! every note, so any clone can answer `audit show` and `audit list`.
+//!
+//! A note holds `{"records": [...], "promotion": {...}, "approvals": [...]}`;
+//! writers merge into it (a record is replaced by release + env), so
+//! concurrent writers of different parts never lose each other's work.
+
+use crate::model::{Finding, Outcome, Verdict};
+use crate::rollout::Measurement;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A gate's verdict as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckRecord {
+    pub gate: String,
+    pub outcome: Outcome,
+    pub findings: Vec<Finding>,
+}
+
+impl From<&Verdict> for CheckRecord {
+    fn from(v: &Verdict) -> Self {
+        Self {
+            gate: v.gate.to_string(),
+            outcome: v.outcome,
+            findings: v.findings.clone(),
+        }
+    }
+}
+
+/// One analysis interval as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalRecord {
+    pub at: DateTime<Utc>,
+    pub weight: u8,
+    pub result: String,
+    pub requests: Option<f64>,
+    pub measurements: Vec<Measurement>,
+}
+
+/// A step as §2 prints it, with what it measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub name: String,
+    pub result: String,
+    pub intervals: Vec<IntervalRecord>,
+}
+
+/// Commits a release made or touched in one env.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Commits {
+    /// The env commit that was released.
+    pub released: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revert: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub release: String,
+    pub env: String,
+    pub actor: String,
+    pub images: Vec<String>,
+    pub version: String,
+    pub started: DateTime<Utc>,
+    pub finished: Option<DateTime<Utc>>,
+    /// `complete`, `promoted`, `waiting`, `failed`, `paused`, `running`.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub checks: Vec<CheckRecord>,
+    pub steps: Vec<StepRecord>,
+    pub commits: Commits,
+    /// Phase → milliseconds.
+    #[serde(default)]
+    pub timings: std::collections::BTreeMap<String, u64>,
+}
+
+/// The signed statement a promotion carries to the next env.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromotionRecord {
+    pub release: String,
+    pub from_env: String,
+    pub to_env: String,
+    pub source_commit: String,
+    pub digests: Vec<String>,
+    pub gates: Vec<(String, String)>,
+    pub samples: usize,
+    pub approver: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedPromotion {
+    pub record: PromotionRecord,
+    /// SSHSIG (armored) over the record's canonical JSON.
+    pub signature: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub release: String,
+    pub env: String,
+    pub approver: String,
+    /// SSHSIG (armored) over `approval_payload(release, env)`.
+    pub signature: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Note {
+    #[serde(default)]
+    pub records: Vec<Record>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<SignedPromotion>,
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+}
+
+/// SSH signature namespace of approvals (`keygen --namespace` for approvers).
+pub const APPROVAL_NAMESPACE: &str = "platform-capstone-approval";
+/// Promotion records are signed by the daemon's commit key in the `git`
+/// namespace, so the `allowed_signers` line that lets it sign env-branch
+/// commits also lets it vouch for promotions. No cross-use is possible: a
+/// record is JSON and a commit object never is.
+pub const PROMOTION_NAMESPACE: &str = crate::signing::GIT_NAMESPACE;
+
+impl Note {
+    /// Parses a note; text that is not ours is kept out (never an error:
+    /// a foreign note must not block a release).
+    pub fn parse(text: Option<&str>) -> Self {
+        text.and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn to_text(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// Replaces the record of the same release and env, or adds it.
+    pub fn upsert(&mut self, record: Record) {
+        self.records
+            .retain(|r| !(r.release == record.release && r.env == record.env));
+        self.records.push(record);
+    }
+}
+
+/// The canonical bytes a promotion record's signature covers.
+pub fn promotion_payload(r: &PromotionRecord) -> Vec<u8> {
+    serde_json::to_vec(r).unwrap_or_default()
+}
+
+/// The bytes an approval signs.
+pub fn approval_payload(release: &str, env: &str) -> Vec<u8> {
+    format!("platform-capstone approve {release} --env {env}\n").into_bytes()
+}
+
+/// `rel-YYYY-MM-DD-NN`, NN one past the day's highest among `existing`.
+pub fn next_release_id<'a>(existing: impl Iterator<Item = &'a str>, day: NaiveDate) -> String {
+    let prefix = format!("rel-{}-", day.format("%Y-%m-%d"));
+    let n = existing
+        .filter_map(|id| id.strip_prefix(&prefix))
+        .filter_map(|nn| nn.parse::<u32>().ok())
+        .max()
+        .unwrap_or(0);
+    format!("{prefix}{:02}", n + 1)
+}
+
+/// Every record in every note, newest first.
+pub fn all_records(notes: &[(String, String)]) -> Vec<Record> {
+    let mut out: Vec<Record> = notes
+        .iter()
+        .flat_map(|(_, text)| Note::parse(Some(text)).records)
+        .collect();
+    out.sort_by(|a, b| b.started.cmp(&a.started).then(b.release.cmp(&a.release)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_ids_count_the_days_releases() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+        assert_eq!(next_release_id([].into_iter(), day), "rel-2026-11-25-01");
+        let ids = [
+            "rel-2026-11-25-01",
+            "rel-2026-11-25-07",
+            "rel-2026-11-24-09",
+            "junk",
+        ];
+        assert_eq!(next_release_id(ids.into_iter(), day), "rel-2026-11-25-08");
+    }
+
+    #[test]
+    fn records_merge_by_release_and_env_and_foreign_notes_are_ignored() {
+        let rec = |env: &str, outcome: &str| Record {
+            release: "rel-2026-11-25-01".into(),
+            env: env.into(),
+            actor: "a".into(),
+            images: vec![],
+            version: "1".into(),
+            started: Utc::now(),
+            finished: None,
+            outcome: outcome.into(),
+            reason: None,
+            checks: vec![],
+            steps: vec![],
+            commits: Commits::default(),
+            timings: Default::default(),
+        };
+        let mut n = Note::parse(Some("not json, someone else's note"));
+        n.upsert(rec("dev", "running"));
+        n.upsert(rec("staging", "running"));
+        n.upsert(rec("dev", "complete"));
+        assert_eq!(n.records.len(), 2);
+        let back = Note::parse(Some(&n.to_text()));
+        assert_eq!(
+            back.records
+                .iter()
+                .find(|r| r.env == "dev")
+                .unwrap()
+                .outcome,
+            "complete"
+        );
+    }
+}

@@ -1,0 +1,765 @@
+//! `platform-capstone release`, `approve` and `audit`: the release engine
+//! driven from the command line (the daemon runs the same engine).
+
+use super::Output;
+use crate::adapters::haproxy::Haproxy;
+use crate::adapters::kubernetes::{Kube, KubeRouter};
+use crate::adapters::podman::Podman;
+use crate::adapters::prometheus::Prometheus;
+use crate::adapters::registry::OciRegistry;
+use crate::audit::{self, Record};
+use crate::config::{DaemonConfig, Env, TargetKind};
+use crate::engine::store::{Phase, Store};
+use crate::engine::{Engine, EnvOutcome, EnvRelease, Reporter, Services};
+use crate::gates::run::Checks;
+use crate::local::Stack;
+use crate::model::{Digest, Outcome, pins_from_kustomization, set_digest_pins};
+use crate::ports::{Metrics, Target, TrafficRouter};
+use crate::rollout::IntervalResult;
+use crate::signing::{Identity, Signer};
+use crate::source::{CommitOutcome, FileChange, Git2Repo, GitError, GitRepo, TreeReader};
+use anyhow::{Context, bail};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Exit code when a promotion waits (window or approval): not a failure.
+const EXIT_WAITING: u8 = 3;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Releases version V: resolves V once to image digests (the tag V of every \
+image pinned in the first environment's overlay, in its registry), commits that pin (signed) \
+to the first environment's branch — or to --env E — and follows the release: gates \
+(signature, vulnerability, admission), canary steps with analysis against the env's SLOs, \
+bake, then a signed promotion commit into the next environment, and so on down the chain.\n\n\
+Prints the checks and each step as they finish; a failing check or an unhealthy step prints \
+the reason, restores the last good release, commits a signed revert on that env's branch and \
+exits 1. A promotion outside its window or without a needed approval waits: exit 3; run \
+`release --resume ID` once it may go on. Infrastructure errors (git, registry, Prometheus, \
+target) pause the release and never revert it: exit 2, resume later.\n\n\
+Podman envs run on the local stack (`local up`; --local or $PLATFORM_CAPSTONE_LOCAL) with \
+synthetic traffic during analysis; kubernetes envs use the kubeconfig context of the env and \
+--prometheus."
+)]
+pub struct Args {
+    /// The version to release (an image tag in the registry).
+    #[arg(long, required_unless_present = "resume")]
+    version: Option<String>,
+    /// Start at this env instead of the first of the chain.
+    #[arg(long)]
+    env: Option<String>,
+    /// Continue release ID where it stopped (after a wait, a pause or a crash).
+    #[arg(long, value_name = "ID", conflicts_with = "version")]
+    resume: Option<String>,
+    /// Stop after this env (do not promote further).
+    #[arg(long, value_name = "ENV")]
+    until: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// Daemon config: remote, cache and state dirs, signing key, identity.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The local stack's state dir (podman envs).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "PLATFORM_CAPSTONE_LOCAL",
+        default_value = ".platform-capstone/local"
+    )]
+    local: PathBuf,
+    /// Prometheus for kubernetes envs (podman envs use the local stack's).
+    #[arg(long, value_name = "URL")]
+    prometheus: Option<String>,
+    #[arg(short, long, value_enum, default_value_t)]
+    output: Output,
+}
+
+/// The repo, its envs (each from its own branch head) and the signer.
+pub struct Setup {
+    pub cfg: DaemonConfig,
+    pub repo: Git2Repo,
+    pub signer: Signer,
+}
+
+pub fn setup(config: &std::path::Path) -> anyhow::Result<Setup> {
+    let cfg = DaemonConfig::load(config)?;
+    let key = cfg.signing_key.clone().with_context(|| {
+        format!(
+            "{}: signing_key: required to commit releases; set it to the daemon's SSH key",
+            config.display()
+        )
+    })?;
+    let signer =
+        Signer::load(&key, cfg.identity.clone()).with_context(|| format!("{}", key.display()))?;
+    let mut repo = Git2Repo::open_remote(&cfg.remote, &cfg.cache_dir, cfg.ssh_key.as_deref())?
+        .with_max_file_size(cfg.max_file_size)
+        .with_signer(signer.clone());
+    repo.fetch()?;
+    Ok(Setup { cfg, repo, signer })
+}
+
+/// Every env, each as defined at the head of its own branch, in chain order.
+pub fn envs(repo: &dyn GitRepo) -> anyhow::Result<Vec<Env>> {
+    let heads = repo.heads()?;
+    let Some((_, any_head)) = heads.iter().next() else {
+        bail!("the remote has no env/* branch: run `platform-capstone init --remote`");
+    };
+    let tree = repo.reader(any_head)?;
+    let overview = crate::config::load_repo(tree.as_ref());
+    let mut out = Vec::new();
+    for chain in overview.chains() {
+        for name in chain {
+            let Some(e) = overview.env(&name) else {
+                continue;
+            };
+            let head = repo.resolve(&e.branch)?;
+            let t = repo.reader(&head)?;
+            let own = crate::config::load_repo(t.as_ref());
+            if let Some(p) = own.problems.first() {
+                bail!("{} at {}: {p}", e.branch, &head[..12]);
+            }
+            match own.env(&name) {
+                Some(env) => out.push(env.clone()),
+                None => bail!(
+                    "{}: envs/{name}.toml is missing on its own branch",
+                    e.branch
+                ),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The adapters of an env's target.
+struct Adapters {
+    target: Box<dyn Target>,
+    kube: Option<Box<Kube>>,
+    haproxy: Option<Haproxy>,
+    metrics: Box<dyn Metrics>,
+    traffic: Option<String>,
+    requests_query: String,
+}
+
+fn adapters(env: &Env, common: &Common) -> anyhow::Result<Adapters> {
+    match env.target.kind {
+        TargetKind::Podman => {
+            let stack = Stack::new(&common.local)?;
+            let state = stack.load().with_context(|| {
+                format!(
+                    "{}: the local stack is not set up; run `platform-capstone local up`",
+                    common.local.display()
+                )
+            })?;
+            let route = state
+                .routes
+                .iter()
+                .find(|r| r.namespace == env.target.namespace && r.app == env.target.app)
+                .with_context(|| {
+                    format!(
+                        "the local stack has no route for {}/{}: run `platform-capstone local up --route {}/{}`",
+                        env.target.namespace, env.target.app, env.target.namespace, env.target.app
+                    )
+                })?;
+            let target = Podman::new(stack.podman_config())?;
+            Ok(Adapters {
+                target: Box::new(target),
+                kube: None,
+                haproxy: Some(stack.router()),
+                metrics: Box::new(Prometheus::new(&Stack::prometheus_url(&state), Duration::from_secs(10))?),
+                traffic: Some(format!("http://127.0.0.1:{}/", route.port)),
+                requests_query: "sum(increase(haproxy_server_http_responses_total{proxy=\"{{namespace}}.{{app}}\",server=~\"{{track}}.*\"}[{{interval}}]))".into(),
+            })
+        }
+        TargetKind::Kubernetes => {
+            let url = common
+                .prometheus
+                .clone()
+                .context("--prometheus URL is required for kubernetes envs")?;
+            let kube = Box::new(Kube::from_kubeconfig(env.target.context.as_deref())?);
+            Ok(Adapters {
+                target: Box::new(Kube::from_kubeconfig(env.target.context.as_deref())?),
+                kube: Some(kube),
+                haproxy: None,
+                metrics: Box::new(Prometheus::new(&url, Duration::from_secs(10))?),
+                traffic: None,
+                requests_query: "sum(increase(gateway_http_requests_total{namespace=\"{{namespace}}\",service=~\"{{app}}-{{track}}\"}[{{interval}}]))".into(),
+            })
+        }
+    }
+}
+
+/// Plain-HTTP registries: loopback hosts among the images.
+pub fn plain_http_hosts(images: &[String]) -> Vec<String> {
+    let mut hosts: Vec<String> = images
+        .iter()
+        .filter_map(|i| i.split('/').next())
+        .filter(|h| h.starts_with("localhost") || h.starts_with("127."))
+        .map(str::to_string)
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+/// §2's lines, live: plain lines when not a terminal, a spinner for the
+/// interval in progress when it is.
+struct Printer {
+    json: bool,
+    spinner: Option<indicatif::ProgressBar>,
+    printed_rollout: bool,
+}
+
+impl Printer {
+    fn new(json: bool) -> Self {
+        use std::io::IsTerminal;
+        let spinner = (!json && std::io::stderr().is_terminal()).then(|| {
+            let pb = indicatif::ProgressBar::new_spinner();
+            pb.enable_steady_tick(Duration::from_millis(120));
+            pb
+        });
+        Self {
+            json,
+            spinner,
+            printed_rollout: false,
+        }
+    }
+
+    fn line(&self, s: &str) {
+        if self.json {
+            return;
+        }
+        match &self.spinner {
+            Some(pb) => pb.println(s),
+            None => println!("{s}"),
+        }
+    }
+}
+
+fn outcome_word(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Pass => "pass",
+        Outcome::Warn => "warn",
+        Outcome::Fail => "fail",
+    }
+}
+
+impl Reporter for Printer {
+    fn env(&mut self, env: &str) {
+        self.printed_rollout = false;
+        self.line(&format!("env: {env}"));
+    }
+    fn checks(&mut self, checks: &Checks) {
+        self.line("checks:");
+        for v in checks.verdicts() {
+            let reasons: Vec<String> = v
+                .findings
+                .iter()
+                .map(|f| format!("{}: {}", f.subject, f.message))
+                .collect();
+            if reasons.is_empty() {
+                self.line(&format!("  {}: {}", v.gate, outcome_word(v.outcome)));
+            } else {
+                self.line(&format!(
+                    "  {}: {} ({})",
+                    v.gate,
+                    outcome_word(v.outcome),
+                    reasons.join("; ")
+                ));
+            }
+        }
+    }
+    fn step(&mut self, name: &str, result: &str) {
+        if !self.printed_rollout {
+            self.line("rollout:");
+            self.printed_rollout = true;
+        }
+        self.line(&format!("  {name}: {result}"));
+    }
+    fn interval(&mut self, step: &str, n: usize, result: &IntervalResult) {
+        let r = match result {
+            IntervalResult::Healthy => "healthy".to_string(),
+            IntervalResult::Unhealthy(x) => format!("unhealthy: {x}"),
+            IntervalResult::Inconclusive(x) => format!("inconclusive: {x}"),
+        };
+        match &self.spinner {
+            Some(pb) => pb.set_message(format!("{step}: interval {n}: {r}")),
+            None if !self.json => eprintln!("  {step}: interval {n}: {r}"),
+            None => {}
+        }
+    }
+    fn info(&mut self, line: &str) {
+        match &self.spinner {
+            Some(pb) => pb.println(format!("  ({line})")),
+            None if !self.json => eprintln!("  ({line})"),
+            None => {}
+        }
+    }
+}
+
+/// Commits the digests of `version` to `env`'s overlay: the release's
+/// first commit. Returns (commit, images).
+fn pin_version(
+    repo: &mut Git2Repo,
+    env: &Env,
+    version: &str,
+    release: &str,
+) -> anyhow::Result<(String, Vec<String>)> {
+    let head = repo.resolve(&env.branch)?;
+    let file = format!("{}/kustomization.yaml", env.overlay.trim_end_matches('/'));
+    let text = repo.reader(&head)?.read_string(&file)?;
+    let pins = pins_from_kustomization(&file, &text)?;
+    if pins.is_empty() {
+        bail!("{file}: images: no image pinned; nothing to release");
+    }
+    let repos: Vec<String> = pins.iter().map(|p| p.repository().to_string()).collect();
+    let reg = OciRegistry::new(&plain_http_hosts(&repos))?;
+    let mut digests = BTreeMap::new();
+    let mut images = Vec::new();
+    for p in &pins {
+        let tagged = format!("{}:{version}", p.repository());
+        let (_, digest) = reg.manifest(&tagged)?.with_context(|| {
+            format!(
+                "{tagged}: no such tag in the registry; push the version first (or check --version)"
+            )
+        })?;
+        let d: Digest = digest
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{tagged}: {e}"))?;
+        images.push(format!("{}@{d}", p.repository()));
+        digests.insert(p.name.clone(), d);
+    }
+    let message = format!(
+        "release {version} to {}\n\nImages:\n{}\n\nRelease-Id: {release}\nVersion: {version}\n",
+        env.name,
+        images
+            .iter()
+            .map(|i| format!("  {i}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let f = file.clone();
+    let outcome = repo.commit_change(&env.branch, &message, &mut |tree: &dyn TreeReader| {
+        let text = tree.read_string(&f)?;
+        let new =
+            set_digest_pins(&f, &text, &digests).map_err(|e| GitError::Change(e.to_string()))?;
+        Ok((new != text).then(|| {
+            vec![FileChange {
+                path: f.clone(),
+                content: Some(new.into_bytes()),
+            }]
+        }))
+    })?;
+    let commit = match outcome {
+        CommitOutcome::Committed { commit, .. } => commit,
+        CommitOutcome::NothingToDo => repo.resolve(&env.branch)?,
+    };
+    Ok((commit, images))
+}
+
+fn result_line(release: &str, outcome: &Result<EnvOutcome, String>) -> (String, u8) {
+    match outcome {
+        Ok(EnvOutcome::Complete) | Ok(EnvOutcome::Promoted { .. }) => (
+            format!("result: release complete with audit trail id {release}"),
+            0,
+        ),
+        Ok(EnvOutcome::Waiting { env, reason }) => (
+            format!(
+                "result: release waiting before {env} ({reason}); audit trail id {release}; continue with `release --resume {release}`"
+            ),
+            EXIT_WAITING,
+        ),
+        Ok(EnvOutcome::Failed { reason, revert }) => (
+            format!(
+                "result: release failed ({reason}); rolled back{}; audit trail id {release}",
+                revert
+                    .as_ref()
+                    .map(|c| format!(", reverted in {}", &c[..12.min(c.len())]))
+                    .unwrap_or_default()
+            ),
+            1,
+        ),
+        Ok(EnvOutcome::Inconclusive { reason }) => (
+            format!(
+                "result: release stopped, inconclusive ({reason}); traffic back on stable, nothing reverted; audit trail id {release}"
+            ),
+            1,
+        ),
+        Err(e) => (
+            format!(
+                "result: release paused ({e}); audit trail id {release}; resume with `release --resume {release}`"
+            ),
+            2,
+        ),
+    }
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let Setup {
+        cfg,
+        mut repo,
+        signer,
+    } = setup(&a.common.config)?;
+    let envs = envs(&repo)?;
+    let store = Store::new(&cfg.state_dir);
+    let actor = format!("{} <{}>", cfg.identity.name, cfg.identity.email);
+
+    // Where to start: a new release's pin commit, or a stopped release's env.
+    let (release, mut index, mut commit) = match (&a.resume, &a.version) {
+        (Some(id), _) => {
+            let mut found = None;
+            for (i, e) in envs.iter().enumerate() {
+                if let Some(s) = store.release(&e.name)?
+                    && &s.release == id
+                    && (s.phase != Phase::Finished || s.record.outcome == "paused")
+                {
+                    found = Some((i, s.commit.clone()));
+                    break;
+                }
+            }
+            let (i, c) = found.with_context(|| {
+                format!(
+                    "{id}: no stopped release with this id in {}",
+                    cfg.state_dir.display()
+                )
+            })?;
+            (id.clone(), i, c)
+        }
+        (None, Some(version)) => {
+            let start = match &a.env {
+                Some(name) => envs
+                    .iter()
+                    .position(|e| &e.name == name)
+                    .with_context(|| format!("--env {name}: no such environment"))?,
+                None => 0,
+            };
+            let ids: Vec<String> = audit::all_records(&repo.notes()?)
+                .into_iter()
+                .map(|r| r.release)
+                .collect();
+            let release = audit::next_release_id(
+                ids.iter().map(String::as_str),
+                chrono::Utc::now().date_naive(),
+            );
+            let (c, _) = pin_version(&mut repo, &envs[start], version, &release)?;
+            (release, start, c)
+        }
+        (None, None) => bail!("--version V or --resume ID is required"),
+    };
+
+    let mut printer = Printer::new(a.common.output == Output::Json);
+    let now = chrono::Utc::now;
+    let mut last: Result<EnvOutcome, String>;
+    loop {
+        let env = &envs[index];
+        let next = if a.until.as_deref() == Some(env.name.as_str()) {
+            None
+        } else {
+            env.next
+                .as_ref()
+                .and_then(|n| envs.iter().find(|e| &e.name == n))
+        };
+        let ad = adapters(env, &a.common)?;
+        let kube_router = ad.kube.as_deref().map(|k| KubeRouter {
+            kube: k,
+            attempts: 5,
+        });
+        let router: &dyn TrafficRouter = match (&ad.haproxy, &kube_router) {
+            (Some(h), _) => h,
+            (None, Some(k)) => k,
+            (None, None) => bail!("no traffic router for {}", env.name),
+        };
+        let images = {
+            let tree = repo.reader(&commit)?;
+            crate::render::images(&crate::render::render(tree.as_ref(), &env.overlay)?)
+        };
+        let registry = OciRegistry::new(&plain_http_hosts(&images))?;
+        let svc = Services {
+            target: ad.target.as_ref(),
+            router,
+            metrics: ad.metrics.as_ref(),
+            registry: &registry,
+            traffic: ad.traffic.clone(),
+            requests_query: ad.requests_query.clone(),
+            scrape_settle: Duration::from_millis(2500),
+        };
+        let mut engine = Engine {
+            repo: &mut repo,
+            svc: &svc,
+            store: &store,
+            signer: &signer,
+            now: &now,
+        };
+        let r = EnvRelease {
+            env,
+            next,
+            commit: &commit,
+            release: &release,
+            actor: &actor,
+        };
+        last = engine.run(&r, &mut printer).map_err(|e| e.to_string());
+        match &last {
+            Ok(EnvOutcome::Promoted { env: to, commit: c }) => {
+                index = envs
+                    .iter()
+                    .position(|e| &e.name == to)
+                    .context("next env vanished")?;
+                commit = match c {
+                    Some(c) => c.clone(),
+                    None => repo.resolve(&envs[index].branch)?,
+                };
+            }
+            _ => break,
+        }
+    }
+    if let Some(pb) = &printer.spinner {
+        pb.finish_and_clear();
+    }
+    let (line, code) = result_line(&release, &last);
+    if a.common.output == Output::Json {
+        let records: Vec<Record> = audit::all_records(&repo.notes()?)
+            .into_iter()
+            .filter(|r| r.release == release)
+            .collect();
+        super::print_json(
+            &serde_json::json!({"release": release, "result": line, "records": records}),
+        )?;
+    } else {
+        println!("{line}");
+    }
+    Ok(ExitCode::from(code))
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Approves release ID into environment E: an SSH signature (namespace \
+platform-capstone-approval) by your key over the statement, stored in the audit note of the \
+commit the release is promoted from. The engine accepts it when the key is in E's \
+policies/approvers (allowed_signers format). Then continue the release: \
+`release --resume ID`."
+)]
+pub struct ApproveArgs {
+    /// The release id, e.g. rel-2026-11-25-01.
+    release: String,
+    /// The environment the release is waiting to enter.
+    #[arg(long)]
+    env: String,
+    /// Your SSH private key (its public key must be in the env's policies/approvers).
+    #[arg(long, value_name = "PATH")]
+    key: PathBuf,
+    /// Your principal (as in policies/approvers).
+    #[arg(long)]
+    principal: String,
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+pub fn approve(a: ApproveArgs) -> anyhow::Result<ExitCode> {
+    let Setup { mut repo, .. } = setup(&a.config)?;
+    let envs = envs(&repo)?;
+    let source = envs
+        .iter()
+        .find(|e| e.next.as_deref() == Some(a.env.as_str()))
+        .with_context(|| format!("--env {}: no environment promotes into it", a.env))?;
+    let record = audit::all_records(&repo.notes()?)
+        .into_iter()
+        .find(|r| r.release == a.release && r.env == source.name)
+        .with_context(|| {
+            format!(
+                "{}: no record of this release in {}",
+                a.release, source.name
+            )
+        })?;
+    let key = Signer::load(
+        &a.key,
+        Identity {
+            name: a.principal.clone(),
+            email: a.principal.clone(),
+        },
+    )?;
+    crate::engine::promote::approve(
+        &mut repo,
+        &key,
+        &record.commits.released,
+        &a.release,
+        &a.env,
+    )?;
+    println!(
+        "approved {} into {} as {} (note on {}); continue with `release --resume {}`",
+        a.release,
+        a.env,
+        a.principal,
+        &record.commits.released[..12],
+        a.release
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Reads the audit trail: one record per release and environment, stored as \
+git notes (refs/notes/platform-capstone) on the commits released, so any clone of the config \
+repo can answer. `audit list` shows releases newest first; `audit show ID` shows every check, \
+step, interval measurement, timing, actor and commit of one release."
+)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AuditCommand {
+    /// Releases, newest first.
+    List {
+        #[arg(long)]
+        env: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// One release in full.
+    Show {
+        release: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+fn notes_of(config: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    let cfg = DaemonConfig::load(config)?;
+    let mut repo = Git2Repo::open_remote(&cfg.remote, &cfg.cache_dir, cfg.ssh_key.as_deref())?;
+    repo.fetch()?;
+    Ok(repo.notes()?)
+}
+
+pub fn audit(a: AuditArgs) -> anyhow::Result<ExitCode> {
+    match a.command {
+        AuditCommand::List {
+            env,
+            config,
+            output,
+        } => {
+            let records: Vec<Record> = audit::all_records(&notes_of(&config)?)
+                .into_iter()
+                .filter(|r| env.as_ref().is_none_or(|e| &r.env == e))
+                .collect();
+            if output == Output::Json {
+                super::print_json(&records)?;
+            } else {
+                let mut out = format!(
+                    "{:<20} {:<10} {:<10} {:<10} {:<25} {}\n",
+                    "RELEASE", "ENV", "OUTCOME", "VERSION", "STARTED", "COMMIT"
+                );
+                for r in &records {
+                    out.push_str(&format!(
+                        "{:<20} {:<10} {:<10} {:<10} {:<25} {}\n",
+                        r.release,
+                        r.env,
+                        r.outcome,
+                        r.version,
+                        r.started.format("%Y-%m-%d %H:%M:%S UTC"),
+                        &r.commits.released[..12.min(r.commits.released.len())]
+                    ));
+                }
+                super::write_stdout(&out)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Show {
+            release,
+            config,
+            output,
+        } => {
+            let notes = notes_of(&config)?;
+            let mut records: Vec<Record> = audit::all_records(&notes)
+                .into_iter()
+                .filter(|r| r.release == release)
+                .collect();
+            if records.is_empty() {
+                bail!("{release}: no such release in the audit trail (see `audit list`)");
+            }
+            records.sort_by_key(|r| r.started);
+            if output == Output::Json {
+                super::print_json(&records)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut out = String::new();
+            for r in &records {
+                out.push_str(&format!(
+                    "{} in {}: {}{}\n  actor: {}\n  version: {}\n  images: {}\n  started: {}  finished: {}\n",
+                    r.release,
+                    r.env,
+                    r.outcome,
+                    r.reason.as_ref().map(|x| format!(" ({x})")).unwrap_or_default(),
+                    r.actor,
+                    r.version,
+                    r.images.join(", "),
+                    r.started.to_rfc3339(),
+                    r.finished.map(|f| f.to_rfc3339()).unwrap_or_else(|| "-".into())
+                ));
+                out.push_str("  checks:\n");
+                for c in &r.checks {
+                    out.push_str(&format!("    {}: {}\n", c.gate, outcome_word(c.outcome)));
+                    for f in &c.findings {
+                        out.push_str(&format!(
+                            "      - {} {}: {}\n",
+                            f.rule, f.subject, f.message
+                        ));
+                    }
+                }
+                out.push_str("  steps:\n");
+                for s in &r.steps {
+                    out.push_str(&format!("    {}: {}\n", s.name, s.result));
+                    for i in &s.intervals {
+                        let m: Vec<String> = i
+                            .measurements
+                            .iter()
+                            .map(|m| {
+                                format!(
+                                    "{}={}",
+                                    m.slo,
+                                    m.canary
+                                        .map(|v| format!("{v:.4}"))
+                                        .unwrap_or_else(|| "none".into())
+                                )
+                            })
+                            .collect();
+                        out.push_str(&format!(
+                            "      {} {}% {} requests={} {}\n",
+                            i.at.format("%H:%M:%S"),
+                            i.weight,
+                            i.result,
+                            i.requests
+                                .map(|v| format!("{v:.0}"))
+                                .unwrap_or_else(|| "?".into()),
+                            m.join(" ")
+                        ));
+                    }
+                }
+                out.push_str(&format!("  commits: released {}", &r.commits.released));
+                if let Some(p) = &r.commits.promotion {
+                    out.push_str(&format!(", promotion {p}"));
+                }
+                if let Some(v) = &r.commits.revert {
+                    out.push_str(&format!(", revert {v}"));
+                }
+                out.push('\n');
+                if !r.timings.is_empty() {
+                    let t: Vec<String> =
+                        r.timings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    out.push_str(&format!("  timings: {}\n", t.join(" ")));
+                }
+            }
+            super::write_stdout(&out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

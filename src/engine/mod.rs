@@ -1,0 +1,841 @@
+//! The release engine: for one env and one commit of its branch, render →
+//! gates → canary rollout with analysis → the canary becomes stable → bake
+//! → promote into the next env. Failures restore the last good release on
+//! the target first, then revert the offending commit (signed, with the
+//! evidence in trailers) and quarantine its digests; infrastructure errors
+//! (git, registry, Prometheus, target unreachable) pause and never revert.
+//!
+//! The CLI (`release`) and the daemon run this same code. Decisions come
+//! from the pure core (`rollout`); this module does the I/O through the
+//! ports and persists its state after every transition (`store`).
+//!
+//! Modules: `store` (state files), `promote` (windows, approvals, the
+//! promotion commit and record), `recover` (rollback and revert).
+
+pub mod promote;
+pub mod recover;
+pub mod store;
+
+use crate::adapters::prometheus::render_query;
+use crate::adapters::registry::OciRegistry;
+use crate::audit::{Commits, IntervalRecord, Note, Record, StepRecord};
+use crate::config::Env;
+use crate::gates::run::Checks;
+use crate::model::Outcome;
+use crate::ports::{Metrics, Split, Target, Track, TrafficRouter, Workload};
+use crate::rollout::{self, AbortKind, IntervalResult, Next, Progress};
+use crate::signing::Signer;
+use crate::source::GitRepo;
+use chrono::{DateTime, Utc};
+use std::time::{Duration, Instant};
+use store::{LastGood, Phase, Quarantined, ReleaseState, Store};
+
+/// The adapters one env's release runs on.
+pub struct Services<'a> {
+    pub target: &'a dyn Target,
+    pub router: &'a dyn TrafficRouter,
+    pub metrics: &'a dyn Metrics,
+    pub registry: &'a OciRegistry,
+    /// A loopback URL to send synthetic traffic to during analysis, when
+    /// the env has no real traffic.
+    pub traffic: Option<String>,
+    /// PromQL template counting a track's requests over `{{interval}}`.
+    pub requests_query: String,
+    /// Wait after each interval for Prometheus's last scrape of it.
+    pub scrape_settle: Duration,
+}
+
+/// What the engine reports as it goes (§2 lines, progress).
+pub trait Reporter {
+    fn env(&mut self, _env: &str) {}
+    fn checks(&mut self, _checks: &Checks) {}
+    fn step(&mut self, _name: &str, _result: &str) {}
+    fn interval(&mut self, _step: &str, _n: usize, _result: &IntervalResult) {}
+    fn info(&mut self, _line: &str) {}
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Git, registry, Prometheus or the target could not be reached: the
+    /// release is paused where it was; nothing is reverted.
+    #[error("paused (infrastructure): {0}")]
+    Infrastructure(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+impl From<crate::source::GitError> for EngineError {
+    fn from(e: crate::source::GitError) -> Self {
+        if e.is_infrastructure() {
+            EngineError::Infrastructure(e.to_string())
+        } else {
+            EngineError::Invalid(e.to_string())
+        }
+    }
+}
+
+/// How an env's release ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnvOutcome {
+    /// Live and baked; no next env.
+    Complete,
+    /// Live and baked; the next env's branch got `commit` (None: the pins
+    /// were already there).
+    Promoted { env: String, commit: Option<String> },
+    /// Live and baked; promotion into `env` waits (window, approval).
+    Waiting { env: String, reason: String },
+    /// Stopped: a gate failed, or the canary measured bad. Reverted.
+    Failed {
+        reason: String,
+        revert: Option<String>,
+    },
+    /// Stopped without a verdict (no data): traffic back on stable, no revert.
+    Inconclusive { reason: String },
+}
+
+/// One env's release: its env, the next env (from the next branch's head),
+/// the commit released, the release id and version string.
+pub struct EnvRelease<'a> {
+    pub env: &'a Env,
+    pub next: Option<&'a Env>,
+    pub commit: &'a str,
+    pub release: &'a str,
+    pub actor: &'a str,
+}
+
+fn workload(env: &Env, track: Track) -> Workload {
+    Workload {
+        namespace: env.target.namespace.clone(),
+        app: env.target.app.clone(),
+        track,
+    }
+}
+
+/// The version an image says it is (OCI label), else its short digest.
+pub fn image_version(reg: &OciRegistry, image: &str) -> String {
+    let (_, _, digest) = crate::render::transform::split_image(image);
+    let fallback = digest
+        .map(|d| d.trim_start_matches("sha256:").chars().take(12).collect())
+        .unwrap_or_else(|| image.to_string());
+    let label = || -> Option<String> {
+        let (m, _) = reg.manifest(image).ok()??;
+        let (repo, ..) = crate::render::transform::split_image(image);
+        let config = reg.blob(repo, &m.config.digest, 1024 * 1024).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&config).ok()?;
+        v["config"]["Labels"]["org.opencontainers.image.version"]
+            .as_str()
+            .map(str::to_string)
+    };
+    label().unwrap_or(fallback)
+}
+
+pub struct Engine<'a> {
+    pub repo: &'a mut dyn GitRepo,
+    pub svc: &'a Services<'a>,
+    pub store: &'a Store,
+    pub signer: &'a Signer,
+    pub now: &'a dyn Fn() -> DateTime<Utc>,
+}
+
+/// Crash injection for recovery tests and the crash drill: when
+/// `PLATFORM_CAPSTONE_CRASH_AT` names this point, the process aborts on
+/// the spot — no destructors, no cleanup, as `kill -9` would leave it.
+/// Points: `gated`, `canary`, `stable`, `baked` (after each state is
+/// persisted) and `promoted` (after the promotion commit, before the
+/// record says so).
+pub fn crash_point(point: &str) {
+    if std::env::var("PLATFORM_CAPSTONE_CRASH_AT").is_ok_and(|v| v == point) {
+        std::process::abort();
+    }
+}
+
+fn ms(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}
+
+impl Engine<'_> {
+    fn save(&self, state: &ReleaseState) -> Result<(), EngineError> {
+        self.store.save_release(state)?;
+        let point = serde_json::to_value(state.phase).ok();
+        if let Some(p) = point.as_ref().and_then(|p| p.as_str()) {
+            crash_point(p);
+        }
+        Ok(())
+    }
+
+    /// Writes the record into the note of the released commit.
+    fn audit(&mut self, state: &ReleaseState) -> Result<(), EngineError> {
+        let record = state.record.clone();
+        self.repo.update_note(&state.commit, &mut |old| {
+            let mut n = Note::parse(old);
+            n.upsert(record.clone());
+            n.to_text()
+        })?;
+        Ok(())
+    }
+
+    /// Renders the env at `commit`: (objects, images).
+    fn render_at(
+        &self,
+        env: &Env,
+        commit: &str,
+    ) -> Result<(Vec<serde_yaml::Value>, Vec<String>), EngineError> {
+        let tree = self.repo.reader(commit)?;
+        let rendered = crate::render::render(tree.as_ref(), &env.overlay)
+            .map_err(|e| EngineError::Invalid(format!("{}: {e}", env.overlay)))?;
+        let images = crate::render::images(&rendered);
+        Ok((rendered.objects, images))
+    }
+
+    /// One analysis interval at `weight`: traffic (synthetic when
+    /// configured), then every SLO for the canary and the baseline.
+    fn measure(
+        &self,
+        env: &Env,
+        weight: u8,
+        canary: (Track, &str),
+        baseline: Option<&str>,
+    ) -> (IntervalResult, IntervalRecord) {
+        let r = &env.rollout;
+        let interval = r.analysis_interval;
+        let started = (self.now)();
+        if let Some(url) = &self.svc.traffic {
+            // Enough that the canary's share clears the floor twice over.
+            let secs = interval.as_secs_f64().max(1.0);
+            let rate = ((r.min_requests as f64 * 2.0 * 100.0 / f64::from(weight.max(1))) / secs)
+                .ceil() as u32;
+            let rate = rate.clamp(5, crate::adapters::traffic::MAX_RATE);
+            let workers = 4u32;
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    let url = url.clone();
+                    let per = (rate / workers).max(1);
+                    std::thread::spawn(move || {
+                        crate::adapters::traffic::run(&url, per, interval, None)
+                    })
+                })
+                .collect();
+            for h in handles {
+                let _ = h.join();
+            }
+        } else {
+            std::thread::sleep(interval);
+        }
+        std::thread::sleep(self.svc.scrape_settle);
+        let window = format!("{}s", (interval + self.svc.scrape_settle).as_secs().max(1));
+        let vars = |version: &str, track: Track| -> Vec<(&'static str, String)> {
+            vec![
+                ("namespace", env.target.namespace.clone()),
+                ("app", env.target.app.clone()),
+                ("env", env.name.clone()),
+                ("version", version.to_string()),
+                ("track", track.as_str().to_string()),
+                ("interval", window.clone()),
+            ]
+        };
+        let ask = |template: &str, version: &str, track: Track| -> rollout::Answer {
+            let v = vars(version, track);
+            let refs: Vec<(&str, &str)> = v.iter().map(|(k, x)| (*k, x.as_str())).collect();
+            let q = render_query(template, &refs)?;
+            self.svc
+                .metrics
+                .instant(&q, None)
+                .map_err(|e| e.to_string())
+        };
+        let samples: Vec<(rollout::Answer, rollout::Answer)> = env
+            .slos
+            .iter()
+            .map(|slo| {
+                let c = ask(&slo.query, canary.1, canary.0);
+                let b = match baseline {
+                    Some(v) => ask(&slo.query, v, Track::Stable),
+                    None => Err("no stable baseline".into()),
+                };
+                (c, b)
+            })
+            .collect();
+        let requests = ask(&self.svc.requests_query, canary.1, canary.0);
+        let (result, measurements) =
+            rollout::judge_interval(&env.slos, &samples, &requests, r.min_requests);
+        let record = IntervalRecord {
+            at: started,
+            weight,
+            result: match &result {
+                IntervalResult::Healthy => "healthy".into(),
+                IntervalResult::Unhealthy(r) => format!("unhealthy: {r}"),
+                IntervalResult::Inconclusive(r) => format!("inconclusive: {r}"),
+            },
+            requests: requests.ok().and_then(|s| match s {
+                crate::ports::Sample::Value(v) => Some(v),
+                _ => None,
+            }),
+            measurements,
+        };
+        (result, record)
+    }
+
+    fn route(
+        &self,
+        env: &Env,
+        stable: &[String],
+        canary: &[String],
+        percent: u8,
+    ) -> Result<(), EngineError> {
+        self.svc
+            .router
+            .route(
+                &env.target.namespace,
+                &env.target.app,
+                &Split {
+                    stable: stable.to_vec(),
+                    canary: canary.to_vec(),
+                    canary_percent: percent,
+                },
+            )
+            .map_err(|e| EngineError::Infrastructure(e.to_string()))
+    }
+
+    fn target_err(e: crate::ports::TargetError) -> EngineError {
+        match e {
+            crate::ports::TargetError::Unsupported { .. } => EngineError::Invalid(e.to_string()),
+            other => EngineError::Infrastructure(other.to_string()),
+        }
+    }
+
+    /// Runs (or resumes) one env's release to its end.
+    pub fn run(
+        &mut self,
+        r: &EnvRelease<'_>,
+        out: &mut dyn Reporter,
+    ) -> Result<EnvOutcome, EngineError> {
+        let env = r.env;
+        out.env(&env.name);
+        let (objects, images) = self.render_at(env, r.commit)?;
+        let existing = self.store.release(&env.name)?.filter(|s| {
+            s.release == r.release && s.commit == r.commit && s.phase != Phase::Finished
+        });
+        let resumed = existing.is_some();
+        let mut state = match existing {
+            Some(s) => s,
+            None => {
+                let version = images
+                    .iter()
+                    .find(|i| {
+                        i.contains(&format!("/{}@", env.target.app))
+                            || i.contains(&format!("{}@", env.target.app))
+                    })
+                    .or(images.first())
+                    .map(|i| image_version(self.svc.registry, i))
+                    .unwrap_or_default();
+                ReleaseState {
+                    release: r.release.into(),
+                    env: env.name.clone(),
+                    commit: r.commit.into(),
+                    phase: Phase::Gated,
+                    progress: Progress::new(),
+                    baseline_version: self.store.last_good(&env.name)?.map(|g| g.version),
+                    version: version.clone(),
+                    record: Record {
+                        release: r.release.into(),
+                        env: env.name.clone(),
+                        actor: r.actor.into(),
+                        images: images.clone(),
+                        version,
+                        started: (self.now)(),
+                        finished: None,
+                        outcome: "running".into(),
+                        reason: None,
+                        checks: Vec::new(),
+                        steps: Vec::new(),
+                        commits: Commits {
+                            released: r.commit.into(),
+                            ..Commits::default()
+                        },
+                        timings: Default::default(),
+                    },
+                }
+            }
+        };
+        if resumed {
+            out.info(&format!(
+                "resuming {} in {} at {:?}",
+                r.release, env.name, state.phase
+            ));
+        }
+
+        // Gates: always re-run (cheap, and a resumed release must still pass them).
+        let t = Instant::now();
+        let checks = self.gate(env, r, &objects, &images)?;
+        state.record.timings.insert("gates_ms".into(), ms(t));
+        state.record.checks = checks.verdicts().iter().map(|v| (*v).into()).collect();
+        if state.phase == Phase::Gated {
+            out.checks(&checks);
+        }
+        if let Some(infra) = &checks.infrastructure {
+            return Err(EngineError::Infrastructure(infra.clone()));
+        }
+        if !checks.passed() {
+            let reason = checks
+                .verdicts()
+                .iter()
+                .filter(|v| v.outcome == Outcome::Fail)
+                .map(|v| {
+                    format!(
+                        "{}: {}",
+                        v.gate,
+                        v.findings
+                            .iter()
+                            .filter(|f| f.enforced)
+                            .map(|f| f.message.clone())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            return self.fail(env, &mut state, &reason, false, out);
+        }
+        self.save(&state)?;
+
+        if matches!(state.phase, Phase::Gated | Phase::Canary) {
+            match self.canary(env, r, &objects, &mut state, out)? {
+                None => {}
+                Some(outcome) => return Ok(outcome),
+            }
+        }
+        if state.phase == Phase::Stable {
+            let t = Instant::now();
+            if let Some(outcome) = self.bake(env, &mut state, out)? {
+                return Ok(outcome);
+            }
+            state.record.timings.insert("bake_ms".into(), ms(t));
+            // Only a baked release is good enough to come back to.
+            self.store.save_last_good(
+                &env.name,
+                &LastGood {
+                    release: r.release.into(),
+                    commit: r.commit.into(),
+                    images: images.clone(),
+                    version: state.version.clone(),
+                },
+            )?;
+            state.phase = Phase::Baked;
+            self.save(&state)?;
+        }
+        // Baked: promote into the next env, if any.
+        let Some(next) = r.next else {
+            return self.finish(&mut state, "complete", None, EnvOutcome::Complete);
+        };
+        let source_note = Note::parse(self.repo.note(r.commit)?.as_deref());
+        let next_head = self.repo.resolve(&next.branch)?;
+        let approver = {
+            let next_tree = self.repo.reader(&next_head)?;
+            promote::may_promote(
+                next,
+                next_tree.as_ref(),
+                &source_note,
+                r.release,
+                (self.now)(),
+            )
+        };
+        let approver = match approver {
+            Ok(a) => a,
+            Err(reason) => {
+                out.step(
+                    &format!("promote_{}", next.name),
+                    &format!("waiting ({reason})"),
+                );
+                state.record.outcome = "waiting".into();
+                state.record.reason = Some(reason.clone());
+                self.save(&state)?;
+                self.audit(&state)?;
+                return Ok(EnvOutcome::Waiting {
+                    env: next.name.clone(),
+                    reason,
+                });
+            }
+        };
+        let t = Instant::now();
+        let samples: usize = state.record.steps.iter().map(|s| s.intervals.len()).sum();
+        let commit = promote::promote(
+            &mut *self.repo,
+            self.signer,
+            r.release,
+            env,
+            next,
+            r.commit,
+            &images,
+            &checks,
+            approver.as_deref(),
+            samples,
+        )?;
+        state.record.timings.insert("promote_ms".into(), ms(t));
+        crash_point("promoted");
+        state.record.commits.promotion = commit.clone();
+        out.step(
+            &format!("promote_{}", next.name),
+            &match &commit {
+                Some(c) => format!("committed {}", &c[..12.min(c.len())]),
+                None => "already promoted".into(),
+            },
+        );
+        self.finish(
+            &mut state,
+            "promoted",
+            None,
+            EnvOutcome::Promoted {
+                env: next.name.clone(),
+                commit,
+            },
+        )
+    }
+
+    fn gate(
+        &self,
+        env: &Env,
+        r: &EnvRelease<'_>,
+        objects: &[serde_yaml::Value],
+        images: &[String],
+    ) -> Result<Checks, EngineError> {
+        let tree = self.repo.reader(r.commit)?;
+        let rendered = crate::render::Rendered {
+            objects: objects.to_vec(),
+        };
+        let mut checks = crate::gates::run::run(
+            tree.as_ref(),
+            &rendered,
+            &env.gates,
+            self.svc.registry,
+            (self.now)(),
+        );
+        // Quarantined digests and the promotion record count as artifact checks.
+        let quarantine = self.store.quarantine()?;
+        let mut extra = Vec::new();
+        for image in images {
+            if let Some(q) = quarantine.iter().find(|q| image.ends_with(&q.digest)) {
+                extra.push(crate::model::Finding {
+                    rule: "quarantined".into(),
+                    subject: image.clone(),
+                    message: format!(
+                        "quarantined: {} was reverted in {} ({}); commit a different digest",
+                        q.release, q.env, q.reason
+                    ),
+                    enforced: true,
+                    enforced_from: None,
+                });
+            }
+        }
+        let note = Note::parse(self.repo.note(r.commit)?.as_deref());
+        if let Err(e) = promote::verify_promotion(&note, tree.as_ref(), &env.name, images) {
+            extra.push(crate::model::Finding {
+                rule: "promotion-record".into(),
+                subject: r.commit.into(),
+                message: e,
+                enforced: true,
+                enforced_from: None,
+            });
+        }
+        if !extra.is_empty() {
+            let mut findings = checks.artifact_signature.findings.clone();
+            findings.extend(extra);
+            checks.artifact_signature =
+                crate::model::Verdict::from_findings("artifact_signature", findings);
+        }
+        Ok(checks)
+    }
+
+    /// The canary through every step. `Some(outcome)` when it ended the
+    /// release (abort); `None` when the new version is now stable.
+    fn canary(
+        &mut self,
+        env: &Env,
+        r: &EnvRelease<'_>,
+        objects: &[serde_yaml::Value],
+        state: &mut ReleaseState,
+        out: &mut dyn Reporter,
+    ) -> Result<Option<EnvOutcome>, EngineError> {
+        let t = Instant::now();
+        let target = self.svc.target;
+        let stable_now = target
+            .readiness(&workload(env, Track::Stable))
+            .map_err(Self::target_err)?;
+        let first_release = stable_now.desired == 0;
+        // With nothing live yet, the version goes in as stable and is
+        // analysed at full traffic only.
+        let steps: Vec<u8> = if first_release {
+            vec![100]
+        } else {
+            env.rollout.steps.clone()
+        };
+        let mut rollout_cfg = env.rollout.clone();
+        rollout_cfg.steps = steps.clone();
+        let track = if first_release {
+            Track::Stable
+        } else {
+            Track::Canary
+        };
+        let applied = target
+            .apply(&workload(env, track), objects, r.release)
+            .map_err(Self::target_err);
+        let applied = match applied {
+            Ok(a) => a,
+            Err(EngineError::Infrastructure(e)) if e.contains("not ready") => {
+                return self
+                    .fail(
+                        env,
+                        state,
+                        &format!("the new version never became ready: {e}"),
+                        true,
+                        out,
+                    )
+                    .map(Some);
+            }
+            Err(e) => return Err(e),
+        };
+        if !first_release {
+            // A canary left by a killed run is replaced, not kept beside.
+            target
+                .settle(&workload(env, Track::Canary))
+                .map_err(Self::target_err)?;
+        }
+        let stable_eps = if first_release {
+            applied.endpoints.clone()
+        } else {
+            stable_now.endpoints.clone()
+        };
+        let canary_eps = if first_release {
+            Vec::new()
+        } else {
+            applied.endpoints.clone()
+        };
+        if first_release {
+            self.route(env, &stable_eps, &[], 0)?;
+            target
+                .settle(&workload(env, Track::Stable))
+                .map_err(Self::target_err)?;
+        }
+        state.phase = Phase::Canary;
+        self.save(state)?;
+        state.record.timings.insert("deploy_ms".into(), ms(t));
+        let version = state.version.clone();
+        let baseline = if first_release {
+            None
+        } else {
+            state.baseline_version.clone()
+        };
+        let t = Instant::now();
+        while let Some(&weight) = steps.get(state.progress.step) {
+            if !first_release {
+                self.route(env, &stable_eps, &canary_eps, weight)?;
+            }
+            let name = rollout::step_name(weight);
+            if state.record.steps.last().is_none_or(|s| s.name != name) {
+                state.record.steps.push(StepRecord {
+                    name: name.clone(),
+                    result: "running".into(),
+                    intervals: Vec::new(),
+                });
+            }
+            let (result, record) =
+                self.measure(env, weight, (track, &version), baseline.as_deref());
+            let n = state
+                .record
+                .steps
+                .last()
+                .map(|s| s.intervals.len())
+                .unwrap_or(0);
+            out.interval(&name, n + 1, &result);
+            if let Some(s) = state.record.steps.last_mut() {
+                s.intervals.push(record);
+            }
+            let next = rollout::on_interval(&mut state.progress, &rollout_cfg, &result);
+            if let Some((done, res)) = state.progress.finished.last().cloned()
+                && let Some(s) = state.record.steps.iter_mut().find(|s| s.name == done)
+                && s.result == "running"
+            {
+                s.result = res.clone();
+                out.step(&done, &res);
+            }
+            self.save(state)?;
+            match next {
+                Next::Measure | Next::Advance { .. } => continue,
+                Next::Complete => break,
+                Next::Abort { kind, reason } => {
+                    state.record.timings.insert("analysis_ms".into(), ms(t));
+                    let detected = Instant::now();
+                    // Traffic back on stable and the canary gone, first.
+                    let to_stable =
+                        recover::rollback(self, env, state, first_release, &stable_eps)?;
+                    state
+                        .record
+                        .timings
+                        .insert("to_stable_ms".into(), to_stable.as_millis() as u64);
+                    state
+                        .record
+                        .timings
+                        .insert("rollback_ms".into(), ms(detected));
+                    return match kind {
+                        AbortKind::Unhealthy => {
+                            self.fail(env, state, &reason, false, out).map(Some)
+                        }
+                        AbortKind::Inconclusive => {
+                            state.record.outcome = "paused".into();
+                            state.record.reason = Some(reason.clone());
+                            state.phase = Phase::Finished;
+                            state.record.finished = Some((self.now)());
+                            self.save(state)?;
+                            self.audit(state)?;
+                            Ok(Some(EnvOutcome::Inconclusive { reason }))
+                        }
+                    };
+                }
+            }
+        }
+        state.record.timings.insert("analysis_ms".into(), ms(t));
+        if !first_release {
+            // The canary becomes stable: new stable pods, traffic to them,
+            // then the canary and the old stable go.
+            let t = Instant::now();
+            let stable = target
+                .apply(&workload(env, Track::Stable), objects, r.release)
+                .map_err(Self::target_err)?;
+            self.route(env, &stable.endpoints, &[], 0)?;
+            target
+                .remove(&workload(env, Track::Canary))
+                .map_err(Self::target_err)?;
+            target
+                .settle(&workload(env, Track::Stable))
+                .map_err(Self::target_err)?;
+            state.record.timings.insert("switch_ms".into(), ms(t));
+        }
+        state.phase = Phase::Stable;
+        self.save(state)?;
+        Ok(None)
+    }
+
+    /// Watches the new stable for the bake time; a breach fails the release.
+    fn bake(
+        &mut self,
+        env: &Env,
+        state: &mut ReleaseState,
+        out: &mut dyn Reporter,
+    ) -> Result<Option<EnvOutcome>, EngineError> {
+        let deadline = Instant::now() + env.rollout.bake;
+        let mut progress = Progress::new();
+        let mut cfg = env.rollout.clone();
+        cfg.steps = vec![100];
+        cfg.intervals_per_step = u32::MAX;
+        let version = state.version.clone();
+        while Instant::now() < deadline {
+            let (result, record) = self.measure(env, 100, (Track::Stable, &version), None);
+            out.interval("bake", progress.healthy as usize + 1, &result);
+            if state.record.steps.last().is_none_or(|s| s.name != "bake") {
+                state.record.steps.push(StepRecord {
+                    name: "bake".into(),
+                    result: "running".into(),
+                    intervals: Vec::new(),
+                });
+            }
+            if let Some(s) = state.record.steps.last_mut() {
+                s.intervals.push(record);
+            }
+            if let Next::Abort { kind, reason } = rollout::on_interval(&mut progress, &cfg, &result)
+            {
+                if let Some(s) = state.record.steps.last_mut() {
+                    s.result = format!("{kind:?} ({reason})").to_lowercase();
+                }
+                out.step("bake", &format!("unhealthy ({reason})"));
+                recover::restore_last_good(self, env, state)?;
+                return match kind {
+                    AbortKind::Unhealthy => self
+                        .fail(env, state, &format!("bake: {reason}"), false, out)
+                        .map(Some),
+                    AbortKind::Inconclusive => {
+                        state.record.outcome = "paused".into();
+                        state.record.reason = Some(reason.clone());
+                        state.phase = Phase::Finished;
+                        self.save(state)?;
+                        self.audit(state)?;
+                        Ok(Some(EnvOutcome::Inconclusive { reason }))
+                    }
+                };
+            }
+            self.save(state)?;
+        }
+        if let Some(s) = state.record.steps.last_mut()
+            && s.name == "bake"
+        {
+            s.result = "healthy".into();
+            out.step("bake", "healthy");
+        }
+        Ok(None)
+    }
+
+    /// A failed release in `env`: revert its commit (signed, with the
+    /// evidence), quarantine its digests, record it.
+    fn fail(
+        &mut self,
+        env: &Env,
+        state: &mut ReleaseState,
+        reason: &str,
+        rollback_first: bool,
+        out: &mut dyn Reporter,
+    ) -> Result<EnvOutcome, EngineError> {
+        if rollback_first {
+            let stable = self
+                .svc
+                .target
+                .readiness(&workload(env, Track::Stable))
+                .map_err(Self::target_err)?;
+            recover::rollback(self, env, state, false, &stable.endpoints)?;
+        }
+        let revert = recover::revert(self, env, state, reason)?;
+        out.info(&format!(
+            "reverted {} on {}: {}",
+            &state.commit[..12.min(state.commit.len())],
+            env.branch,
+            revert.as_deref().unwrap_or("already reverted")
+        ));
+        let q: Vec<Quarantined> = state
+            .record
+            .images
+            .iter()
+            .filter_map(|i| crate::render::transform::split_image(i).2)
+            .map(|d| Quarantined {
+                digest: d.to_string(),
+                release: state.release.clone(),
+                env: env.name.clone(),
+                reason: reason.to_string(),
+            })
+            .collect();
+        self.store.add_quarantine(q)?;
+        state.record.commits.revert = revert.clone();
+        self.finish(
+            state,
+            "failed",
+            Some(reason.to_string()),
+            EnvOutcome::Failed {
+                reason: reason.to_string(),
+                revert,
+            },
+        )
+    }
+
+    fn finish(
+        &mut self,
+        state: &mut ReleaseState,
+        outcome: &str,
+        reason: Option<String>,
+        result: EnvOutcome,
+    ) -> Result<EnvOutcome, EngineError> {
+        state.record.outcome = outcome.into();
+        state.record.reason = reason;
+        state.record.finished = Some((self.now)());
+        state.phase = Phase::Finished;
+        self.save(state)?;
+        self.audit(state)?;
+        Ok(result)
+    }
+}

@@ -1,0 +1,333 @@
+//! Promote stage: whether the next env may be promoted into now (its
+//! promotion windows; its approval requirement, checked against
+//! `policies/approvers` of the next env's branch), the promotion commit
+//! itself — one signed commit changing nothing but the digest pins of the
+//! next env's overlay, with the trailers of brief §4 — and the signed
+//! promotion record the next env re-verifies.
+
+use crate::audit::{self, Approval, Note, PromotionRecord, SignedPromotion};
+use crate::config::{ALLOWED_SIGNERS_FILE, APPROVERS_FILE, Env, PromotionWindow};
+use crate::gates::run::Checks;
+use crate::model::{Digest, ImagePin, Outcome, pins_from_kustomization, set_digest_pins};
+use crate::signing::{AllowedSigners, Signer};
+use crate::source::{CommitOutcome, FileChange, GitError, GitRepo, TreeReader};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// `Ok(())` when a window is open at `now` (or there are none); else the
+/// next opening. Pure.
+pub fn window_open(windows: &[PromotionWindow], now: DateTime<Utc>) -> Result<(), String> {
+    if windows.is_empty() {
+        return Ok(());
+    }
+    let mut next: Option<DateTime<Utc>> = None;
+    for w in windows {
+        let span = chrono::Duration::from_std(w.duration).unwrap_or(chrono::Duration::zero());
+        // The first opening after (now - duration): open if it is not in the future.
+        if let Some(open) = w.schedule.after(&(now - span)).next() {
+            if open <= now {
+                return Ok(());
+            }
+            next = Some(next.map_or(open, |n: DateTime<Utc>| n.min(open)));
+        }
+    }
+    Err(match next {
+        Some(t) => format!(
+            "outside its promotion windows; the next opens at {}",
+            t.to_rfc3339()
+        ),
+        None => "outside its promotion windows, and none opens again".into(),
+    })
+}
+
+/// The approver of `release` into `env`, if a valid approval is in `note`
+/// (signed by a key of `approvers` in the approval namespace).
+pub fn approved_by(
+    note: &Note,
+    approvers: &AllowedSigners,
+    release: &str,
+    env: &str,
+) -> Option<String> {
+    note.approvals
+        .iter()
+        .filter(|a| a.release == release && a.env == env)
+        .find_map(|a| {
+            approvers
+                .verify(
+                    audit::APPROVAL_NAMESPACE,
+                    &audit::approval_payload(release, env),
+                    &a.signature,
+                    None,
+                )
+                .ok()
+                .map(|v| v.principal)
+        })
+}
+
+/// Reads an allowed_signers-format file from the tree, or explains.
+pub fn signers(tree: &dyn TreeReader, file: &str) -> Result<AllowedSigners, String> {
+    let text = tree.read_string(file).map_err(|e| e.to_string())?;
+    AllowedSigners::parse(&text).map_err(|p| {
+        p.iter()
+            .map(|x| format!("{file}:{}: {}", x.line, x.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// Whether the promotion into `next` may happen now: Ok(approver) or the
+/// reason it waits. Rollbacks never come here: a window never blocks one.
+pub fn may_promote(
+    next: &Env,
+    next_tree: &dyn TreeReader,
+    source_note: &Note,
+    release: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, String> {
+    window_open(&next.promotion.windows, now)?;
+    if !next.promotion.requires_approval {
+        return Ok(None);
+    }
+    let approvers = signers(next_tree, APPROVERS_FILE)?;
+    approved_by(source_note, &approvers, release, &next.name)
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "needs an approval: platform-capstone approve {release} --env {} --key <approver key>",
+                next.name
+            )
+        })
+}
+
+/// Image name (as written in the overlay) → new digest, for every pin of
+/// `next`'s overlay whose repository is one of `released`.
+fn new_pins(pins: &[ImagePin], released: &[String]) -> BTreeMap<String, Digest> {
+    let mut out = BTreeMap::new();
+    for image in released {
+        let (repo, _tag, digest) = crate::render::transform::split_image(image);
+        let Some(Ok(d)) = digest.map(str::parse::<Digest>) else {
+            continue;
+        };
+        for p in pins.iter().filter(|p| p.repository() == repo) {
+            out.insert(p.name.clone(), d.clone());
+        }
+    }
+    out
+}
+
+/// The commit message of a promotion: images, then §4 trailers.
+pub fn promotion_message(
+    release: &str,
+    from: &Env,
+    to: &Env,
+    source_commit: &str,
+    images: &[String],
+    checks: &Checks,
+    approver: Option<&str>,
+) -> String {
+    let mut m = format!(
+        "promote {release} to {}\n\nImages:\n{}\n\nRelease-Id: {release}\nSource-Branch: {}\nSource-Commit: {source_commit}\n",
+        to.name,
+        images
+            .iter()
+            .map(|i| format!("  {i}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        from.branch
+    );
+    for v in checks.verdicts() {
+        m.push_str(&format!(
+            "Gate-{}: {}\n",
+            v.gate.replace('_', "-"),
+            outcome(v.outcome)
+        ));
+    }
+    if let Some(a) = approver {
+        m.push_str(&format!("Approved-By: {a}\n"));
+    }
+    m
+}
+
+fn outcome(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Pass => "pass",
+        Outcome::Warn => "warn",
+        Outcome::Fail => "fail",
+    }
+}
+
+/// Commits the digest pins of `images` to `to`'s overlay (signed, CAS),
+/// then attaches the signed promotion record as the commit's note.
+/// Idempotent: a second call after a crash finds the pins in place and
+/// returns `None` (never a second promotion commit).
+#[allow(clippy::too_many_arguments)]
+pub fn promote(
+    repo: &mut dyn GitRepo,
+    signer: &Signer,
+    release: &str,
+    from: &Env,
+    to: &Env,
+    source_commit: &str,
+    images: &[String],
+    checks: &Checks,
+    approver: Option<&str>,
+    samples: usize,
+) -> Result<Option<String>, GitError> {
+    let file = format!("{}/kustomization.yaml", to.overlay.trim_end_matches('/'));
+    let message = promotion_message(release, from, to, source_commit, images, checks, approver);
+    let images_owned = images.to_vec();
+    let f = file.clone();
+    let written = repo.commit_change(&to.branch, &message, &mut |tree: &dyn TreeReader| {
+        let text = tree.read_string(&f)?;
+        let pins =
+            pins_from_kustomization(&f, &text).map_err(|e| GitError::Change(e.to_string()))?;
+        let wanted = new_pins(&pins, &images_owned);
+        if wanted.is_empty() {
+            return Err(GitError::Change(format!(
+                "{f}: none of {} is pinned in {}'s overlay; nothing to promote",
+                images_owned.join(", "),
+                to.name
+            )));
+        }
+        if pins.iter().all(|p| {
+            wanted
+                .get(&p.name)
+                .is_none_or(|d| p.digest.as_ref() == Some(d))
+        }) {
+            return Ok(None);
+        }
+        let new_text =
+            set_digest_pins(&f, &text, &wanted).map_err(|e| GitError::Change(e.to_string()))?;
+        Ok(Some(vec![FileChange {
+            path: f.clone(),
+            content: Some(new_text.into_bytes()),
+        }]))
+    })?;
+    let CommitOutcome::Committed { commit, .. } = written else {
+        return Ok(None);
+    };
+    let record = PromotionRecord {
+        release: release.into(),
+        from_env: from.name.clone(),
+        to_env: to.name.clone(),
+        source_commit: source_commit.into(),
+        digests: images.to_vec(),
+        gates: checks
+            .verdicts()
+            .iter()
+            .map(|v| (v.gate.to_string(), outcome(v.outcome).to_string()))
+            .collect(),
+        samples,
+        approver: approver.map(str::to_string),
+    };
+    let signature = signer
+        .sign(
+            audit::PROMOTION_NAMESPACE,
+            &audit::promotion_payload(&record),
+        )
+        .map_err(GitError::Sign)?;
+    let signed = SignedPromotion { record, signature };
+    repo.update_note(&commit, &mut |old| {
+        let mut n = Note::parse(old);
+        n.promotion = Some(signed.clone());
+        n.to_text()
+    })?;
+    Ok(Some(commit))
+}
+
+/// Re-verifies the promotion record on an env commit, if it carries one:
+/// signed by a key of `policies/allowed_signers`, naming exactly the
+/// images being released. `Ok(None)`: not a promotion commit.
+pub fn verify_promotion(
+    note: &Note,
+    tree: &dyn TreeReader,
+    env: &str,
+    images: &[String],
+) -> Result<Option<PromotionRecord>, String> {
+    let Some(p) = &note.promotion else {
+        return Ok(None);
+    };
+    let signers = signers(tree, ALLOWED_SIGNERS_FILE)?;
+    signers
+        .verify(
+            audit::PROMOTION_NAMESPACE,
+            &audit::promotion_payload(&p.record),
+            &p.signature,
+            None,
+        )
+        .map_err(|e| format!("promotion record of {}: {e}", p.record.release))?;
+    if p.record.to_env != env {
+        return Err(format!(
+            "promotion record is for {}, not {env}",
+            p.record.to_env
+        ));
+    }
+    let mut want = images.to_vec();
+    let mut got = p.record.digests.clone();
+    want.sort();
+    got.sort();
+    if want != got {
+        return Err(format!(
+            "the pins released ({}) are not the ones promoted ({})",
+            want.join(", "),
+            got.join(", ")
+        ));
+    }
+    Ok(Some(p.record.clone()))
+}
+
+/// Signs an approval of `release` into `env` and stores it in the note of
+/// `commit` (the commit the release was made from).
+pub fn approve(
+    repo: &mut dyn GitRepo,
+    key: &Signer,
+    commit: &str,
+    release: &str,
+    env: &str,
+) -> Result<(), GitError> {
+    let signature = key
+        .sign(
+            audit::APPROVAL_NAMESPACE,
+            &audit::approval_payload(release, env),
+        )
+        .map_err(GitError::Sign)?;
+    let approval = Approval {
+        release: release.into(),
+        env: env.into(),
+        approver: key.identity().email.clone(),
+        signature,
+    };
+    repo.update_note(commit, &mut |old| {
+        let mut n = Note::parse(old);
+        n.approvals
+            .retain(|a| !(a.release == release && a.env == env && a.approver == approval.approver));
+        n.approvals.push(approval.clone());
+        n.to_text()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn windows_open_for_their_duration_after_each_firing() {
+        // Weekdays 09:00 UTC for 8 hours.
+        let w = vec![PromotionWindow {
+            schedule: cron::Schedule::from_str("0 0 9 * * Mon-Fri").unwrap(),
+            duration: std::time::Duration::from_secs(8 * 3600),
+        }];
+        assert!(window_open(&w, at("2026-11-25T10:00:00Z")).is_ok()); // Wednesday
+        assert!(window_open(&w, at("2026-11-25T16:59:00Z")).is_ok());
+        let closed = window_open(&w, at("2026-11-25T17:01:00Z")).unwrap_err();
+        assert!(closed.contains("2026-11-26T09:00:00"), "{closed}");
+        let weekend = window_open(&w, at("2026-11-28T12:00:00Z")).unwrap_err();
+        assert!(weekend.contains("2026-11-30T09:00:00"), "{weekend}");
+        assert!(window_open(&[], at("2026-11-28T12:00:00Z")).is_ok());
+    }
+}

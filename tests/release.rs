@@ -1,0 +1,586 @@
+//! The release engine end to end, through the binary, on the real local
+//! stack (registry, podman, HAProxy, Prometheus) and a real bare remote:
+//! a good version promoted dev → staging → prod (a closed window waits, a
+//! prod promotion waits for its approval), every tool commit passing
+//! `git verify-commit`; a bad version aborted at canary_10, rolled back,
+//! reverted, quarantined; a wrongly signed version stopped at the gate;
+//! Prometheus stopped mid-analysis → inconclusive, nothing reverted; and a
+//! process killed at a persisted transition and after its promotion
+//! commit, resumed with at most one promotion commit.
+
+use crate::support::{self, git};
+use platform_capstone::local::{PortChoice, Stack, images};
+use platform_capstone::ports::Target;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+struct Down<'a>(&'a Stack);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.down(&mut |_| {});
+    }
+}
+
+struct World {
+    dir: PathBuf,
+    local: PathBuf,
+    remote: PathBuf,
+    config: PathBuf,
+    allowed: PathBuf,
+}
+
+impl World {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_platform-capstone"));
+        c.current_dir(&self.dir)
+            .args(args)
+            .env("PLATFORM_CAPSTONE_LOCAL", &self.local)
+            .env_remove("PLATFORM_CAPSTONE_CRASH_AT")
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> (Option<i32>, String) {
+        let o: Output = self.cmd(args).output().expect("run platform-capstone");
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        eprintln!(
+            "$ platform-capstone {}\n{out}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.code(), out)
+    }
+
+    fn release(&self, extra: &[&str]) -> (Option<i32>, String) {
+        let mut args = vec!["release", "--config", "daemon.toml"];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    fn log(&self, branch: &str) -> Vec<String> {
+        git(&self.remote, &["log", "--format=%H %s", branch])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn head(&self, branch: &str) -> String {
+        git(&self.remote, &["rev-parse", branch])
+    }
+
+    fn verify(&self, commit: &str) -> bool {
+        support::git_cmd(
+            &self.remote,
+            &[
+                "-c",
+                "gpg.format=ssh",
+                "-c",
+                &format!("gpg.ssh.allowedSignersFile={}", self.allowed.display()),
+                "verify-commit",
+                commit,
+            ],
+        )
+        .status()
+        .expect("git verify-commit")
+        .success()
+    }
+
+    fn release_id(out: &str) -> String {
+        out.split_whitespace()
+            .find(|w| w.starts_with("rel-"))
+            .map(|w| w.trim_end_matches([';', ',', ')', '`']).to_string())
+            .expect("a release id in the output")
+    }
+}
+
+fn keygen(dir: &Path, name: &str, principal: &str, namespace: &str) -> String {
+    let key = dir.join(name);
+    let public = platform_capstone::signing::generate_key(&key, principal).expect("keygen");
+    platform_capstone::signing::allowed_signers_line(principal, namespace, &public).expect("line")
+}
+
+/// The demo configuration on every branch: the release key trusted, the
+/// daemon and an approver known, quick analysis, the registry's port, and
+/// staging's promotion window closed.
+fn configure(work: &Path, registry: &str, cosign_pub: &str, daemon: &str, approver: &str) {
+    for branch in ["main", "env/dev", "env/staging", "env/prod"] {
+        git(work, &["checkout", "-q", branch]);
+        std::fs::create_dir_all(work.join("policies/keys")).expect("mkdir");
+        std::fs::write(work.join("policies/keys/release-ci.pub"), cosign_pub).expect("write");
+        let trust = work.join("policies/trust.toml");
+        let mut t = std::fs::read_to_string(&trust).expect("trust");
+        t.push_str("\n[[keys]]\nname = \"release-ci\"\npath = \"keys/release-ci.pub\"\n");
+        std::fs::write(&trust, t).expect("write");
+        for (file, line) in [
+            ("policies/allowed_signers", daemon),
+            ("policies/approvers", approver),
+        ] {
+            let p = work.join(file);
+            let mut t = std::fs::read_to_string(&p).expect("read");
+            t.push_str(&format!("{line}\n"));
+            std::fs::write(&p, t).expect("write");
+        }
+        for entry in walk(work) {
+            let text = std::fs::read_to_string(&entry).unwrap_or_default();
+            if text.contains("localhost:5000") {
+                std::fs::write(&entry, text.replace("localhost:5000", registry)).expect("write");
+            }
+        }
+        for env in ["dev", "staging", "prod"] {
+            let p = work.join(format!("envs/{env}.toml"));
+            let mut out = String::new();
+            let mut in_windows = false;
+            for line in std::fs::read_to_string(&p).expect("env").lines() {
+                let l = if in_windows {
+                    if line.trim() == "]" {
+                        in_windows = false;
+                    }
+                    continue;
+                } else if line.starts_with("analysis_interval") {
+                    "analysis_interval = \"3s\"".to_string()
+                } else if line.starts_with("intervals_per_step") {
+                    "intervals_per_step = 2".to_string()
+                } else if line.starts_with("min_requests") {
+                    "min_requests = 5".to_string()
+                } else if line.starts_with("bake") {
+                    "bake = \"0s\"".to_string()
+                } else if line.starts_with("windows = [") {
+                    in_windows = !line.trim_end().ends_with(']');
+                    if env == "staging" {
+                        // Opens on January 1st only: closed today.
+                        "windows = [{ schedule = \"0 0 0 1 1 *\", duration = \"1m\" }]".to_string()
+                    } else {
+                        "windows = []".to_string()
+                    }
+                } else {
+                    line.to_string()
+                };
+                out.push_str(&l);
+                out.push('\n');
+            }
+            std::fs::write(&p, out).expect("write");
+        }
+        git(work, &["add", "-A"]);
+        git(
+            work,
+            &[
+                "commit",
+                "-q",
+                "-m",
+                "demo: trust the release key, daemon and approver; quick analysis",
+            ],
+        );
+    }
+    git(
+        work,
+        &[
+            "push",
+            "-q",
+            "origin",
+            "main",
+            "env/dev",
+            "env/staging",
+            "env/prod",
+        ],
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("readdir").flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == ".git") {
+            continue;
+        }
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn live_image(stack: &Stack, ns: &str) -> String {
+    let podman = stack.podman().expect("podman");
+    let live = podman.live(ns).expect("live");
+    live.iter()
+        .find(|o| o.name == "demo")
+        .and_then(|o| {
+            o.object["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().to_path_buf();
+    let local = dir.join("local");
+    let stack = Stack::new(&local).expect("stack");
+    let _down = Down(&stack);
+    let routes: Vec<(String, String)> = ["demo-dev", "demo-staging", "demo-prod"]
+        .iter()
+        .map(|n| (n.to_string(), "demo".to_string()))
+        .collect();
+    let state = stack
+        .up(&routes, PortChoice::Auto, &mut |_| {})
+        .expect("local up");
+    let registry = Stack::registry_host(&state);
+
+    // Keys: the daemon's (commits, promotion records), an approver's, cosign's.
+    let daemon_line = keygen(&dir, "signing_key", "daemon@example.com", "git");
+    let approver_line = keygen(
+        &dir,
+        "approver_key",
+        "alice@example.com",
+        "platform-capstone-approval",
+    );
+    let allowed = dir.join("allowed_signers");
+    std::fs::write(&allowed, format!("{daemon_line}\n")).expect("write");
+    let (cosign_private, cosign_public) =
+        platform_capstone::gates::cosign::generate_key_pair().expect("cosign");
+    let cosign = platform_capstone::gates::cosign::load_signing_key(&cosign_private).expect("key");
+    let (stranger_private, _) =
+        platform_capstone::gates::cosign::generate_key_pair().expect("cosign");
+    let stranger =
+        platform_capstone::gates::cosign::load_signing_key(&stranger_private).expect("key");
+
+    let remote = dir.join("remote.git");
+    let w = World {
+        dir: dir.clone(),
+        local: local.clone(),
+        remote: remote.clone(),
+        config: dir.join("daemon.toml"),
+        allowed: allowed.clone(),
+    };
+    let (code, _) = w.run(&[
+        "init",
+        "config",
+        "--remote",
+        &format!("file://{}", remote.display()),
+        "--signing-key",
+        "signing_key",
+    ]);
+    assert_eq!(code, Some(0));
+    configure(
+        &dir.join("config"),
+        &registry,
+        &cosign_public,
+        &daemon_line,
+        &approver_line,
+    );
+    std::fs::write(
+        &w.config,
+        format!(
+            "remote = \"file://{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\n[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n",
+            remote.display(),
+            dir.join("cache").display(),
+            dir.join("state").display(),
+            dir.join("signing_key").display()
+        ),
+    )
+    .expect("daemon.toml");
+
+    let bin = support::demo_binary();
+    let pc = stack.podman_config();
+    let mut say = |l: &str| eprintln!("{l}");
+    let good = images::publish(
+        &pc,
+        &bin,
+        &registry,
+        &images::good_and_bad("1.0.0"),
+        &cosign,
+        &mut say,
+    )
+    .expect("1.0.0");
+    let next = images::publish(
+        &pc,
+        &bin,
+        &registry,
+        &images::good_and_bad("1.1.0"),
+        &cosign,
+        &mut say,
+    )
+    .expect("1.1.0");
+    let forged = images::publish(
+        &pc,
+        &bin,
+        &registry,
+        &images::good_and_bad("1.2.0"),
+        &stranger,
+        &mut say,
+    )
+    .expect("1.2.0");
+
+    // 1. A good version down the chain. Staging's window is closed: wait.
+    let (code, out) = w.release(&["--version", "1.0.0"]);
+    assert_eq!(code, Some(3), "{out}");
+    for line in [
+        "env: dev",
+        "checks:",
+        "  artifact_signature: pass",
+        "  vulnerability_policy: pass",
+        "  admission_policy: pass",
+        "rollout:",
+        "  full_100: healthy",
+        "promote_staging: waiting (outside its promotion windows",
+    ] {
+        assert!(out.contains(line), "{line:?} missing:\n{out}");
+    }
+    let rel = World::release_id(&out);
+    assert!(
+        rel.starts_with("rel-") && rel.len() == "rel-2026-11-25-01".len(),
+        "{rel}"
+    );
+    let staging_before = w.head("env/staging");
+    // A PR opens the window (windows = []); the release goes on, then waits for prod's approval.
+    let work = dir.join("config");
+    git(&work, &["checkout", "-q", "env/staging"]);
+    git(&work, &["pull", "-q", "--ff-only", "origin", "env/staging"]);
+    let p = work.join("envs/staging.toml");
+    let t = std::fs::read_to_string(&p).expect("read");
+    std::fs::write(
+        &p,
+        t.replace(
+            "windows = [{ schedule = \"0 0 0 1 1 *\", duration = \"1m\" }]",
+            "windows = []",
+        ),
+    )
+    .expect("write");
+    git(&work, &["commit", "-q", "-am", "staging: open promotions"]);
+    git(&work, &["push", "-q", "origin", "env/staging"]);
+    let (code, out) = w.release(&["--resume", &rel]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("promote_staging: committed"), "{out}");
+    assert!(out.contains("env: staging"), "{out}");
+    assert!(
+        out.contains("promote_prod: waiting (needs an approval"),
+        "{out}"
+    );
+    assert_ne!(w.head("env/staging"), staging_before);
+    let (code, out) = w.run(&[
+        "approve",
+        &rel,
+        "--env",
+        "prod",
+        "--key",
+        "approver_key",
+        "--principal",
+        "alice@example.com",
+        "--config",
+        "daemon.toml",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = w.release(&["--resume", &rel]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!(
+            "result: release complete with audit trail id {rel}"
+        )),
+        "{out}"
+    );
+    for ns in ["demo-dev", "demo-staging", "demo-prod"] {
+        assert_eq!(live_image(&stack, ns), good[0].reference, "{ns}");
+    }
+    // Three tool commits — the pin on dev, the promotions to staging and
+    // prod — verify with stock git, and each carries its audit note.
+    let pin = w
+        .log("env/dev")
+        .into_iter()
+        .find(|l| l.contains("release 1.0.0 to dev"))
+        .expect("pin commit");
+    let to_staging = w
+        .log("env/staging")
+        .into_iter()
+        .find(|l| l.contains(&format!("promote {rel} to staging")))
+        .expect("promotion");
+    let to_prod = w
+        .log("env/prod")
+        .into_iter()
+        .find(|l| l.contains(&format!("promote {rel} to prod")))
+        .expect("promotion");
+    for line in [&pin, &to_staging, &to_prod] {
+        let sha = line.split(' ').next().expect("sha");
+        assert!(w.verify(sha), "git verify-commit failed for {line}");
+        let note = git(&remote, &["notes", "--ref=platform-capstone", "show", sha]);
+        assert!(note.contains(&rel), "no audit note on {line}");
+    }
+    let body = git(
+        &remote,
+        &[
+            "log",
+            "-1",
+            "--format=%B",
+            to_prod.split(' ').next().expect("sha"),
+        ],
+    );
+    for trailer in [
+        format!("Release-Id: {rel}"),
+        "Source-Branch: env/staging".into(),
+        "Gate-artifact-signature: pass".into(),
+        "Approved-By: alice@example.com".into(),
+    ] {
+        assert!(body.contains(&trailer), "{trailer:?} missing:\n{body}");
+    }
+    let (code, out) = w.run(&["audit", "show", &rel, "--config", "daemon.toml"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("in prod: complete") && out.contains("full_100: healthy"),
+        "{out}"
+    );
+
+    // 2. The bad version (30% errors, +300 ms) stops at canary_10.
+    let staging_head = w.head("env/staging");
+    let (code, out) = w.release(&["--version", "1.0.0-bad"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("  canary_10: unhealthy ("), "{out}");
+    assert!(out.contains("result: release failed"), "{out}");
+    let bad_rel = World::release_id(&out);
+    assert_eq!(
+        live_image(&stack, "demo-dev"),
+        good[0].reference,
+        "live is back on the good digest"
+    );
+    let dev = w.log("env/dev");
+    assert!(
+        dev[0].contains(&format!("revert {bad_rel}: failed in dev")),
+        "{dev:?}"
+    );
+    assert!(w.verify(dev[0].split(' ').next().expect("sha")));
+    let revert_body = git(&remote, &["log", "-1", "--format=%B", "env/dev"]);
+    assert!(
+        revert_body.contains("Evidence: canary_10 at 10%"),
+        "{revert_body}"
+    );
+    assert_eq!(
+        w.head("env/staging"),
+        staging_head,
+        "nothing reached staging"
+    );
+    let dev_pins = git(
+        &remote,
+        &["show", "env/dev:overlays/dev/kustomization.yaml"],
+    );
+    assert!(
+        dev_pins.contains(&good[0].digest) && !dev_pins.contains(&good[1].digest),
+        "{dev_pins}"
+    );
+    let quarantine =
+        std::fs::read_to_string(dir.join("state/quarantine.json")).expect("quarantine");
+    assert!(quarantine.contains(&good[1].digest), "{quarantine}");
+    // The quarantined digest is refused when committed again.
+    let (code, out) = w.release(&["--version", "1.0.0-bad", "--until", "dev"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("quarantined"), "{out}");
+
+    // 3. A version signed by a key nobody trusts never reaches the target.
+    let (code, out) = w.release(&["--version", "1.2.0", "--until", "dev"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("artifact_signature: fail") && out.contains("no trusted key"),
+        "{out}"
+    );
+    assert!(!out.contains("rollout:"), "{out}");
+    assert_eq!(live_image(&stack, "demo-dev"), good[0].reference);
+    assert!(!live_image(&stack, "demo-dev").contains(&forged[0].digest));
+
+    // 4. Prometheus stops mid-analysis: inconclusive, no promotion, no revert.
+    let child = w
+        .cmd(&["release", "--config", "daemon.toml", "--version", "1.1.0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let state_file = dir.join("state/releases/dev.json");
+    platform_capstone::adapters::process::wait_until(
+        "the canary to start",
+        Duration::from_secs(120),
+        || {
+            std::fs::read_to_string(&state_file)
+                .is_ok_and(|s| s.contains("\"phase\": \"canary\"") && s.contains("1.1.0"))
+        },
+    )
+    .expect("canary phase");
+    let prom_pid = stack.load().expect("state").pids["prometheus"];
+    let _ = Command::new("kill")
+        .arg("-9")
+        .arg(prom_pid.to_string())
+        .status();
+    let o = child.wait_with_output().expect("wait");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    eprintln!("{out}");
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("inconclusive"), "{out}");
+    assert!(out.contains("nothing reverted"), "{out}");
+    assert!(
+        w.log("env/dev")[0].contains("release 1.1.0 to dev"),
+        "no revert expected"
+    );
+    assert_eq!(w.head("env/staging"), staging_head, "no promotion");
+    assert_eq!(live_image(&stack, "demo-dev"), good[0].reference);
+    stack
+        .up(&[], PortChoice::Auto, &mut |_| {})
+        .expect("prometheus back");
+
+    // 5. Killed after the canary state is persisted, then after the
+    // promotion commit: resumed twice, one promotion commit.
+    let pinned = w.head("env/dev");
+    let o = w
+        .cmd(&["release", "--config", "daemon.toml", "--version", "1.1.0"])
+        .env("PLATFORM_CAPSTONE_CRASH_AT", "canary")
+        .output()
+        .expect("run");
+    assert!(
+        o.status.code().is_none() || o.status.code() == Some(134),
+        "expected an abort, got {:?}",
+        o.status
+    );
+    let rel5 = {
+        let s = std::fs::read_to_string(&state_file).expect("state");
+        let v: serde_json::Value = serde_json::from_str(&s).expect("json");
+        v["release"].as_str().expect("release").to_string()
+    };
+    // 1.1.0 was already pinned by step 4 (not reverted: inconclusive).
+    assert_eq!(w.head("env/dev"), pinned, "the pin was already there");
+    let o = w
+        .cmd(&["release", "--config", "daemon.toml", "--resume", &rel5])
+        .env("PLATFORM_CAPSTONE_CRASH_AT", "promoted")
+        .output()
+        .expect("run");
+    assert!(
+        o.status.code().is_none() || o.status.code() == Some(134),
+        "expected an abort, got {:?}",
+        o.status
+    );
+    let (code, out) = w.release(&["--resume", &rel5, "--until", "staging"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("already promoted") || out.contains("env: staging"),
+        "{out}"
+    );
+    let promotions = w
+        .log("env/staging")
+        .iter()
+        .filter(|l| l.contains(&format!("promote {rel5} to staging")))
+        .count();
+    assert_eq!(promotions, 1, "exactly one promotion commit");
+    assert_eq!(live_image(&stack, "demo-dev"), next[0].reference);
+    assert_eq!(live_image(&stack, "demo-staging"), next[0].reference);
+    let pods = stack
+        .podman()
+        .expect("podman")
+        .pods(Some("demo-dev"))
+        .expect("pods");
+    assert!(
+        pods.iter().all(|p| p
+            .labels
+            .get("platform-capstone.dev/track")
+            .map(String::as_str)
+            == Some("stable")),
+        "a canary was left behind"
+    );
+}
