@@ -282,7 +282,7 @@ fn help_explains_every_command() {
     let top = stdout(&bin(d, &["--help"]));
     for cmd in [
         "validate", "init", "status", "keygen", "render", "diff", "check", "sign", "attest",
-        "local",
+        "local", "release", "approve", "audit",
     ] {
         assert!(top.contains(cmd), "{cmd} missing from --help");
         let h = bin(d, &[cmd, "--help"]);
@@ -336,4 +336,102 @@ fn local_commands_say_what_is_missing_and_what_is_not_set_up() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn release_refuses_bad_versions_before_writing_anything() {
+    let f = Fixture::new();
+    let config = f.path("daemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "remote = \"{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\n[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n",
+            f.url(),
+            f.path("cache").display(),
+            f.path("state").display(),
+            f.key.display()
+        ),
+    )
+    .expect("config");
+    let config = config.to_str().expect("utf8");
+    let before = f.remote_rev("env/dev");
+    // A release file naming a tag, not a digest.
+    let tagged = f.path("tagged.yaml");
+    std::fs::write(
+        &tagged,
+        "images:\n  - localhost:5000/platform-capstone/demo:latest\n",
+    )
+    .expect("write");
+    let o = bin(
+        f.dir.path(),
+        &[
+            "release",
+            "--config",
+            config,
+            "--version",
+            tagged.to_str().expect("utf8"),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is not pinned by digest"),
+        "{}",
+        stderr(&o)
+    );
+    // A release file that does not cover the pinned image.
+    let other = f.path("other.yaml");
+    std::fs::write(
+        &other,
+        "images:\n  - localhost:5000/other@sha256:1111111111111111111111111111111111111111111111111111111111111111\n",
+    )
+    .expect("write");
+    let o = bin(
+        f.dir.path(),
+        &[
+            "release",
+            "--config",
+            config,
+            "--version",
+            other.to_str().expect("utf8"),
+        ],
+    );
+    assert!(
+        stderr(&o).contains("no digest for localhost:5000/platform-capstone/demo"),
+        "{}",
+        stderr(&o)
+    );
+    // Unknown env, unknown resume id.
+    let o = bin(
+        f.dir.path(),
+        &[
+            "release",
+            "--config",
+            config,
+            "--version",
+            "1.0.0",
+            "--env",
+            "qa",
+        ],
+    );
+    assert!(
+        stderr(&o).contains("--env qa: no such environment"),
+        "{}",
+        stderr(&o)
+    );
+    let o = bin(
+        f.dir.path(),
+        &[
+            "release",
+            "--config",
+            config,
+            "--resume",
+            "rel-2026-01-01-01",
+        ],
+    );
+    assert!(
+        stderr(&o).contains("no stopped release with this id"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(f.remote_rev("env/dev"), before, "nothing was committed");
 }

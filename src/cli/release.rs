@@ -2,19 +2,13 @@
 //! driven from the command line (the daemon runs the same engine).
 
 use super::Output;
-use crate::adapters::haproxy::Haproxy;
-use crate::adapters::kubernetes::{Kube, KubeRouter};
-use crate::adapters::podman::Podman;
-use crate::adapters::prometheus::Prometheus;
 use crate::adapters::registry::OciRegistry;
 use crate::audit::{self, Record};
-use crate::config::{DaemonConfig, Env, TargetKind};
+use crate::config::{DaemonConfig, Env};
 use crate::engine::store::{Phase, Store};
-use crate::engine::{Engine, EnvOutcome, EnvRelease, Reporter, Services};
+use crate::engine::{EnvOutcome, EnvRelease, Reporter, wiring};
 use crate::gates::run::Checks;
-use crate::local::Stack;
 use crate::model::{Digest, Outcome, pins_from_kustomization, set_digest_pins};
-use crate::ports::{Metrics, Target, TrafficRouter};
 use crate::rollout::IntervalResult;
 use crate::signing::{Identity, Signer};
 use crate::source::{CommitOutcome, FileChange, Git2Repo, GitError, GitRepo, TreeReader};
@@ -30,7 +24,8 @@ const EXIT_WAITING: u8 = 3;
 #[derive(Debug, clap::Args)]
 #[command(
     long_about = "Releases version V: resolves V once to image digests (the tag V of every \
-image pinned in the first environment's overlay, in its registry), commits that pin (signed) \
+image pinned in the first environment's overlay, in its registry; or, when V is a file, its \
+YAML `images: [repo@sha256:…]`), commits that pin (signed) \
 to the first environment's branch — or to --env E — and follows the release: gates \
 (signature, vulnerability, admission), canary steps with analysis against the env's SLOs, \
 bake, then a signed promotion commit into the next environment, and so on down the chain.\n\n\
@@ -78,133 +73,6 @@ pub struct Common {
     prometheus: Option<String>,
     #[arg(short, long, value_enum, default_value_t)]
     output: Output,
-}
-
-/// The repo, its envs (each from its own branch head) and the signer.
-pub struct Setup {
-    pub cfg: DaemonConfig,
-    pub repo: Git2Repo,
-    pub signer: Signer,
-}
-
-pub fn setup(config: &std::path::Path) -> anyhow::Result<Setup> {
-    let cfg = DaemonConfig::load(config)?;
-    let key = cfg.signing_key.clone().with_context(|| {
-        format!(
-            "{}: signing_key: required to commit releases; set it to the daemon's SSH key",
-            config.display()
-        )
-    })?;
-    let signer =
-        Signer::load(&key, cfg.identity.clone()).with_context(|| format!("{}", key.display()))?;
-    let mut repo = Git2Repo::open_remote(&cfg.remote, &cfg.cache_dir, cfg.ssh_key.as_deref())?
-        .with_max_file_size(cfg.max_file_size)
-        .with_signer(signer.clone());
-    repo.fetch()?;
-    Ok(Setup { cfg, repo, signer })
-}
-
-/// Every env, each as defined at the head of its own branch, in chain order.
-pub fn envs(repo: &dyn GitRepo) -> anyhow::Result<Vec<Env>> {
-    let heads = repo.heads()?;
-    let Some((_, any_head)) = heads.iter().next() else {
-        bail!("the remote has no env/* branch: run `platform-capstone init --remote`");
-    };
-    let tree = repo.reader(any_head)?;
-    let overview = crate::config::load_repo(tree.as_ref());
-    let mut out = Vec::new();
-    for chain in overview.chains() {
-        for name in chain {
-            let Some(e) = overview.env(&name) else {
-                continue;
-            };
-            let head = repo.resolve(&e.branch)?;
-            let t = repo.reader(&head)?;
-            let own = crate::config::load_repo(t.as_ref());
-            if let Some(p) = own.problems.first() {
-                bail!("{} at {}: {p}", e.branch, &head[..12]);
-            }
-            match own.env(&name) {
-                Some(env) => out.push(env.clone()),
-                None => bail!(
-                    "{}: envs/{name}.toml is missing on its own branch",
-                    e.branch
-                ),
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The adapters of an env's target.
-struct Adapters {
-    target: Box<dyn Target>,
-    kube: Option<Box<Kube>>,
-    haproxy: Option<Haproxy>,
-    metrics: Box<dyn Metrics>,
-    traffic: Option<String>,
-    requests_query: String,
-}
-
-fn adapters(env: &Env, common: &Common) -> anyhow::Result<Adapters> {
-    match env.target.kind {
-        TargetKind::Podman => {
-            let stack = Stack::new(&common.local)?;
-            let state = stack.load().with_context(|| {
-                format!(
-                    "{}: the local stack is not set up; run `platform-capstone local up`",
-                    common.local.display()
-                )
-            })?;
-            let route = state
-                .routes
-                .iter()
-                .find(|r| r.namespace == env.target.namespace && r.app == env.target.app)
-                .with_context(|| {
-                    format!(
-                        "the local stack has no route for {}/{}: run `platform-capstone local up --route {}/{}`",
-                        env.target.namespace, env.target.app, env.target.namespace, env.target.app
-                    )
-                })?;
-            let target = Podman::new(stack.podman_config())?;
-            Ok(Adapters {
-                target: Box::new(target),
-                kube: None,
-                haproxy: Some(stack.router()),
-                metrics: Box::new(Prometheus::new(&Stack::prometheus_url(&state), Duration::from_secs(10))?),
-                traffic: Some(format!("http://127.0.0.1:{}/", route.port)),
-                requests_query: "sum(increase(haproxy_server_http_responses_total{proxy=\"{{namespace}}.{{app}}\",server=~\"{{track}}.*\"}[{{interval}}]))".into(),
-            })
-        }
-        TargetKind::Kubernetes => {
-            let url = common
-                .prometheus
-                .clone()
-                .context("--prometheus URL is required for kubernetes envs")?;
-            let kube = Box::new(Kube::from_kubeconfig(env.target.context.as_deref())?);
-            Ok(Adapters {
-                target: Box::new(Kube::from_kubeconfig(env.target.context.as_deref())?),
-                kube: Some(kube),
-                haproxy: None,
-                metrics: Box::new(Prometheus::new(&url, Duration::from_secs(10))?),
-                traffic: None,
-                requests_query: "sum(increase(gateway_http_requests_total{namespace=\"{{namespace}}\",service=~\"{{app}}-{{track}}\"}[{{interval}}]))".into(),
-            })
-        }
-    }
-}
-
-/// Plain-HTTP registries: loopback hosts among the images.
-pub fn plain_http_hosts(images: &[String]) -> Vec<String> {
-    let mut hosts: Vec<String> = images
-        .iter()
-        .filter_map(|i| i.split('/').next())
-        .filter(|h| h.starts_with("localhost") || h.starts_with("127."))
-        .map(str::to_string)
-        .collect();
-    hosts.sort();
-    hosts.dedup();
-    hosts
 }
 
 /// §2's lines, live: plain lines when not a terminal, a spinner for the
@@ -318,19 +186,39 @@ fn pin_version(
         bail!("{file}: images: no image pinned; nothing to release");
     }
     let repos: Vec<String> = pins.iter().map(|p| p.repository().to_string()).collect();
-    let reg = OciRegistry::new(&plain_http_hosts(&repos))?;
+    let from_file = release_file(version)?;
+    let reg = OciRegistry::new(&wiring::plain_http_hosts(&repos))?;
     let mut digests = BTreeMap::new();
     let mut images = Vec::new();
     for p in &pins {
-        let tagged = format!("{}:{version}", p.repository());
-        let (_, digest) = reg.manifest(&tagged)?.with_context(|| {
-            format!(
-                "{tagged}: no such tag in the registry; push the version first (or check --version)"
-            )
-        })?;
-        let d: Digest = digest
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{tagged}: {e}"))?;
+        let d: Digest = match &from_file {
+            Some(listed) => listed
+                .iter()
+                .find_map(|i| {
+                    let (repo, _, digest) = crate::render::transform::split_image(i);
+                    (repo == p.repository()).then_some(digest).flatten()
+                })
+                .with_context(|| {
+                    format!(
+                        "{version}: images: no digest for {}, which {} pins",
+                        p.repository(),
+                        env.overlay
+                    )
+                })?
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{version}: {e}"))?,
+            None => {
+                let tagged = format!("{}:{version}", p.repository());
+                let (_, digest) = reg.manifest(&tagged)?.with_context(|| {
+                    format!(
+                        "{tagged}: no such tag in the registry; push the version first (or check --version)"
+                    )
+                })?;
+                digest
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("{tagged}: {e}"))?
+            }
+        };
         images.push(format!("{}@{d}", p.repository()));
         digests.insert(p.name.clone(), d);
     }
@@ -360,6 +248,32 @@ fn pin_version(
         CommitOutcome::NothingToDo => repo.resolve(&env.branch)?,
     };
     Ok((commit, images))
+}
+
+/// A release file: YAML `images: [repo@sha256:…, …]`, when `version`
+/// names an existing file (`--version ./release-2026-02-11.yaml`).
+fn release_file(version: &str) -> anyhow::Result<Option<Vec<String>>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ReleaseFile {
+        /// Informational; the file's name is the version.
+        #[serde(default, rename = "version")]
+        _version: Option<String>,
+        images: Vec<String>,
+    }
+    let path = std::path::Path::new(version);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).with_context(|| version.to_string())?;
+    let f: ReleaseFile =
+        crate::yaml::from_str(version, &text).map_err(|e| anyhow::anyhow!("{version}: {e}"))?;
+    for i in &f.images {
+        if crate::render::transform::split_image(i).2.is_none() {
+            bail!("{version}: images: {i} is not pinned by digest (repo@sha256:…)");
+        }
+    }
+    Ok(Some(f.images))
 }
 
 fn result_line(release: &str, outcome: &Result<EnvOutcome, String>) -> (String, u8) {
@@ -399,13 +313,17 @@ fn result_line(release: &str, outcome: &Result<EnvOutcome, String>) -> (String, 
     }
 }
 
+/// The daemon config, a fetched repo handle on its cache, the signer.
+fn setup(config: &std::path::Path) -> anyhow::Result<(DaemonConfig, Git2Repo, Signer)> {
+    let cfg = DaemonConfig::load(config)?;
+    let (repo, signer) = wiring::open(&cfg, config, &cfg.cache_dir)?;
+    Ok((cfg, repo, signer))
+}
+
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let Setup {
-        cfg,
-        mut repo,
-        signer,
-    } = setup(&a.common.config)?;
-    let envs = envs(&repo)?;
+    let (cfg, mut repo, signer) = setup(&a.common.config)?;
+    let envs = wiring::envs(&repo)?;
+    let never = std::sync::atomic::AtomicBool::new(false);
     let store = Store::new(&cfg.state_dir);
     let actor = format!("{} <{}>", cfg.identity.name, cfg.identity.email);
 
@@ -453,7 +371,6 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
 
     let mut printer = Printer::new(a.common.output == Output::Json);
-    let now = chrono::Utc::now;
     let mut last: Result<EnvOutcome, String>;
     loop {
         let env = &envs[index];
@@ -464,37 +381,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 .as_ref()
                 .and_then(|n| envs.iter().find(|e| &e.name == n))
         };
-        let ad = adapters(env, &a.common)?;
-        let kube_router = ad.kube.as_deref().map(|k| KubeRouter {
-            kube: k,
-            attempts: 5,
-        });
-        let router: &dyn TrafficRouter = match (&ad.haproxy, &kube_router) {
-            (Some(h), _) => h,
-            (None, Some(k)) => k,
-            (None, None) => bail!("no traffic router for {}", env.name),
-        };
-        let images = {
-            let tree = repo.reader(&commit)?;
-            crate::render::images(&crate::render::render(tree.as_ref(), &env.overlay)?)
-        };
-        let registry = OciRegistry::new(&plain_http_hosts(&images))?;
-        let svc = Services {
-            target: ad.target.as_ref(),
-            router,
-            metrics: ad.metrics.as_ref(),
-            registry: &registry,
-            traffic: ad.traffic.clone(),
-            requests_query: ad.requests_query.clone(),
-            scrape_settle: Duration::from_millis(2500),
-        };
-        let mut engine = Engine {
-            repo: &mut repo,
-            svc: &svc,
-            store: &store,
-            signer: &signer,
-            now: &now,
-        };
+        let ad = wiring::adapters(env, &a.common.local, a.common.prometheus.as_deref())?;
         let r = EnvRelease {
             env,
             next,
@@ -502,7 +389,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             release: &release,
             actor: &actor,
         };
-        last = engine.run(&r, &mut printer).map_err(|e| e.to_string());
+        last = wiring::run_env(&mut repo, &store, &signer, &ad, &r, &never, &mut printer)
+            .map_err(|e| e.to_string());
         match &last {
             Ok(EnvOutcome::Promoted { env: to, commit: c }) => {
                 index = envs
@@ -560,8 +448,8 @@ pub struct ApproveArgs {
 }
 
 pub fn approve(a: ApproveArgs) -> anyhow::Result<ExitCode> {
-    let Setup { mut repo, .. } = setup(&a.config)?;
-    let envs = envs(&repo)?;
+    let (_, mut repo, _) = setup(&a.config)?;
+    let envs = wiring::envs(&repo)?;
     let source = envs
         .iter()
         .find(|e| e.next.as_deref() == Some(a.env.as_str()))

@@ -65,6 +65,14 @@ struct RawDaemon {
     /// json or text (default json).
     #[serde(default = "default_log_format")]
     log_format: String,
+    /// File holding the GitHub webhook secret (HMAC-SHA256); no webhook without it.
+    webhook_secret_file: Option<PathBuf>,
+    /// File holding the bearer token for mutating API calls; none without it.
+    api_token_file: Option<PathBuf>,
+    /// The local stack's state dir, for podman envs (default .platform-capstone/local).
+    local_stack: Option<PathBuf>,
+    /// Prometheus for kubernetes envs.
+    prometheus: Option<String>,
 }
 
 /// A validated daemon configuration.
@@ -81,6 +89,10 @@ pub struct DaemonConfig {
     pub max_file_size: u64,
     pub log_level: String,
     pub log_json: bool,
+    pub webhook_secret_file: Option<PathBuf>,
+    pub api_token_file: Option<PathBuf>,
+    pub local_stack: Option<PathBuf>,
+    pub prometheus: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +227,10 @@ impl DaemonConfig {
             max_file_size: raw.max_file_size,
             log_level: raw.log_level,
             log_json,
+            webhook_secret_file: raw.webhook_secret_file,
+            api_token_file: raw.api_token_file,
+            local_stack: raw.local_stack,
+            prometheus: raw.prometheus,
         })
     }
 }

@@ -10,11 +10,13 @@
 //! ports and persists its state after every transition (`store`).
 //!
 //! Modules: `store` (state files), `promote` (windows, approvals, the
-//! promotion commit and record), `recover` (rollback and revert).
+//! promotion commit and record), `recover` (rollback and revert),
+//! `wiring` (config → repo, envs and adapters, for the CLI and the daemon).
 
 pub mod promote;
 pub mod recover;
 pub mod store;
+pub mod wiring;
 
 use crate::adapters::prometheus::render_query;
 use crate::adapters::registry::OciRegistry;
@@ -62,6 +64,9 @@ pub enum EngineError {
     Infrastructure(String),
     #[error("{0}")]
     Invalid(String),
+    /// Shut down mid-release: parked, resumes on restart.
+    #[error("interrupted by shutdown; parked with all traffic on stable, resumes on restart")]
+    Interrupted,
     #[error(transparent)]
     Store(#[from] store::StoreError),
 }
@@ -137,6 +142,9 @@ pub struct Engine<'a> {
     pub store: &'a Store,
     pub signer: &'a Signer,
     pub now: &'a dyn Fn() -> DateTime<Utc>,
+    /// Set on shutdown: between intervals the rollout parks (all traffic
+    /// to stable, state saved) and returns `Interrupted`; a restart resumes.
+    pub stop: &'a std::sync::atomic::AtomicBool,
 }
 
 /// Crash injection for recovery tests and the crash drill: when
@@ -627,6 +635,13 @@ impl Engine<'_> {
         };
         let t = Instant::now();
         while let Some(&weight) = steps.get(state.progress.step) {
+            if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if !first_release {
+                    self.route(env, &stable_eps, &canary_eps, 0)?;
+                }
+                self.save(state)?;
+                return Err(EngineError::Interrupted);
+            }
             if !first_release {
                 self.route(env, &stable_eps, &canary_eps, weight)?;
             }
@@ -729,6 +744,10 @@ impl Engine<'_> {
         cfg.intervals_per_step = u32::MAX;
         let version = state.version.clone();
         while Instant::now() < deadline {
+            if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                self.save(state)?;
+                return Err(EngineError::Interrupted);
+            }
             let (result, record) = self.measure(env, 100, (Track::Stable, &version), None);
             out.interval("bake", progress.healthy as usize + 1, &result);
             if state.record.steps.last().is_none_or(|s| s.name != "bake") {
