@@ -22,6 +22,7 @@
 //! - [`fsutil`]: atomic file writes
 //! - [`engine`]: the release engine: gates → canary → bake → promote, rollback and revert
 //! - [`audit`]: release records as git notes, release ids
+//! - [`daemon`]: the long-running reconciler: polling, watch, webhook, workers per env, HTTP, metrics
 //! - [`cli`]: the command line, one file per subcommand
 
 #![deny(unsafe_code)]
@@ -32,6 +33,7 @@ pub mod audit;
 pub mod blueprint;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod fsutil;
 pub mod gates;

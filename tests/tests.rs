@@ -3,6 +3,8 @@
 //! Module map — each file is named after what it proves:
 //! - `confinement`: reads never leave the repo (`..`, absolute, symlinks, size)
 //! - `git_writes`: signed commits, CAS pushes under concurrency, reverts, notes
+//! - `daemon`: the daemon binary: health, readiness, metrics, API, webhook HMAC,
+//!   tokens, file watch, SIGHUP reload, SIGTERM
 //! - `fetch`: one fetch of every env branch; pruning; stale-lock recovery
 //! - `gates`: the admission gate with the blueprint's real policies
 //! - `golden`: the renderer vs `kubectl kustomize` on 45 overlay cases
@@ -15,6 +17,7 @@
 //! - `release`: the release engine through the binary on the real stack:
 //!   promotion, windows, approval, abort + revert, gate stop, inconclusive, kill -9
 //! - `render`: renderer failure modes, the render cache, diff masking
+//! - `systemd`: the unit verifies and scores ≤ 2.5 exposure offline
 //! - `validation`: every env-file problem, table-driven; hostile TOML
 //! - `cli`: the binary end to end: init, validate, status, keygen
 //!
@@ -26,6 +29,7 @@ mod support;
 
 mod cli;
 mod confinement;
+mod daemon;
 mod fetch;
 mod gates;
 mod git_writes;
@@ -36,4 +40,5 @@ mod local_stack;
 mod registry;
 mod release;
 mod render;
+mod systemd;
 mod validation;

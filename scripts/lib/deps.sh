@@ -5,9 +5,10 @@
 
 # Build: git … make. Local stack (brief §5): docker-registry, haproxy,
 # prometheus, podman + runc + buildah, slirp4netns (pod networking without
-# iptables), catatonit (podman's pause process), libc6-dev (static demo).
+# iptables), catatonit (podman's pause process), libc6-dev (static demo),
+# systemd (systemd-analyze checks the unit).
 PC_APT_PACKAGES=(git openssh-client pkg-config libssl-dev gcc make ca-certificates libc6-dev
-  docker-registry haproxy prometheus podman runc buildah slirp4netns catatonit uidmap)
+  docker-registry haproxy prometheus podman runc buildah slirp4netns catatonit uidmap systemd)
 
 pc_install_deps() {
   local missing=()

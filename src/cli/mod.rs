@@ -4,6 +4,7 @@
 //! failed command, 2 for bad usage (clap).
 
 mod check;
+mod daemon;
 mod diff;
 mod init;
 mod keygen;
@@ -64,6 +65,7 @@ enum Command {
     Release(release::Args),
     Approve(release::ApproveArgs),
     Audit(release::AuditArgs),
+    Daemon(daemon::Args),
 }
 
 /// Output format of commands whose output is data.
@@ -79,7 +81,10 @@ pub enum Output {
 /// Runs the CLI; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // The daemon sets up its own (JSON) logging from its config.
+    if !matches!(cli.command, Command::Daemon(_)) {
+        init_logging(cli.verbose);
+    }
     crate::source::set_network_timeouts(
         std::time::Duration::from_secs(10),
         std::time::Duration::from_secs(60),
@@ -98,6 +103,7 @@ pub fn main() -> ExitCode {
         Command::Release(a) => release::run(a),
         Command::Approve(a) => release::approve(a),
         Command::Audit(a) => release::audit(a),
+        Command::Daemon(a) => daemon::run(a),
     };
     match result {
         Ok(code) => code,

@@ -217,6 +217,8 @@ pub trait GitRepo {
     fn note(&self, commit: &str) -> Result<Option<String>, GitError>;
     /// Every audit note: (annotated commit, note text).
     fn notes(&self) -> Result<Vec<(String, String)>, GitError>;
+    /// The full message of a commit (trailers included).
+    fn message(&self, commit: &str) -> Result<String, GitError>;
 }
 
 /// Network timeouts for every libgit2 connection in this process, so an
@@ -925,6 +927,15 @@ impl GitRepo for Git2Repo {
             Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
             Err(e) => Err(GitError::git("read note")(e)),
         }
+    }
+
+    fn message(&self, commit: &str) -> Result<String, GitError> {
+        let id = self.commit_id(commit)?;
+        let c = self
+            .repo
+            .find_commit(id)
+            .map_err(GitError::git("read commit"))?;
+        Ok(String::from_utf8_lossy(c.message_bytes()).into_owned())
     }
 
     fn notes(&self) -> Result<Vec<(String, String)>, GitError> {

@@ -1,0 +1,207 @@
+//! The daemon's HTTP side (axum): `/healthz`, `/readyz`, `/metrics`, the
+//! read-only JSON API, the GitHub-style webhook, and the mutating calls.
+//!
+//! - The webhook body is capped and its `X-Hub-Signature-256` HMAC is
+//!   verified over the raw bytes before anything parses them; unknown
+//!   events are acknowledged and ignored. No secret configured: 404.
+//! - Mutating calls need `Authorization: Bearer <token>`, compared in
+//!   constant time (over SHA-256 digests, so length leaks nothing). No
+//!   token configured: 403, always.
+
+use super::{Shared, Trigger};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hmac::{KeyInit, Mac};
+use sha2::Digest;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// Largest webhook body read.
+pub const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
+
+/// Whether `header` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under `secret`.
+pub fn webhook_signature_ok(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
+    let Some(hex) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
+        return false;
+    };
+    let Some(given) = decode_hex(hex) else {
+        return false;
+    };
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&given).is_ok()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Constant-time bearer token check.
+pub fn token_ok(expected: Option<&str>, headers: &HeaderMap) -> bool {
+    let Some(expected) = expected else {
+        return false;
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let a = sha2::Sha256::digest(given.as_bytes());
+    let b = sha2::Sha256::digest(expected.as_bytes());
+    bool::from(a.as_slice().ct_eq(b.as_slice())) && !given.is_empty()
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/envs", get(envs))
+        .route("/api/v1/releases", get(releases))
+        .route("/api/v1/releases/{id}", get(release))
+        .route("/api/v1/reconcile", post(reconcile))
+        .route(
+            "/api/v1/webhook",
+            post(webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
+        )
+        .with_state(shared)
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    match s.ready() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    match s.metrics.encode() {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
+async fn envs(State(s): State<Arc<Shared>>) -> Response {
+    let envs = s.envs.lock().map(|e| e.clone()).unwrap_or_default();
+    axum::Json(envs).into_response()
+}
+
+async fn releases(State(s): State<Arc<Shared>>) -> Response {
+    let records = s.records.lock().map(|r| r.clone()).unwrap_or_default();
+    axum::Json(records).into_response()
+}
+
+async fn release(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let records: Vec<crate::audit::Record> = s
+        .records
+        .lock()
+        .map(|r| r.iter().filter(|x| x.release == id).cloned().collect())
+        .unwrap_or_default();
+    if records.is_empty() {
+        return (StatusCode::NOT_FOUND, format!("{id}: no such release\n")).into_response();
+    }
+    axum::Json(records).into_response()
+}
+
+async fn reconcile(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let token = s.token.lock().ok().and_then(|t| t.clone());
+    if !token_ok(token.as_deref(), &headers) {
+        return (StatusCode::FORBIDDEN, "a valid bearer token is required\n").into_response();
+    }
+    let _ = s.trigger.try_send(Trigger::Api);
+    (StatusCode::ACCEPTED, "reconcile requested\n").into_response()
+}
+
+async fn webhook(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let secret = s.webhook_secret.lock().ok().and_then(|t| t.clone());
+    let Some(secret) = secret else {
+        return (StatusCode::NOT_FOUND, "no webhook configured\n").into_response();
+    };
+    let sig = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
+    if !webhook_signature_ok(&secret, &body, sig) {
+        s.metrics.webhook_rejected.inc();
+        return (
+            StatusCode::UNAUTHORIZED,
+            "bad or missing X-Hub-Signature-256\n",
+        )
+            .into_response();
+    }
+    // Only now is the body looked at.
+    match headers.get("x-github-event").and_then(|v| v.to_str().ok()) {
+        Some("ping") => (StatusCode::OK, "pong\n").into_response(),
+        Some("push") => {
+            let _ = s.trigger.try_send(Trigger::Webhook);
+            (StatusCode::ACCEPTED, "fetch scheduled\n").into_response()
+        }
+        _ => (StatusCode::ACCEPTED, "event ignored\n").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_signatures_and_tokens_are_checked_exactly() {
+        let secret = b"s3cret";
+        let body = br#"{"ref":"refs/heads/env/dev"}"#;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+        mac.update(body);
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(webhook_signature_ok(
+            secret,
+            body,
+            Some(&format!("sha256={hex}"))
+        ));
+        assert!(!webhook_signature_ok(
+            secret,
+            b"{}",
+            Some(&format!("sha256={hex}"))
+        ));
+        assert!(!webhook_signature_ok(
+            b"other",
+            body,
+            Some(&format!("sha256={hex}"))
+        ));
+        assert!(!webhook_signature_ok(secret, body, Some(&hex)));
+        assert!(!webhook_signature_ok(secret, body, Some("sha256=zz")));
+        assert!(!webhook_signature_ok(secret, body, None));
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer t0ken".parse().unwrap());
+        assert!(token_ok(Some("t0ken"), &h));
+        assert!(!token_ok(Some("t0ken2"), &h));
+        assert!(!token_ok(None, &h));
+        assert!(!token_ok(Some("t0ken"), &HeaderMap::new()));
+    }
+}

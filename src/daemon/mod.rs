@@ -1,0 +1,720 @@
+//! The daemon: a long-running reconciler around the release engine.
+//!
+//! - One fetch of every env branch per poll (its own cache), also
+//!   triggered at once by a filesystem watch on file:// remotes and by the
+//!   webhook; exponential backoff with jitter when fetching fails. While
+//!   git is unreachable nothing is applied, pruned or reverted.
+//! - One worker per env, each with its own cache clone: a new head of
+//!   `env/E` runs the engine for E (the same `engine::wiring::run_env` as
+//!   `release`); a failing env never stalls the others. A release waiting
+//!   for a window or an approval is retried every poll and when a
+//!   promotion window opens (scheduler).
+//! - HTTP (`http`): health, readiness, metrics, JSON API, webhook, token-
+//!   protected calls. `sd-notify`: READY=1 once serving, WATCHDOG=1 from
+//!   the main loop, STOPPING=1 on shutdown.
+//! - SIGTERM: no new work; a running rollout parks at its next interval
+//!   (all traffic on stable, state saved) and resumes on restart; exit
+//!   within a bound. SIGHUP: reload the config as a validated diff.
+//!
+//! Modules: `http`, `schedule` (pure cron scheduler), `metrics`.
+
+pub mod http;
+pub mod metrics;
+pub mod schedule;
+
+use crate::audit::{self, Record};
+use crate::config::DaemonConfig;
+use crate::engine::store::Store;
+use crate::engine::{EnvOutcome, EnvRelease, Reporter, wiring};
+use crate::rollout::IntervalResult;
+use crate::source::{Git2Repo, GitRepo};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] crate::config::DaemonConfigError),
+    #[error("{0}")]
+    Start(String),
+}
+
+/// Why a fetch happens now.
+#[derive(Debug, Clone, Copy)]
+pub enum Trigger {
+    Webhook,
+    Watch,
+    Api,
+}
+
+/// What one env's worker last did, for the API.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EnvState {
+    pub branch: String,
+    pub head: Option<String>,
+    pub last_fetch: Option<chrono::DateTime<chrono::Utc>>,
+    pub release: Option<String>,
+    pub outcome: Option<String>,
+    pub detail: Option<String>,
+    pub busy: bool,
+}
+
+/// What the HTTP side and the loop share.
+pub struct Shared {
+    pub metrics: metrics::Metrics,
+    pub envs: Mutex<BTreeMap<String, EnvState>>,
+    pub records: Mutex<Vec<Record>>,
+    pub trigger: mpsc::Sender<Trigger>,
+    pub token: Mutex<Option<String>>,
+    pub webhook_secret: Mutex<Option<Vec<u8>>>,
+    last_fetch_ok: Mutex<Option<Instant>>,
+    poll_interval: Mutex<Duration>,
+}
+
+impl Shared {
+    /// Ready: the config loaded and the repo fetched within three intervals.
+    pub fn ready(&self) -> Result<(), String> {
+        let last = *self.last_fetch_ok.lock().map_err(|_| "state poisoned")?;
+        let poll = *self.poll_interval.lock().map_err(|_| "state poisoned")?;
+        match last {
+            None => Err("the config repo has not been fetched yet".into()),
+            Some(t) if t.elapsed() > poll * 3 => Err(format!(
+                "last successful fetch {} s ago (poll interval {} s)",
+                t.elapsed().as_secs(),
+                poll.as_secs()
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+fn read_secret(path: &Option<PathBuf>) -> Result<Option<String>, String> {
+    match path {
+        None => Ok(None),
+        Some(p) => std::fs::read_to_string(p)
+            .map(|s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))
+            .map_err(|e| format!("{}: {e}", p.display())),
+    }
+}
+
+/// Logs what the engine reports, as structured events.
+struct LogReporter;
+
+impl Reporter for LogReporter {
+    fn checks(&mut self, checks: &crate::gates::run::Checks) {
+        for v in checks.verdicts() {
+            tracing::info!(gate = v.gate, outcome = %v.outcome, findings = v.findings.len(), "gate");
+        }
+    }
+    fn step(&mut self, name: &str, result: &str) {
+        tracing::info!(step = name, result, "rollout step");
+    }
+    fn interval(&mut self, step: &str, n: usize, result: &IntervalResult) {
+        tracing::debug!(step, interval = n, result = ?result, "analysis interval");
+    }
+    fn info(&mut self, line: &str) {
+        tracing::info!("{line}");
+    }
+}
+
+/// The release id a commit carries (`Release-Id:` trailer), if any.
+pub fn release_trailer(message: &str) -> Option<String> {
+    message
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("Release-Id:"))
+        .map(|v| v.trim().to_string())
+        .filter(|v| v.starts_with("rel-"))
+}
+
+/// Everything one env's worker needs.
+struct Worker {
+    env: String,
+    cfg: DaemonConfig,
+    config_file: PathBuf,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Worker {
+    /// Runs the engine for `commit` of this env. Blocking.
+    fn reconcile(
+        &self,
+        repo: &mut Git2Repo,
+        signer: &crate::signing::Signer,
+        commit: &str,
+    ) -> Result<String, String> {
+        repo.fetch().map_err(|e| e.to_string())?;
+        let envs = wiring::envs(repo).map_err(|e| e.to_string())?;
+        let Some(env) = envs.iter().find(|e| e.name == self.env) else {
+            return Err(format!("{} is no longer defined", self.env));
+        };
+        let next = env
+            .next
+            .as_ref()
+            .and_then(|n| envs.iter().find(|e| &e.name == n));
+        let store = Store::new(&self.cfg.state_dir);
+        let images = {
+            let tree = repo.reader(commit).map_err(|e| e.to_string())?;
+            crate::render::render(tree.as_ref(), &env.overlay)
+                .map(|r| crate::render::images(&r))
+                .map_err(|e| format!("{}: {e}", env.overlay))?
+        };
+        let in_progress = store
+            .release(&env.name)
+            .map_err(|e| e.to_string())?
+            .filter(|s| s.commit == commit);
+        // What runs is what the branch says (e.g. after a revert): nothing to do.
+        if in_progress.is_none()
+            && store
+                .last_good(&env.name)
+                .map_err(|e| e.to_string())?
+                .is_some_and(|g| g.images == images)
+        {
+            return Ok("in sync".into());
+        }
+        let notes = repo.notes().map_err(|e| e.to_string())?;
+        let release = match (
+            &in_progress,
+            release_trailer(&repo.message(commit).map_err(|e| e.to_string())?),
+        ) {
+            (Some(s), _) => s.release.clone(),
+            (None, Some(id)) => id,
+            (None, None) => {
+                let ids: Vec<String> = audit::all_records(&notes)
+                    .into_iter()
+                    .map(|r| r.release)
+                    .collect();
+                audit::next_release_id(
+                    ids.iter().map(String::as_str),
+                    chrono::Utc::now().date_naive(),
+                )
+            }
+        };
+        let done = audit::Note::parse(repo.note(commit).map_err(|e| e.to_string())?.as_deref())
+            .records
+            .iter()
+            .any(|r| {
+                r.release == release
+                    && r.env == env.name
+                    && ["complete", "promoted", "failed"].contains(&r.outcome.as_str())
+            });
+        if done {
+            return Ok(format!("{release} already done in {}", env.name));
+        }
+        let local = self
+            .cfg
+            .local_stack
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".platform-capstone/local"));
+        let adapters = wiring::adapters(env, &local, self.cfg.prometheus.as_deref())
+            .map_err(|e| e.to_string())?;
+        let actor = format!(
+            "{} <{}> (daemon)",
+            self.cfg.identity.name, self.cfg.identity.email
+        );
+        let r = EnvRelease {
+            env,
+            next,
+            commit,
+            release: &release,
+            actor: &actor,
+        };
+        if let Ok(mut e) = self.shared.envs.lock()
+            && let Some(s) = e.get_mut(&self.env)
+        {
+            s.release = Some(release.clone());
+            s.busy = true;
+        }
+        let span = tracing::info_span!("reconcile", env = %env.name, release = %release, commit = %&commit[..12.min(commit.len())]);
+        let _guard = span.enter();
+        let started = Instant::now();
+        let result = wiring::run_env(
+            repo,
+            &store,
+            signer,
+            &adapters,
+            &r,
+            &self.stop,
+            &mut LogReporter,
+        );
+        self.shared
+            .metrics
+            .observe(&env.name, started.elapsed(), &result, &store, &release);
+        match result {
+            Ok(EnvOutcome::Complete) => Ok(format!("{release}: complete")),
+            Ok(EnvOutcome::Promoted { env: to, .. }) => Ok(format!("{release}: promoted to {to}")),
+            Ok(EnvOutcome::Waiting { env: to, reason }) => {
+                Ok(format!("{release}: waiting before {to}: {reason}"))
+            }
+            Ok(EnvOutcome::Failed { reason, .. }) => {
+                Ok(format!("{release}: failed and reverted: {reason}"))
+            }
+            Ok(EnvOutcome::Inconclusive { reason }) => {
+                Ok(format!("{release}: inconclusive: {reason}"))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The worker loop: runs on its own thread, one reconcile at a time.
+    fn run(self, mut rx: watch::Receiver<Option<String>>) {
+        let cache = self.cfg.cache_dir.join(format!("env-{}", self.env));
+        let mut handle: Option<(Git2Repo, crate::signing::Signer)> = None;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let Some(commit) = rx.borrow_and_update().clone() else {
+                if futures_wait(&mut rx, &self.stop) {
+                    continue;
+                }
+                return;
+            };
+            if handle.is_none() {
+                match wiring::open(&self.cfg, &self.config_file, &cache) {
+                    Ok(h) => handle = Some(h),
+                    Err(e) => {
+                        tracing::warn!(env = %self.env, error = %e, "cannot open the repo; retrying");
+                        if !pause(backoff, &self.stop) {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(300));
+                        continue;
+                    }
+                }
+            }
+            let Some((repo, signer)) = handle.as_mut() else {
+                continue;
+            };
+            let outcome = self.reconcile(repo, signer, &commit);
+            let waiting = matches!(&outcome, Ok(m) if m.contains("waiting"));
+            if let Ok(mut e) = self.shared.envs.lock()
+                && let Some(s) = e.get_mut(&self.env)
+            {
+                s.busy = false;
+                match &outcome {
+                    Ok(m) => {
+                        s.outcome = Some("ok".into());
+                        s.detail = Some(m.clone());
+                    }
+                    Err(m) => {
+                        s.outcome = Some("error".into());
+                        s.detail = Some(m.clone());
+                    }
+                }
+            }
+            match outcome {
+                Ok(m) => {
+                    tracing::info!(env = %self.env, "{m}");
+                    backoff = Duration::from_secs(1);
+                }
+                Err(m) => {
+                    // Infrastructure or config trouble: pause, retry with backoff.
+                    tracing::warn!(env = %self.env, error = %m, "reconcile paused");
+                    // A new head ends the pause early; shutdown ends it at once.
+                    if !pause_or_change(jitter(backoff), &self.stop, &mut rx) {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(300));
+                    continue;
+                }
+            }
+            if waiting {
+                tracing::debug!(env = %self.env, "waiting release: retried on the next poll or window");
+            }
+            if !futures_wait(&mut rx, &self.stop) {
+                return;
+            }
+        }
+    }
+}
+
+/// Blocks this (non-async) thread until the watch changes or stop is set.
+fn futures_wait(rx: &mut watch::Receiver<Option<String>>, stop: &AtomicBool) -> bool {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        match rx.has_changed() {
+            Ok(true) => return true,
+            Ok(false) => std::thread::sleep(Duration::from_millis(200)),
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Sleeps `d` in small steps; false when stop was set.
+fn pause(d: Duration, stop: &AtomicBool) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    !stop.load(Ordering::Relaxed)
+}
+
+/// Like `pause`, but a change of the watched head ends it early.
+fn pause_or_change(
+    d: Duration,
+    stop: &AtomicBool,
+    rx: &mut watch::Receiver<Option<String>>,
+) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        if rx.has_changed().unwrap_or(false) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    !stop.load(Ordering::Relaxed)
+}
+
+/// ±50% jitter.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    let f = 0.5 + (nanos % 1000) as f64 / 1000.0;
+    d.mul_f64(f)
+}
+
+fn notify_systemd(state: &[sd_notify::NotifyState]) {
+    let _ = sd_notify::notify(state);
+}
+
+/// Runs the daemon until SIGTERM.
+pub fn run(config_file: &Path) -> Result<(), DaemonError> {
+    let cfg = DaemonConfig::load(config_file)?;
+    init_logging(&cfg);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| DaemonError::Start(format!("runtime: {e}")))?;
+    rt.block_on(serve(cfg, config_file.to_path_buf()))
+}
+
+fn init_logging(cfg: &DaemonConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if cfg.log_json {
+        builder.json().with_current_span(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonError> {
+    let (trigger_tx, mut trigger_rx) = mpsc::channel::<Trigger>(16);
+    let shared = Arc::new(Shared {
+        metrics: metrics::Metrics::new(),
+        envs: Mutex::new(BTreeMap::new()),
+        records: Mutex::new(Vec::new()),
+        trigger: trigger_tx.clone(),
+        token: Mutex::new(read_secret(&cfg.api_token_file).map_err(DaemonError::Start)?),
+        webhook_secret: Mutex::new(
+            read_secret(&cfg.webhook_secret_file)
+                .map_err(DaemonError::Start)?
+                .map(String::into_bytes),
+        ),
+        last_fetch_ok: Mutex::new(None),
+        poll_interval: Mutex::new(cfg.poll_interval),
+    });
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| DaemonError::Start(format!("listen on {}: {e}", cfg.listen)))?;
+    let (http_stop_tx, mut http_stop_rx) = watch::channel(false);
+    let app = http::router(shared.clone());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop_rx.changed().await;
+            })
+            .await;
+    });
+    tracing::info!(listen = %cfg.listen, remote = %cfg.remote, "daemon started");
+    notify_systemd(&[sd_notify::NotifyState::Ready]);
+
+    // File watch on file:// remotes: a push there triggers a fetch at once.
+    let _watcher = crate::source::local_path_of(&cfg.remote).and_then(|path| {
+        use notify::Watcher;
+        let tx = trigger_tx.clone();
+        let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            if ev.is_ok_and(|e| e.paths.iter().any(|p| p.to_string_lossy().contains("refs"))) {
+                let _ = tx.try_send(Trigger::Watch);
+            }
+        })
+        .ok()?;
+        w.watch(&path, notify::RecursiveMode::Recursive).ok()?;
+        Some(w)
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut cfg = cfg;
+    let mut poll_repo: Option<Arc<Mutex<Git2Repo>>> = None;
+    let mut workers: BTreeMap<
+        String,
+        (watch::Sender<Option<String>>, std::thread::JoinHandle<()>),
+    > = BTreeMap::new();
+    let mut failures = 0u32;
+    let mut next_poll = Duration::ZERO;
+    let mut scheduler = schedule::Scheduler::new(Vec::new(), chrono::Utc::now());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| DaemonError::Start(format!("SIGTERM handler: {e}")))?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| DaemonError::Start(format!("SIGHUP handler: {e}")))?;
+    let mut watchdog = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        let wake = scheduler
+            .next_wake()
+            .and_then(|t| (t - chrono::Utc::now()).to_std().ok())
+            .unwrap_or(Duration::from_secs(3600));
+        let mut due_jobs = Vec::new();
+        tokio::select! {
+            _ = tokio::time::sleep(next_poll) => {}
+            Some(t) = trigger_rx.recv() => { tracing::debug!(trigger = ?t, "fetch triggered"); }
+            _ = tokio::time::sleep(wake) => { due_jobs = scheduler.due(chrono::Utc::now()); }
+            _ = watchdog.tick() => {
+                notify_systemd(&[sd_notify::NotifyState::Watchdog]);
+                continue;
+            }
+            _ = term.recv() => break,
+            _ = hup.recv() => {
+                reload(&config_file, &mut cfg, &shared);
+                continue;
+            }
+        }
+        for job in &due_jobs {
+            tracing::info!(job, "scheduled job due");
+        }
+        // One fetch for every env branch.
+        let repo = match &poll_repo {
+            Some(r) => r.clone(),
+            None => {
+                let (c, f) = (cfg.clone(), cfg.cache_dir.join("poll"));
+                match tokio::task::spawn_blocking(move || {
+                    Git2Repo::open_remote(&c.remote, &f, c.ssh_key.as_deref())
+                        .map(|r| r.with_max_file_size(c.max_file_size))
+                })
+                .await
+                {
+                    Ok(Ok(r)) => {
+                        let r = Arc::new(Mutex::new(r));
+                        poll_repo = Some(r.clone());
+                        r
+                    }
+                    other => {
+                        let e = match other {
+                            Ok(Err(e)) => e.to_string(),
+                            Err(e) => e.to_string(),
+                            Ok(Ok(_)) => String::new(),
+                        };
+                        tracing::warn!(error = %e, "cannot open the config repo");
+                        shared.metrics.fetch_errors.inc();
+                        failures += 1;
+                        next_poll = jitter(
+                            cfg.poll_interval
+                                .saturating_mul(2u32.saturating_pow(failures.min(5))),
+                        )
+                        .min(Duration::from_secs(600));
+                        continue;
+                    }
+                }
+            }
+        };
+        let fetched = tokio::task::spawn_blocking(move || {
+            let mut r = repo.lock().map_err(|_| "poisoned".to_string())?;
+            r.fetch().map_err(|e| e.to_string())?;
+            let heads = r.heads().map_err(|e| e.to_string())?;
+            let envs = wiring::envs(&*r).map_err(|e| e.to_string())?;
+            let records = audit::all_records(&r.notes().map_err(|e| e.to_string())?);
+            Ok::<_, String>((heads, envs, records))
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        let (heads, envs, records) = match fetched {
+            Ok(x) => x,
+            Err(e) => {
+                // Git unreachable: the last known good stays; nothing is dispatched.
+                shared.metrics.fetch_errors.inc();
+                failures += 1;
+                next_poll = jitter(
+                    cfg.poll_interval
+                        .saturating_mul(2u32.saturating_pow(failures.min(5))),
+                )
+                .min(Duration::from_secs(600));
+                tracing::warn!(error = %e, retry_in_s = next_poll.as_secs(), "fetch failed; keeping the last known good state");
+                continue;
+            }
+        };
+        failures = 0;
+        next_poll = cfg.poll_interval;
+        if let Ok(mut t) = shared.last_fetch_ok.lock() {
+            *t = Some(Instant::now());
+        }
+        if let Ok(mut r) = shared.records.lock() {
+            *r = records;
+        }
+        // Promotion windows of every env: a window opening retries waiting releases.
+        let jobs: Vec<(String, cron::Schedule)> = envs
+            .iter()
+            .flat_map(|e| {
+                e.promotion
+                    .windows
+                    .iter()
+                    .map(move |w| (format!("window:{}", e.name), w.schedule.clone()))
+            })
+            .collect();
+        if jobs.len() != scheduler.len() {
+            scheduler = schedule::Scheduler::new(jobs, chrono::Utc::now());
+        }
+        let now = chrono::Utc::now();
+        for env in &envs {
+            let head = heads.get(&env.branch).cloned();
+            shared
+                .metrics
+                .last_fetch
+                .get_or_create(&metrics::EnvLabel {
+                    env: env.name.clone(),
+                })
+                .set(now.timestamp());
+            if let Ok(mut m) = shared.envs.lock() {
+                let s = m.entry(env.name.clone()).or_default();
+                s.branch = env.branch.clone();
+                s.head = head.clone();
+                s.last_fetch = Some(now);
+            }
+            let entry = workers.entry(env.name.clone()).or_insert_with(|| {
+                let (tx, rx) = watch::channel(None);
+                let w = Worker {
+                    env: env.name.clone(),
+                    cfg: cfg.clone(),
+                    config_file: config_file.clone(),
+                    shared: shared.clone(),
+                    stop: stop.clone(),
+                };
+                let handle = std::thread::spawn(move || w.run(rx));
+                (tx, handle)
+            });
+            let waiting = shared
+                .envs
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&env.name).and_then(|s| s.detail.clone()))
+                .is_some_and(|d| d.contains("waiting"));
+            let changed = *entry.0.borrow() != head;
+            if changed || waiting || !due_jobs.is_empty() {
+                entry.0.send_replace(head);
+            }
+        }
+    }
+
+    // SIGTERM: no new work; running rollouts park at their next interval.
+    tracing::info!("SIGTERM: stopping; running rollouts park at their next interval");
+    notify_systemd(&[sd_notify::NotifyState::Stopping]);
+    stop.store(true, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(75);
+    for (env, (_, handle)) in workers {
+        while !handle.is_finished() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !handle.is_finished() {
+            tracing::warn!(
+                env,
+                "worker still busy at the shutdown deadline; its state is saved and resumes on restart"
+            );
+        }
+    }
+    let _ = http_stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGHUP: the new config replaces the old only if it loads; what cannot
+/// change without a restart is said so.
+fn reload(config_file: &Path, cfg: &mut DaemonConfig, shared: &Shared) {
+    let new = match DaemonConfig::load(config_file) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the new config is invalid; keeping the old one");
+            return;
+        }
+    };
+    let token = match read_secret(&new.api_token_file) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: api_token_file unreadable; keeping the old config");
+            return;
+        }
+    };
+    let secret = match read_secret(&new.webhook_secret_file) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: webhook_secret_file unreadable; keeping the old config");
+            return;
+        }
+    };
+    for (field, changed) in [
+        ("remote", new.remote != cfg.remote),
+        ("listen", new.listen != cfg.listen),
+        ("cache_dir", new.cache_dir != cfg.cache_dir),
+        ("state_dir", new.state_dir != cfg.state_dir),
+    ] {
+        if changed {
+            tracing::warn!(field, "SIGHUP: this field changes only on restart");
+        }
+    }
+    if let Ok(mut t) = shared.token.lock() {
+        *t = token;
+    }
+    if let Ok(mut s) = shared.webhook_secret.lock() {
+        *s = secret.map(String::into_bytes);
+    }
+    if let Ok(mut p) = shared.poll_interval.lock() {
+        *p = new.poll_interval;
+    }
+    tracing::info!(
+        poll_interval_s = new.poll_interval.as_secs(),
+        "SIGHUP: config reloaded"
+    );
+    let keep = (
+        cfg.remote.clone(),
+        cfg.listen,
+        cfg.cache_dir.clone(),
+        cfg.state_dir.clone(),
+    );
+    *cfg = new;
+    (cfg.remote, cfg.listen, cfg.cache_dir, cfg.state_dir) = keep;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_ids_come_from_trailers() {
+        assert_eq!(
+            release_trailer("promote x\n\nRelease-Id: rel-2026-11-25-03\nSource-Branch: env/dev\n")
+                .as_deref(),
+            Some("rel-2026-11-25-03")
+        );
+        assert_eq!(release_trailer("fix the overlay\n"), None);
+        assert_eq!(release_trailer("x\n\nRelease-Id: nonsense\n"), None);
+    }
+}

@@ -1,0 +1,280 @@
+//! The daemon binary against a real bare remote: health and readiness,
+//! metrics, the JSON API, the webhook (HMAC verified before parsing, body
+//! capped, unknown events ignored), token-protected calls, the file watch
+//! on a file:// remote, SIGHUP with an invalid config (the old one stays),
+//! and SIGTERM (a clean exit within its bound).
+
+use crate::support::Fixture;
+use platform_capstone::source::{FileChange, GitRepo, TreeReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Daemon {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let _ = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status();
+}
+
+fn hmac_hex(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("key");
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn the_daemon_serves_verifies_watches_reloads_and_stops() {
+    let f = Fixture::new();
+    let port = platform_capstone::adapters::process::free_port().expect("port");
+    std::fs::write(f.path("token"), "t0ken\n").expect("token");
+    std::fs::write(f.path("secret"), "hook-secret\n").expect("secret");
+    let config = f.path("daemon.toml");
+    let body = format!(
+        "remote = \"{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npoll_interval = \"1h\"\nlog_format = \"text\"\napi_token_file = \"{}\"\nwebhook_secret_file = \"{}\"\nlocal_stack = \"{}\"\n[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n",
+        f.url(),
+        f.path("cache").display(),
+        f.path("state").display(),
+        f.key.display(),
+        f.path("token").display(),
+        f.path("secret").display(),
+        f.path("no-stack").display(),
+    );
+    std::fs::write(&config, &body).expect("config");
+    let child = Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start daemon");
+    let mut d = Daemon {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    // No connection reuse: the server closes one after refusing a body (413).
+    let http = reqwest::blocking::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let get = |path: &str| http.get(format!("{}{path}", d.base)).send();
+
+    wait_for("/healthz", Duration::from_secs(30), || {
+        get("/healthz").is_ok_and(|r| r.status() == 200)
+    });
+    wait_for(
+        "/readyz after the first fetch",
+        Duration::from_secs(30),
+        || get("/readyz").is_ok_and(|r| r.status() == 200),
+    );
+    let metrics = get("/metrics").expect("metrics").text().expect("text");
+    for name in [
+        "platform_capstone_last_successful_fetch_timestamp_seconds{env=\"dev\"}",
+        "platform_capstone_git_fetch_errors_total 0",
+        "platform_capstone_webhook_rejected_total 0",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    let envs: serde_json::Value = get("/api/v1/envs").expect("envs").json().expect("json");
+    let dev_head = f.remote_rev("env/dev");
+    assert_eq!(envs["dev"]["head"], dev_head.as_str(), "{envs}");
+    assert_eq!(get("/api/v1/releases").expect("releases").status(), 200);
+    assert_eq!(
+        get("/api/v1/releases/rel-2026-01-01-01")
+            .expect("release")
+            .status(),
+        404
+    );
+
+    // Webhook: the signature is checked before anything else.
+    let hook = |event: &str, body: &[u8], sig: Option<String>| {
+        let mut r = http
+            .post(format!("{}/api/v1/webhook", d.base))
+            .header("x-github-event", event)
+            .body(body.to_vec());
+        if let Some(s) = sig {
+            r = r.header("x-hub-signature-256", s);
+        }
+        r.send().expect("webhook").status().as_u16()
+    };
+    let push = br#"{"ref":"refs/heads/env/dev"}"#;
+    assert_eq!(hook("push", push, None), 401);
+    assert_eq!(
+        hook(
+            "push",
+            push,
+            Some(format!("sha256={}", hmac_hex(b"wrong", push)))
+        ),
+        401
+    );
+    assert_eq!(
+        hook(
+            "push",
+            b"{not json",
+            Some(format!("sha256={}", hmac_hex(b"hook-secret", push)))
+        ),
+        401
+    );
+    assert_eq!(
+        hook(
+            "push",
+            push,
+            Some(format!("sha256={}", hmac_hex(b"hook-secret", push)))
+        ),
+        202
+    );
+    assert_eq!(
+        hook(
+            "ping",
+            b"{}",
+            Some(format!("sha256={}", hmac_hex(b"hook-secret", b"{}")))
+        ),
+        200
+    );
+    assert_eq!(
+        hook(
+            "issues",
+            b"{}",
+            Some(format!("sha256={}", hmac_hex(b"hook-secret", b"{}")))
+        ),
+        202
+    );
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    assert_eq!(
+        hook(
+            "push",
+            &big,
+            Some(format!("sha256={}", hmac_hex(b"hook-secret", &big)))
+        ),
+        413
+    );
+    let metrics = get("/metrics").expect("metrics").text().expect("text");
+    assert!(
+        metrics.contains("platform_capstone_webhook_rejected_total 3"),
+        "{metrics}"
+    );
+
+    // Mutating calls need the token.
+    let reconcile = |auth: Option<&str>| {
+        let mut r = http.post(format!("{}/api/v1/reconcile", d.base));
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.send().expect("reconcile").status().as_u16()
+    };
+    assert_eq!(reconcile(None), 403);
+    assert_eq!(reconcile(Some("Bearer nope")), 403);
+    assert_eq!(reconcile(Some("t0ken")), 403);
+    assert_eq!(reconcile(Some("Bearer t0ken")), 202);
+
+    // A push to the file:// remote is seen through the file watch (poll is 1h).
+    let mut writer = f.writer("writer-cache");
+    writer.fetch().expect("fetch");
+    writer
+        .commit_change(
+            "env/dev",
+            "a change on dev",
+            &mut |tree: &dyn TreeReader| {
+                let mut text = tree.read_string("overlays/dev/kustomization.yaml")?;
+                text.push_str("# touched\n");
+                Ok(Some(vec![FileChange {
+                    path: "overlays/dev/kustomization.yaml".into(),
+                    content: Some(text.into_bytes()),
+                }]))
+            },
+        )
+        .expect("commit");
+    let new_head = f.remote_rev("env/dev");
+    assert_ne!(new_head, dev_head);
+    wait_for(
+        "the new dev head through the watch",
+        Duration::from_secs(20),
+        || {
+            get("/api/v1/envs")
+                .ok()
+                .and_then(|r| r.json::<serde_json::Value>().ok())
+                .is_some_and(|v| v["dev"]["head"] == new_head.as_str())
+        },
+    );
+    // Its worker cannot run without the local stack: it says so; the daemon stays up.
+    wait_for("the dev worker's error", Duration::from_secs(30), || {
+        get("/api/v1/envs")
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+            .is_some_and(|v| {
+                v["dev"]["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("local stack is not set up"))
+            })
+    });
+    assert_eq!(get("/healthz").expect("healthz").status(), 200);
+
+    // SIGHUP with a broken config: the old one stays.
+    std::fs::write(&config, "remote = [not toml").expect("break");
+    signal(&d.child, "-HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get("/healthz").expect("still serving").status(), 200);
+    assert_eq!(
+        reconcile(Some("Bearer t0ken")),
+        202,
+        "the old token still works"
+    );
+    // SIGHUP with a valid new token: it takes effect.
+    std::fs::write(f.path("token"), "t0ken-2\n").expect("token");
+    std::fs::write(&config, &body).expect("restore");
+    signal(&d.child, "-HUP");
+    wait_for("the new token", Duration::from_secs(10), || {
+        reconcile(Some("Bearer t0ken-2")) == 202
+    });
+    assert_eq!(reconcile(Some("Bearer t0ken")), 403);
+
+    // SIGTERM: a clean exit within the bound.
+    let t = Instant::now();
+    signal(&d.child, "-TERM");
+    let status = loop {
+        if let Some(s) = d.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the daemon did not stop within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut err = String::new();
+    use std::io::Read;
+    d.child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read");
+    assert!(err.contains("keeping the old one"), "{err}");
+    assert!(err.contains("SIGTERM"), "{err}");
+    assert!(!err.contains("t0ken"), "a token leaked into the logs");
+}
