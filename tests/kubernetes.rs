@@ -72,11 +72,7 @@ fn scripted(reply: Reply) -> (Kube, Arc<Mutex<Vec<Seen>>>, std::thread::JoinHand
 }
 
 fn dev_objects() -> Vec<serde_yaml::Value> {
-    let dir = support::blueprint_dir();
-    let reader = platform_capstone::source::DirReader::open(dir.path()).expect("open");
-    platform_capstone::render::render(&reader, "overlays/dev")
-        .expect("render")
-        .objects
+    support::blueprint_dev(None)
 }
 
 fn w(track: Track) -> Workload {
@@ -444,21 +440,7 @@ fn against_a_real_cluster_when_kubeconfig_is_set() {
     let image = std::env::var("PLATFORM_CAPSTONE_TEST_IMAGE")
         .expect("set PLATFORM_CAPSTONE_TEST_IMAGE to an image serving /healthz on 8080");
     let kube = Kube::from_kubeconfig(None).expect("kubeconfig");
-    let objects: Vec<serde_yaml::Value> = dev_objects()
-        .into_iter()
-        .map(|mut o| {
-            if let Some(c) = o
-                .get_mut("spec")
-                .and_then(|s| s.get_mut("template"))
-                .and_then(|t| t.get_mut("spec"))
-                .and_then(|s| s.get_mut("containers"))
-                .and_then(|c| c.get_mut(0))
-            {
-                c["image"] = image.clone().into();
-            }
-            o
-        })
-        .collect();
+    let objects = support::blueprint_dev(Some(&image));
     let wl = Workload {
         namespace: ns.clone(),
         app: "demo".into(),

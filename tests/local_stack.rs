@@ -38,25 +38,7 @@ fn workload(track: Track) -> Workload {
 
 /// The blueprint's dev overlay, rendered, its image set to `reference`.
 fn dev_objects(reference: &str) -> Vec<serde_yaml::Value> {
-    let dir = support::blueprint_dir();
-    let reader = platform_capstone::source::DirReader::open(dir.path()).expect("open");
-    let rendered = platform_capstone::render::render(&reader, "overlays/dev").expect("render");
-    rendered
-        .objects
-        .into_iter()
-        .map(|mut o| {
-            if let Some(c) = o
-                .get_mut("spec")
-                .and_then(|s| s.get_mut("template"))
-                .and_then(|t| t.get_mut("spec"))
-                .and_then(|s| s.get_mut("containers"))
-                .and_then(|c| c.get_mut(0))
-            {
-                c["image"] = reference.into();
-            }
-            o
-        })
-        .collect()
+    support::blueprint_dev(Some(reference))
 }
 
 /// Canary's share of HAProxy's responses between two counter readings.
@@ -256,6 +238,16 @@ fn the_local_stack_runs_routes_measures_and_leaves_nothing_behind() {
     );
     assert!(env.contains("LOG_LEVEL") && env.contains("debug"), "{env}");
 
+    // Prune by inventory: what is still desired stays, the rest goes.
+    assert!(
+        podman
+            .prune(NS, &["Deployment/demo".to_string()])
+            .expect("prune")
+            .is_empty()
+    );
+    let before = podman.pods(Some(NS)).expect("pods").len();
+    assert!(before > 0);
+
     // 4. A killed pod: readiness drops.
     let pods = podman.pods(Some(NS)).expect("pods");
     let victim = &pods[0].name;
@@ -269,6 +261,10 @@ fn the_local_stack_runs_routes_measures_and_leaves_nothing_behind() {
         .readiness(&workload(Track::Stable))
         .expect("readiness");
     assert!(!r.is_ready(), "{r:?}");
+
+    let pruned = podman.prune(NS, &[]).expect("prune");
+    assert_eq!(pruned.len(), before, "{pruned:?}");
+    assert!(podman.pods(Some(NS)).expect("pods").is_empty());
 
     // 5. Prometheus stopped: a provider error, never a number.
     let pid = state.pids["prometheus"];

@@ -583,4 +583,195 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
             == Some("stable")),
         "a canary was left behind"
     );
+    // 6. The daemon runs the same engine: a commit pushed to env/dev is
+    // released and promoted; SIGTERM mid-rollout parks it and a restart
+    // resumes it; a bad commit is reverted; with the remote gone nothing is
+    // touched and /readyz says so, and it recovers when the remote returns.
+    let port = platform_capstone::adapters::process::free_port().expect("port");
+    let mut cfg = std::fs::read_to_string(&w.config).expect("config");
+    cfg = cfg.replacen(
+        "[identity]",
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\npoll_interval = \"2s\"\nlog_format = \"text\"\nlocal_stack = \"{}\"\n[identity]",
+            local.display()
+        ),
+        1,
+    );
+    std::fs::write(&w.config, cfg).expect("daemon config");
+    let start_daemon = |n: usize| DaemonProc::start(&w, &dir.join(format!("daemon-{n}.log")), port);
+    let mut daemon = start_daemon(1);
+    daemon.wait_ready(true);
+    let work = dir.join("config");
+    let pin_dev = |digest_from: &str, digest_to: &str, message: &str| {
+        git(&work, &["checkout", "-q", "env/dev"]);
+        git(&work, &["pull", "-q", "--ff-only", "origin", "env/dev"]);
+        let k = work.join("overlays/dev/kustomization.yaml");
+        let t = std::fs::read_to_string(&k).expect("read");
+        assert!(t.contains(digest_from), "{t}");
+        std::fs::write(&k, t.replace(digest_from, digest_to)).expect("write");
+        git(&work, &["commit", "-q", "-am", message]);
+        git(&work, &["push", "-q", "origin", "env/dev"]);
+        git(&work, &["rev-parse", "HEAD"])
+    };
+    let human = pin_dev(
+        &next[0].digest,
+        &good[0].digest,
+        "dev: back to 1.0.0 (PR #12)",
+    );
+    let phase_of = || {
+        std::fs::read_to_string(&state_file)
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .filter(|v| v["commit"] == human.as_str())
+            .map(|v| {
+                (
+                    v["phase"].as_str().unwrap_or_default().to_string(),
+                    v["record"]["outcome"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+    };
+    platform_capstone::adapters::process::wait_until(
+        "the daemon to start the canary",
+        Duration::from_secs(120),
+        || phase_of().is_some_and(|(p, _)| p == "canary"),
+    )
+    .expect("canary started by the daemon");
+    daemon.terminate();
+    assert_eq!(
+        phase_of().map(|(p, _)| p).as_deref(),
+        Some("canary"),
+        "parked mid-rollout"
+    );
+    let mut daemon = start_daemon(2);
+    platform_capstone::adapters::process::wait_until(
+        "the resumed release to promote",
+        Duration::from_secs(240),
+        || phase_of().is_some_and(|(p, o)| p == "finished" && o == "promoted"),
+    )
+    .expect("resumed and promoted");
+    assert_eq!(live_image(&stack, "demo-dev"), good[0].reference);
+    let log2 = std::fs::read_to_string(dir.join("daemon-2.log")).unwrap_or_default();
+    assert!(
+        log2.contains("resuming"),
+        "the restart did not resume:\n{log2}"
+    );
+    let staging_log = w.log("env/staging");
+    assert!(staging_log[0].contains("to staging"), "{staging_log:?}");
+
+    // A bad commit (1.1.0-bad) pushed to env/dev is reverted by the daemon.
+    let _bad = pin_dev(
+        &good[0].digest,
+        &next[1].digest,
+        "dev: try 1.1.0-bad (PR #13)",
+    );
+    platform_capstone::adapters::process::wait_until(
+        "the daemon to revert the bad commit",
+        Duration::from_secs(180),
+        || {
+            w.log("env/dev")
+                .first()
+                .is_some_and(|l| l.contains("revert rel-"))
+        },
+    )
+    .expect("reverted");
+    assert_eq!(live_image(&stack, "demo-dev"), good[0].reference);
+
+    // The remote disappears: not ready, nothing destroyed; it returns: ready.
+    let pods_before = stack
+        .podman()
+        .expect("podman")
+        .pods(Some("demo-dev"))
+        .expect("pods")
+        .len();
+    std::fs::rename(&remote, dir.join("remote.git.away")).expect("hide the remote");
+    daemon.wait_ready(false);
+    assert_eq!(
+        live_image(&stack, "demo-dev"),
+        good[0].reference,
+        "nothing was touched"
+    );
+    assert_eq!(
+        stack
+            .podman()
+            .expect("podman")
+            .pods(Some("demo-dev"))
+            .expect("pods")
+            .len(),
+        pods_before
+    );
+    std::fs::rename(dir.join("remote.git.away"), &remote).expect("bring it back");
+    daemon.wait_ready(true);
+    daemon.terminate();
+}
+
+/// A daemon process for this test, stopped on drop.
+struct DaemonProc {
+    child: std::process::Child,
+    base: String,
+}
+
+impl DaemonProc {
+    fn start(w: &World, log: &Path, port: u16) -> Self {
+        let log = std::fs::File::create(log).expect("log");
+        let child = w
+            .cmd(&["daemon", "--config", "daemon.toml"])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start daemon");
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn wait_ready(&self, ready: bool) {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("client");
+        platform_capstone::adapters::process::wait_until(
+            if ready {
+                "/readyz to say ready"
+            } else {
+                "/readyz to say not ready"
+            },
+            Duration::from_secs(60),
+            || {
+                client
+                    .get(format!("{}/readyz", self.base))
+                    .send()
+                    .is_ok_and(|r| (r.status() == 200) == ready)
+            },
+        )
+        .expect("readiness");
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let t = std::time::Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "daemon exit: {status:?}");
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(90),
+                "the daemon did not stop within 90 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for DaemonProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -349,6 +349,34 @@ fn futures_wait(rx: &mut watch::Receiver<Option<String>>, stop: &AtomicBool) -> 
     }
 }
 
+/// Whether `env` runs what its head pins: its last good release has the
+/// same images as the head renders, and no release is in progress there.
+fn in_sync(
+    repo: &dyn GitRepo,
+    store: &Store,
+    env: &crate::config::Env,
+    head: Option<&String>,
+) -> bool {
+    let Some(head) = head else { return true };
+    if store
+        .release(&env.name)
+        .ok()
+        .flatten()
+        .is_some_and(|s| s.phase != crate::engine::store::Phase::Finished)
+    {
+        return false;
+    }
+    let Ok(Some(good)) = store.last_good(&env.name) else {
+        return false;
+    };
+    let Ok(tree) = repo.reader(head) else {
+        return false;
+    };
+    crate::render::render(tree.as_ref(), &env.overlay)
+        .map(|r| crate::render::images(&r) == good.images)
+        .unwrap_or(false)
+}
+
 /// Sleeps `d` in small steps; false when stop was set.
 fn pause(d: Duration, stop: &AtomicBool) -> bool {
     let end = Instant::now() + d;
@@ -378,6 +406,12 @@ fn pause_or_change(
         std::thread::sleep(Duration::from_millis(100));
     }
     !stop.load(Ordering::Relaxed)
+}
+
+/// The wait before the next fetch after `failures` failures in a row:
+/// doubling from the poll interval, capped at 10 minutes, jittered.
+fn backoff_after(poll: Duration, failures: u32) -> Duration {
+    jitter(poll.saturating_mul(2u32.saturating_pow(failures.min(5)))).min(Duration::from_secs(600))
 }
 
 /// ±50% jitter.
@@ -527,37 +561,41 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
                         tracing::warn!(error = %e, "cannot open the config repo");
                         shared.metrics.fetch_errors.inc();
                         failures += 1;
-                        next_poll = jitter(
-                            cfg.poll_interval
-                                .saturating_mul(2u32.saturating_pow(failures.min(5))),
-                        )
-                        .min(Duration::from_secs(600));
+                        next_poll = backoff_after(cfg.poll_interval, failures);
                         continue;
                     }
                 }
             }
         };
+        let state_dir = cfg.state_dir.clone();
         let fetched = tokio::task::spawn_blocking(move || {
             let mut r = repo.lock().map_err(|_| "poisoned".to_string())?;
             r.fetch().map_err(|e| e.to_string())?;
             let heads = r.heads().map_err(|e| e.to_string())?;
             let envs = wiring::envs(&*r).map_err(|e| e.to_string())?;
             let records = audit::all_records(&r.notes().map_err(|e| e.to_string())?);
-            Ok::<_, String>((heads, envs, records))
+            // Which envs already run what their branch says: no worker needed.
+            let store = Store::new(&state_dir);
+            let in_sync: BTreeMap<String, bool> = envs
+                .iter()
+                .map(|e| {
+                    (
+                        e.name.clone(),
+                        in_sync(&*r, &store, e, heads.get(&e.branch)),
+                    )
+                })
+                .collect();
+            Ok::<_, String>((heads, envs, records, in_sync))
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
-        let (heads, envs, records) = match fetched {
+        let (heads, envs, records, in_sync) = match fetched {
             Ok(x) => x,
             Err(e) => {
                 // Git unreachable: the last known good stays; nothing is dispatched.
                 shared.metrics.fetch_errors.inc();
                 failures += 1;
-                next_poll = jitter(
-                    cfg.poll_interval
-                        .saturating_mul(2u32.saturating_pow(failures.min(5))),
-                )
-                .min(Duration::from_secs(600));
+                next_poll = backoff_after(cfg.poll_interval, failures);
                 tracing::warn!(error = %e, retry_in_s = next_poll.as_secs(), "fetch failed; keeping the last known good state");
                 continue;
             }
@@ -599,6 +637,19 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
                 s.head = head.clone();
                 s.last_fetch = Some(now);
             }
+            let waiting = shared
+                .envs
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&env.name).and_then(|s| s.detail.clone()))
+                .is_some_and(|d| d.contains("waiting"));
+            let synced = in_sync.get(&env.name).copied().unwrap_or(false);
+            let known = workers.get(&env.name).map(|w| w.0.borrow().clone());
+            let changed = known.as_ref() != Some(&head);
+            // Workers start on first work: an env in sync costs nothing.
+            if synced && !waiting && (known.is_none() || !changed) {
+                continue;
+            }
             let entry = workers.entry(env.name.clone()).or_insert_with(|| {
                 let (tx, rx) = watch::channel(None);
                 let w = Worker {
@@ -611,13 +662,6 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
                 let handle = std::thread::spawn(move || w.run(rx));
                 (tx, handle)
             });
-            let waiting = shared
-                .envs
-                .lock()
-                .ok()
-                .and_then(|m| m.get(&env.name).and_then(|s| s.detail.clone()))
-                .is_some_and(|d| d.contains("waiting"));
-            let changed = *entry.0.borrow() != head;
             if changed || waiting || !due_jobs.is_empty() {
                 entry.0.send_replace(head);
             }

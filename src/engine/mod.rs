@@ -455,10 +455,16 @@ impl Engine<'_> {
                     &format!("promote_{}", next.name),
                     &format!("waiting ({reason})"),
                 );
-                state.record.outcome = "waiting".into();
-                state.record.reason = Some(reason.clone());
-                self.save(&state)?;
-                self.audit(&state)?;
+                // A release already waiting for the same reason is not
+                // re-recorded (the daemon retries every poll).
+                let unchanged = state.record.outcome == "waiting"
+                    && state.record.reason.as_deref() == Some(reason.as_str());
+                if !unchanged {
+                    state.record.outcome = "waiting".into();
+                    state.record.reason = Some(reason.clone());
+                    self.save(&state)?;
+                    self.audit(&state)?;
+                }
                 return Ok(EnvOutcome::Waiting {
                     env: next.name.clone(),
                     reason,

@@ -156,3 +156,28 @@ pub fn demo_binary() -> PathBuf {
     })
     .clone()
 }
+
+/// The blueprint's dev overlay rendered; with `image`, every workload's
+/// first container runs it.
+pub fn blueprint_dev(image: Option<&str>) -> Vec<serde_yaml::Value> {
+    let dir = blueprint_dir();
+    let reader = platform_capstone::source::DirReader::open(dir.path()).expect("open");
+    let rendered = platform_capstone::render::render(&reader, "overlays/dev").expect("render");
+    rendered
+        .objects
+        .into_iter()
+        .map(|mut o| {
+            if let (Some(image), Some(c)) = (
+                image,
+                o.get_mut("spec")
+                    .and_then(|s| s.get_mut("template"))
+                    .and_then(|t| t.get_mut("spec"))
+                    .and_then(|s| s.get_mut("containers"))
+                    .and_then(|c| c.get_mut(0)),
+            ) {
+                c["image"] = image.into();
+            }
+            o
+        })
+        .collect()
+}
