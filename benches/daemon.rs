@@ -53,6 +53,8 @@ fn repo(root: &Path, n: usize, state: &Path) -> (PathBuf, PathBuf) {
                 .map(|l| {
                     if l.starts_with("branch") {
                         format!("branch = \"env/{name}\"")
+                    } else if l.starts_with("overlay") {
+                        format!("overlay = \"overlays/{name}\"")
                     } else {
                         l.to_string()
                     }
@@ -60,6 +62,13 @@ fn repo(root: &Path, n: usize, state: &Path) -> (PathBuf, PathBuf) {
                 .collect::<Vec<_>>()
                 .join("\n");
             std::fs::write(work.join(format!("envs/{name}.toml")), text).expect("env");
+            // Every env has its own overlay (promotions write pins into it).
+            std::fs::create_dir_all(work.join(format!("overlays/{name}"))).expect("mkdir");
+            std::fs::copy(
+                work.join("overlays/dev/kustomization.yaml"),
+                work.join(format!("overlays/{name}/kustomization.yaml")),
+            )
+            .expect("overlay");
         }
     }
     git(&work, &["init", "-q", "-b", "main"]);
@@ -136,7 +145,7 @@ fn start(root: &Path, remote: &str, state: &Path, poll: &str, secret: Option<&Pa
         .args(["daemon", "--config"])
         .arg(&path)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(root.join(format!("daemon-{port}.log"))).expect("log"))
         .spawn()
         .expect("daemon");
     let d = Daemon {
@@ -145,7 +154,14 @@ fn start(root: &Path, remote: &str, state: &Path, poll: &str, secret: Option<&Pa
     };
     let t = Instant::now();
     while !reqwest::blocking::get(format!("{}/readyz", d.base)).is_ok_and(|r| r.status() == 200) {
-        assert!(t.elapsed() < Duration::from_secs(120), "daemon not ready");
+        if t.elapsed() > Duration::from_secs(120) {
+            let log = std::fs::read_to_string(root.join(format!("daemon-{port}.log")))
+                .unwrap_or_default();
+            panic!(
+                "daemon not ready within 120 s; its log:\n{}",
+                &log[log.len().saturating_sub(3000)..]
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     d
@@ -266,7 +282,13 @@ fn main() {
     let url = format!("git://127.0.0.1:{port}/remote.git");
     {
         let d = start(root.path(), &url, &state, "2s", None);
-        let v: Vec<f64> = (0..5).map(|_| latency(&d, &work, || {})).collect();
+        // Pushes land at different points of the interval.
+        let v: Vec<f64> = (0..5)
+            .map(|i| {
+                std::thread::sleep(Duration::from_millis(400 * i));
+                latency(&d, &work, || {})
+            })
+            .collect();
         println!(
             "push -> decision, polling every 2 s:     {:7.1} ms (median of 5)",
             median(v)

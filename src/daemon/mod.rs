@@ -489,7 +489,22 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
         use notify::Watcher;
         let tx = trigger_tx.clone();
         let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-            if ev.is_ok_and(|e| e.paths.iter().any(|p| p.to_string_lossy().contains("refs"))) {
+            // Writes only: our own fetches read the remote, and reacting
+            // to reads would fetch forever.
+            use notify::event::{EventKind, ModifyKind};
+            let write = |k: &EventKind| {
+                matches!(
+                    k,
+                    EventKind::Create(_)
+                        | EventKind::Remove(_)
+                        | EventKind::Modify(
+                            ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any
+                        )
+                )
+            };
+            if ev.is_ok_and(|e| {
+                write(&e.kind) && e.paths.iter().any(|p| p.to_string_lossy().contains("refs"))
+            }) {
                 let _ = tx.try_send(Trigger::Watch);
             }
         })
@@ -506,7 +521,8 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
         (watch::Sender<Option<String>>, std::thread::JoinHandle<()>),
     > = BTreeMap::new();
     let mut failures = 0u32;
-    let mut next_poll = Duration::ZERO;
+    // A deadline, not a duration: other wake-ups must not push the poll back.
+    let mut poll_at = tokio::time::Instant::now();
     let mut scheduler = schedule::Scheduler::new(Vec::new(), chrono::Utc::now());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| DaemonError::Start(format!("SIGTERM handler: {e}")))?;
@@ -520,7 +536,7 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
             .unwrap_or(Duration::from_secs(3600));
         let mut due_jobs = Vec::new();
         tokio::select! {
-            _ = tokio::time::sleep(next_poll) => {}
+            _ = tokio::time::sleep_until(poll_at) => {}
             Some(t) = trigger_rx.recv() => { tracing::debug!(trigger = ?t, "fetch triggered"); }
             _ = tokio::time::sleep(wake) => { due_jobs = scheduler.due(chrono::Utc::now()); }
             _ = watchdog.tick() => {
@@ -561,7 +577,8 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
                         tracing::warn!(error = %e, "cannot open the config repo");
                         shared.metrics.fetch_errors.inc();
                         failures += 1;
-                        next_poll = backoff_after(cfg.poll_interval, failures);
+                        poll_at = tokio::time::Instant::now()
+                            + backoff_after(cfg.poll_interval, failures);
                         continue;
                     }
                 }
@@ -595,13 +612,14 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
                 // Git unreachable: the last known good stays; nothing is dispatched.
                 shared.metrics.fetch_errors.inc();
                 failures += 1;
-                next_poll = backoff_after(cfg.poll_interval, failures);
-                tracing::warn!(error = %e, retry_in_s = next_poll.as_secs(), "fetch failed; keeping the last known good state");
+                let wait = backoff_after(cfg.poll_interval, failures);
+                poll_at = tokio::time::Instant::now() + wait;
+                tracing::warn!(error = %e, retry_in_s = wait.as_secs(), "fetch failed; keeping the last known good state");
                 continue;
             }
         };
         failures = 0;
-        next_poll = cfg.poll_interval;
+        poll_at = tokio::time::Instant::now() + cfg.poll_interval;
         if let Ok(mut t) = shared.last_fetch_ok.lock() {
             *t = Some(Instant::now());
         }
