@@ -348,3 +348,74 @@ fn writes_that_escape_the_tree_or_are_unsigned_change_nothing() {
     assert_eq!(outcome, CommitOutcome::NothingToDo);
     assert_eq!(f.remote_rev("env/dev"), head);
 }
+
+#[test]
+fn two_daemons_promoting_the_same_release_make_one_promotion_commit() {
+    use platform_capstone::engine::promote;
+    use platform_capstone::gates::run::Checks;
+    use platform_capstone::model::Verdict;
+    let f = Fixture::new();
+    let mut probe = f.writer("probe");
+    probe.fetch().expect("fetch");
+    let head = probe.resolve("env/dev").expect("dev");
+    let tree = probe.reader(&head).expect("tree");
+    let cfg = platform_capstone::config::load_repo(tree.as_ref());
+    let (dev, staging) = (
+        cfg.env("dev").expect("dev").clone(),
+        cfg.env("staging").expect("staging").clone(),
+    );
+    drop(tree);
+    let image = "localhost:5000/platform-capstone/demo@sha256:1111111111111111111111111111111111111111111111111111111111111111".to_string();
+    let checks = Checks {
+        infrastructure: None,
+        artifact_signature: Verdict::from_findings("artifact_signature", vec![]),
+        vulnerability_policy: Verdict::from_findings("vulnerability_policy", vec![]),
+        admission_policy: Verdict::from_findings("admission_policy", vec![]),
+    };
+    let before = f.remote_rev("env/staging");
+    // Two daemons, each with its own cache, promote the same release at once.
+    let results: Vec<Option<String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = ["daemon-a", "daemon-b"]
+            .iter()
+            .map(|cache| {
+                let (f, dev, staging, head, image, checks) =
+                    (&f, &dev, &staging, &head, &image, &checks);
+                s.spawn(move || {
+                    let mut repo = f.writer(cache);
+                    repo.fetch().expect("fetch");
+                    promote::promote(
+                        &mut repo,
+                        &f.signer(),
+                        "rel-2026-11-25-01",
+                        dev,
+                        staging,
+                        head,
+                        std::slice::from_ref(image),
+                        checks,
+                        None,
+                        0,
+                    )
+                    .expect("promote")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(
+        results.iter().filter(|r| r.is_some()).count(),
+        1,
+        "exactly one daemon committed: {results:?}"
+    );
+    let log = git(
+        &f.remote,
+        &["log", "--format=%s", &format!("{before}..env/staging")],
+    );
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(
+        log.contains("promote rel-2026-11-25-01 to staging"),
+        "{log}"
+    );
+}
