@@ -21,6 +21,7 @@
 //! - [`yaml`]: the one bounded door for YAML
 //! - [`fsutil`]: atomic file writes
 //! - [`engine`]: the release engine: gates → canary → bake → promote, rollback and revert
+//! - [`drift`]: config drift's pure core: normalisation, masking, diff (issue 8, partial)
 //! - [`audit`]: release records as git notes, release ids
 //! - [`daemon`]: the long-running reconciler: polling, watch, webhook, workers per env, HTTP, metrics
 //! - [`cli`]: the command line, one file per subcommand
@@ -34,6 +35,7 @@ pub mod blueprint;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod drift;
 pub mod engine;
 pub mod fsutil;
 pub mod gates;

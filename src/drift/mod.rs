@@ -1,0 +1,351 @@
+//! Drift stage, config drift's pure core: desired objects (rendered at the
+//! commit that is live) against live objects (from the `Target` port),
+//! after a documented normalisation that drops server-owned and defaulted
+//! fields, with Secret values masked by a stable digest before anything is
+//! compared or printed. Each object is in-sync, modified (with a unified
+//! diff, `similar`), missing, or extra (ours by inventory label, not
+//! desired).
+//!
+//! The normalisation list ([`DEFAULT_IGNORES`]) is per kind, as JSON-pointer-
+//! like paths where `*` matches every list item; an env can add its own
+//! (like Argo CD's ignoreDifferences). Not yet here (issue 8): SLO drift,
+//! the `drift` command and reports, heal mode.
+
+use crate::ports::{LiveObject, MANAGED_BY, MANAGED_BY_VALUE};
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+
+/// Fields servers own or default, ignored for every kind (`*`) or one kind.
+pub const DEFAULT_IGNORES: &[(&str, &str)] = &[
+    ("*", "/status"),
+    ("*", "/metadata/uid"),
+    ("*", "/metadata/resourceVersion"),
+    ("*", "/metadata/generation"),
+    ("*", "/metadata/creationTimestamp"),
+    ("*", "/metadata/managedFields"),
+    ("*", "/metadata/selfLink"),
+    (
+        "*",
+        "/metadata/annotations/deployment.kubernetes.io~1revision",
+    ),
+    (
+        "*",
+        "/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration",
+    ),
+    ("Deployment", "/spec/progressDeadlineSeconds"),
+    ("Deployment", "/spec/strategy"),
+    ("Deployment", "/spec/template/metadata/creationTimestamp"),
+    ("Deployment", "/spec/template/spec/dnsPolicy"),
+    ("Deployment", "/spec/template/spec/restartPolicy"),
+    ("Deployment", "/spec/template/spec/schedulerName"),
+    (
+        "Deployment",
+        "/spec/template/spec/terminationGracePeriodSeconds",
+    ),
+    (
+        "Deployment",
+        "/spec/template/spec/containers/*/terminationMessagePath",
+    ),
+    (
+        "Deployment",
+        "/spec/template/spec/containers/*/terminationMessagePolicy",
+    ),
+    (
+        "Deployment",
+        "/spec/template/spec/containers/*/imagePullPolicy",
+    ),
+    ("Service", "/spec/clusterIP"),
+    ("Service", "/spec/clusterIPs"),
+    ("Service", "/spec/ipFamilies"),
+    ("Service", "/spec/ipFamilyPolicy"),
+    ("Service", "/spec/internalTrafficPolicy"),
+    ("Service", "/spec/sessionAffinity"),
+    ("Service", "/spec/ports/*/protocol"),
+];
+
+/// How one object compares.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Status {
+    InSync,
+    Modified { diff: String },
+    Missing,
+    Extra,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectDrift {
+    pub kind: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub status: Status,
+}
+
+fn remove_path(v: &mut Value, path: &[&str]) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let key = first.replace("~1", "/").replace("~0", "~");
+    if rest.is_empty() {
+        if let Some(m) = v.as_mapping_mut() {
+            m.remove(key.as_str());
+        }
+        return;
+    }
+    if key == "*" {
+        if let Some(items) = v.as_sequence_mut() {
+            for item in items {
+                remove_path(item, rest);
+            }
+        }
+        return;
+    }
+    if let Some(child) = v.get_mut(key.as_str()) {
+        remove_path(child, rest);
+    }
+}
+
+/// Drops ignored fields (defaults plus `extra` for this env), masks
+/// Secrets, and drops emptied maps so `{}` and absent compare equal.
+pub fn normalize(obj: &Value, extra: &[(String, String)]) -> Value {
+    let mut v = obj.clone();
+    crate::redact::mask_object(&mut v);
+    let kind = v
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let rules = DEFAULT_IGNORES
+        .iter()
+        .map(|(k, p)| (k.to_string(), p.to_string()))
+        .chain(extra.iter().cloned());
+    for (k, path) in rules {
+        if k == "*" || k == kind {
+            let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            remove_path(&mut v, &parts);
+        }
+    }
+    prune_empty(&mut v);
+    v
+}
+
+fn prune_empty(v: &mut Value) {
+    match v {
+        Value::Mapping(m) => {
+            for (_, child) in m.iter_mut() {
+                prune_empty(child);
+            }
+            m.retain(|_, child| {
+                !matches!(child, Value::Mapping(c) if c.is_empty()) && !child.is_null()
+            });
+        }
+        Value::Sequence(s) => s.iter_mut().for_each(prune_empty),
+        _ => {}
+    }
+}
+
+fn id(v: &Value) -> (String, String) {
+    (
+        v.get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        v.get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+fn is_ours(v: &Value) -> bool {
+    v.get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(|l| l.get(MANAGED_BY))
+        .and_then(Value::as_str)
+        == Some(MANAGED_BY_VALUE)
+}
+
+/// Compares desired with live. Objects the tool adds on its own
+/// (inventory labels) are expected on live objects, so labels/annotations
+/// present only live and named in `ours_only` are ignored.
+pub fn compare(
+    desired: &[Value],
+    live: &[LiveObject],
+    extra_ignores: &[(String, String)],
+) -> Vec<ObjectDrift> {
+    let live_by_id: BTreeMap<(String, String), &Value> = live
+        .iter()
+        .map(|l| ((l.kind.clone(), l.name.clone()), &l.object))
+        .collect();
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for d in desired {
+        let key = id(d);
+        seen.insert(key.clone());
+        let status = match live_by_id.get(&key) {
+            None => Status::Missing,
+            Some(l) => {
+                let want = normalize(d, extra_ignores);
+                let mut have = normalize(l, extra_ignores);
+                strip_inventory(&mut have, &want);
+                if want == have {
+                    Status::InSync
+                } else {
+                    let a = crate::yaml::to_string(std::slice::from_ref(&want)).unwrap_or_default();
+                    let b = crate::yaml::to_string(std::slice::from_ref(&have)).unwrap_or_default();
+                    let diff = similar::TextDiff::from_lines(&a, &b)
+                        .unified_diff()
+                        .header(
+                            &format!("desired {}/{}", key.0, key.1),
+                            &format!("live {}/{}", key.0, key.1),
+                        )
+                        .to_string();
+                    Status::Modified { diff }
+                }
+            }
+        };
+        out.push(ObjectDrift {
+            kind: key.0,
+            name: key.1,
+            status,
+        });
+    }
+    for l in live {
+        let key = (l.kind.clone(), l.name.clone());
+        if !seen.contains(&key) && is_ours(&l.object) {
+            out.push(ObjectDrift {
+                kind: key.0,
+                name: key.1,
+                status: Status::Extra,
+            });
+        }
+    }
+    out
+}
+
+/// Labels the tool itself puts on live objects (inventory, track, release)
+/// are not drift when the desired object does not carry them.
+fn strip_inventory(have: &mut Value, want: &Value) {
+    for path in [
+        &["metadata", "labels"][..],
+        &["spec", "template", "metadata", "labels"][..],
+    ] {
+        let want_labels = path
+            .iter()
+            .try_fold(want, |v, k| v.get(*k))
+            .and_then(Value::as_mapping)
+            .cloned()
+            .unwrap_or_default();
+        let mut cur = Some(&mut *have);
+        for k in path {
+            cur = cur.and_then(|v| v.get_mut(*k));
+        }
+        if let Some(Value::Mapping(m)) = cur {
+            m.retain(|k, _| {
+                let k = k.as_str().unwrap_or_default();
+                want_labels.contains_key(k)
+                    || !(k.starts_with("platform-capstone.dev/") || k == MANAGED_BY)
+            });
+        }
+    }
+    prune_empty(have);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Value {
+        serde_yaml::from_str(s).unwrap()
+    }
+
+    fn live(kind: &str, name: &str, obj: Value) -> LiveObject {
+        LiveObject {
+            kind: kind.into(),
+            namespace: "ns".into(),
+            name: name.into(),
+            object: obj,
+        }
+    }
+
+    #[test]
+    fn server_fields_are_ignored_changes_are_diffed_and_secrets_masked() {
+        let desired = vec![
+            v(
+                "kind: Deployment\nmetadata: {name: demo}\nspec: {replicas: 2, template: {spec: {containers: [{name: demo, image: 'reg/demo@sha256:aa'}]}}}",
+            ),
+            v("kind: Secret\nmetadata: {name: creds}\nstringData: {password: hunter2}"),
+            v("kind: ConfigMap\nmetadata: {name: gone}\ndata: {a: b}"),
+        ];
+        let live_objects = vec![
+            live(
+                "Deployment",
+                "demo",
+                v(
+                    "kind: Deployment\nmetadata: {name: demo, uid: x, resourceVersion: '7', labels: {app.kubernetes.io/managed-by: platform-capstone, platform-capstone.dev/track: stable}}\nspec: {replicas: 3, progressDeadlineSeconds: 600, template: {spec: {dnsPolicy: ClusterFirst, containers: [{name: demo, image: 'reg/demo@sha256:aa', imagePullPolicy: IfNotPresent}]}}}\nstatus: {readyReplicas: 3}",
+                ),
+            ),
+            live(
+                "Secret",
+                "creds",
+                v(
+                    "kind: Secret\nmetadata: {name: creds}\nstringData: {password: changed-behind-our-back}",
+                ),
+            ),
+            live(
+                "Service",
+                "stray",
+                v(
+                    "kind: Service\nmetadata: {name: stray, labels: {app.kubernetes.io/managed-by: platform-capstone}}",
+                ),
+            ),
+            live(
+                "Service",
+                "not-ours",
+                v("kind: Service\nmetadata: {name: not-ours}"),
+            ),
+        ];
+        let r = compare(&desired, &live_objects, &[]);
+        let by = |n: &str| r.iter().find(|o| o.name == n).unwrap().status.clone();
+        match by("demo") {
+            Status::Modified { diff } => {
+                assert!(
+                    diff.contains("-  replicas: 2") && diff.contains("+  replicas: 3"),
+                    "{diff}"
+                );
+                assert!(
+                    !diff.contains("uid")
+                        && !diff.contains("progressDeadline")
+                        && !diff.contains("imagePullPolicy")
+                        && !diff.contains("managed-by"),
+                    "{diff}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match by("creds") {
+            Status::Modified { diff } => {
+                assert!(
+                    !diff.contains("hunter2") && !diff.contains("changed-behind"),
+                    "{diff}"
+                );
+                assert!(diff.contains("sha256:"), "{diff}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(by("gone"), Status::Missing);
+        assert_eq!(by("stray"), Status::Extra);
+        assert!(
+            r.iter().all(|o| o.name != "not-ours"),
+            "objects that are not ours are not extra"
+        );
+        // An env's own ignore rule silences a field.
+        let r = compare(
+            &desired[..1],
+            &live_objects[..1],
+            &[("Deployment".into(), "/spec/replicas".into())],
+        );
+        assert_eq!(r[0].status, Status::InSync);
+    }
+}
