@@ -105,9 +105,37 @@ fn remove_path(v: &mut Value, path: &[&str]) {
     }
 }
 
+/// The ignore rules, parsed once: (kind or `*`, path segments).
+struct Rules(Vec<(String, Vec<String>)>);
+
+impl Rules {
+    fn new(extra: &[(String, String)]) -> Self {
+        let parse = |k: &str, p: &str| {
+            (
+                k.to_string(),
+                p.trim_start_matches('/')
+                    .split('/')
+                    .map(str::to_string)
+                    .collect(),
+            )
+        };
+        Self(
+            DEFAULT_IGNORES
+                .iter()
+                .map(|(k, p)| parse(k, p))
+                .chain(extra.iter().map(|(k, p)| parse(k, p)))
+                .collect(),
+        )
+    }
+}
+
 /// Drops ignored fields (defaults plus `extra` for this env), masks
 /// Secrets, and drops emptied maps so `{}` and absent compare equal.
 pub fn normalize(obj: &Value, extra: &[(String, String)]) -> Value {
+    normalize_with(obj, &Rules::new(extra))
+}
+
+fn normalize_with(obj: &Value, rules: &Rules) -> Value {
     let mut v = obj.clone();
     crate::redact::mask_object(&mut v);
     let kind = v
@@ -115,13 +143,9 @@ pub fn normalize(obj: &Value, extra: &[(String, String)]) -> Value {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let rules = DEFAULT_IGNORES
-        .iter()
-        .map(|(k, p)| (k.to_string(), p.to_string()))
-        .chain(extra.iter().cloned());
-    for (k, path) in rules {
-        if k == "*" || k == kind {
-            let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    for (k, path) in &rules.0 {
+        if k == "*" || *k == kind {
+            let parts: Vec<&str> = path.iter().map(String::as_str).collect();
             remove_path(&mut v, &parts);
         }
     }
@@ -178,16 +202,14 @@ pub fn compare(
         .iter()
         .map(|l| ((l.kind.clone(), l.name.clone()), &l.object))
         .collect();
-    let mut out = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for d in desired {
+    let rules = Rules::new(extra_ignores);
+    let one = |d: &Value| -> ObjectDrift {
         let key = id(d);
-        seen.insert(key.clone());
         let status = match live_by_id.get(&key) {
             None => Status::Missing,
             Some(l) => {
-                let want = normalize(d, extra_ignores);
-                let mut have = normalize(l, extra_ignores);
+                let want = normalize_with(d, &rules);
+                let mut have = normalize_with(l, &rules);
                 strip_inventory(&mut have, &want);
                 if want == have {
                     Status::InSync
@@ -205,12 +227,31 @@ pub fn compare(
                 }
             }
         };
-        out.push(ObjectDrift {
+        ObjectDrift {
             kind: key.0,
             name: key.1,
             status,
-        });
-    }
+        }
+    };
+    // Objects are independent: compare them on every core, keeping order.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = desired.len().div_ceil(threads).max(256);
+    let mut out: Vec<ObjectDrift> = std::thread::scope(|s| {
+        let handles: Vec<_> = desired
+            .chunks(chunk)
+            .map(|c| s.spawn(|| c.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let seen: std::collections::BTreeSet<(String, String)> = out
+        .iter()
+        .map(|o| (o.kind.clone(), o.name.clone()))
+        .collect();
     for l in live {
         let key = (l.kind.clone(), l.name.clone());
         if !seen.contains(&key) && is_ours(&l.object) {
