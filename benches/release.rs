@@ -6,9 +6,8 @@
 //!
 //! `cargo bench --bench release`
 
-use oci_client::manifest::OciImageManifest;
 use platform_capstone::adapters::local_registry::LocalRegistry;
-use platform_capstone::adapters::registry::{OciRegistry, descriptor};
+use platform_capstone::adapters::registry::OciRegistry;
 use platform_capstone::config::load_repo;
 use platform_capstone::engine::promote;
 use platform_capstone::gates::{cosign, run};
@@ -36,28 +35,15 @@ fn main() {
     let key = cosign::load_signing_key(&private).expect("key");
     let scan = serde_json::json!({"scanner": {"uri": "pkg:github/aquasecurity/trivy", "result": {"Results": []}},
                                   "metadata": {"scanFinishedOn": chrono::Utc::now().to_rfc3339()}});
-    let config = b"{}".to_vec();
-    reg.push_blob(&repo_name, config.clone()).expect("config");
     let mut digests = Vec::new();
     for i in 0..2 {
-        let layer = format!("layer {i}").into_bytes();
-        reg.push_blob(&repo_name, layer.clone()).expect("layer");
-        let m = OciImageManifest {
-            schema_version: 2,
-            media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
-            config: descriptor("application/vnd.oci.image.config.v1+json", &config, None),
-            layers: vec![descriptor(
-                "application/vnd.oci.image.layer.v1.tar",
-                &layer,
-                None,
-            )],
-            subject: None,
-            artifact_type: None,
-            annotations: None,
-        };
         let d = reg
-            .push_manifest(&format!("{repo_name}:v{i}"), &m)
-            .expect("manifest");
+            .push_image(
+                &format!("{repo_name}:v{i}"),
+                b"{}".to_vec(),
+                vec![format!("layer {i}").into_bytes()],
+            )
+            .expect("image");
         cosign::sign(&reg, &repo_name, &d, &key).expect("sign");
         cosign::attest(
             &reg,

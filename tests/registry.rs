@@ -3,9 +3,8 @@
 //! signed, unsigned, wrong key, a signature copied from another digest, a
 //! tampered payload, and the registry stopped mid-check.
 
-use oci_client::manifest::OciImageManifest;
 use platform_capstone::adapters::local_registry::LocalRegistry;
-use platform_capstone::adapters::registry::{OciRegistry, descriptor};
+use platform_capstone::adapters::registry::OciRegistry;
 use platform_capstone::gates::cosign;
 use platform_capstone::gates::signature::TrustedKey;
 use platform_capstone::gates::trust::TrustPolicy;
@@ -37,25 +36,12 @@ impl TestRegistry {
 
 /// Pushes a small image (one layer) and returns its manifest digest.
 fn push_image(reg: &OciRegistry, repo: &str, content: &str) -> String {
-    let config = b"{\"architecture\":\"amd64\",\"os\":\"linux\"}".to_vec();
-    let layer = content.as_bytes().to_vec();
-    reg.push_blob(repo, config.clone()).expect("push config");
-    reg.push_blob(repo, layer.clone()).expect("push layer");
-    let m = OciImageManifest {
-        schema_version: 2,
-        media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
-        config: descriptor("application/vnd.oci.image.config.v1+json", &config, None),
-        layers: vec![descriptor(
-            "application/vnd.oci.image.layer.v1.tar",
-            &layer,
-            None,
-        )],
-        subject: None,
-        artifact_type: None,
-        annotations: None,
-    };
-    reg.push_manifest(&format!("{repo}:{content}"), &m)
-        .expect("push manifest")
+    reg.push_image(
+        &format!("{repo}:{content}"),
+        b"{\"architecture\":\"amd64\",\"os\":\"linux\"}".to_vec(),
+        vec![content.as_bytes().to_vec()],
+    )
+    .expect("push image")
 }
 
 fn keys() -> (p256::ecdsa::SigningKey, TrustedKey) {

@@ -143,6 +143,39 @@ impl OciRegistry {
     }
 
     /// Uploads a manifest under `reference` (a tag); returns its digest.
+    /// Pushes an image: its config and layer blobs, then an OCI manifest
+    /// tagged `reference` (`repo:tag`). Returns the manifest digest.
+    pub fn push_image(
+        &self,
+        reference: &str,
+        config: Vec<u8>,
+        layers: Vec<Vec<u8>>,
+    ) -> Result<String, RegistryError> {
+        let repo = reference.rsplit_once(':').map_or(reference, |(r, _)| r);
+        let config_descriptor =
+            descriptor("application/vnd.oci.image.config.v1+json", &config, None);
+        self.push_blob(repo, config)?;
+        let mut descriptors = Vec::new();
+        for layer in layers {
+            descriptors.push(descriptor(
+                "application/vnd.oci.image.layer.v1.tar",
+                &layer,
+                None,
+            ));
+            self.push_blob(repo, layer)?;
+        }
+        let manifest = OciImageManifest {
+            schema_version: 2,
+            media_type: Some(OCI_MANIFEST.into()),
+            config: config_descriptor,
+            layers: descriptors,
+            subject: None,
+            artifact_type: None,
+            annotations: None,
+        };
+        self.push_manifest(reference, &manifest)
+    }
+
     pub fn push_manifest(
         &self,
         reference: &str,
