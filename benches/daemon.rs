@@ -104,6 +104,9 @@ fn repo(root: &Path, n: usize, state: &Path) -> (PathBuf, PathBuf) {
                     commit: "0".repeat(40),
                     images,
                     version: "1".into(),
+                    baseline: Default::default(),
+                    since: None,
+                    previous: None,
                 },
             )
             .expect("last good");

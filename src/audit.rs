@@ -70,7 +70,7 @@ pub struct Record {
     pub version: String,
     pub started: DateTime<Utc>,
     pub finished: Option<DateTime<Utc>>,
-    /// `complete`, `promoted`, `waiting`, `failed`, `paused`, `running`.
+    /// `complete`, `promoted`, `waiting`, `failed`, `paused`, `aborted`, `running`.
     pub outcome: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -119,6 +119,24 @@ pub struct Note {
     pub promotion: Option<SignedPromotion>,
     #[serde(default)]
     pub approvals: Vec<Approval>,
+    /// Config drift the drift stage healed on the env running this commit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heals: Vec<Heal>,
+}
+
+/// One heal: what drifted (masked diffs) and what was re-applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heal {
+    pub env: String,
+    pub release: String,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    /// How long the drift had persisted, seconds.
+    pub drifted_for_s: u64,
+    /// `Kind/name: status` per object healed.
+    pub objects: Vec<String>,
+    /// The unified diffs healed (Secret values masked).
+    pub diff: String,
 }
 
 /// SSH signature namespace of approvals (`keygen --namespace` for approvers).

@@ -127,6 +127,15 @@ pub trait Target {
     /// Removes managed objects of `namespace` whose `kind/name` is not in
     /// `keep`; returns what was removed.
     fn prune(&self, namespace: &str, keep: &[String]) -> Result<Vec<String>, TargetError>;
+    /// `desired` as `live` would report it, for drift. A target that shows
+    /// less than it was given (podman) projects; the default is identity.
+    fn observable(
+        &self,
+        _namespace: &str,
+        desired: &[serde_yaml::Value],
+    ) -> Result<Vec<serde_yaml::Value>, TargetError> {
+        Ok(desired.to_vec())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

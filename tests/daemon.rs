@@ -1,8 +1,10 @@
 //! The daemon binary against a real bare remote: health and readiness,
 //! metrics, the JSON API, the webhook (HMAC verified before parsing, body
 //! capped, unknown events ignored), token-protected calls, the file watch
-//! on a file:// remote, SIGHUP with an invalid config (the old one stays),
-//! and SIGTERM (a clean exit within its bound).
+//! on a file:// remote, the operator calls (abort, retry, and approve with
+//! an SSH-signed approval checked against the env's approvers), SIGHUP
+//! with an invalid config (the old one stays), and SIGTERM (a clean exit
+//! within its bound).
 
 use crate::support::Fixture;
 use platform_capstone::source::{FileChange, GitRepo, TreeReader};
@@ -232,6 +234,132 @@ fn the_daemon_serves_verifies_watches_reloads_and_stops() {
             })
     });
     assert_eq!(get("/healthz").expect("healthz").status(), 200);
+
+    // abort and retry name an env and need the token; abort needs a running rollout.
+    let call = |path: &str, token: Option<&str>| {
+        let mut r = http.post(format!("{}{path}", d.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().expect("call").status().as_u16()
+    };
+    assert_eq!(call("/api/v1/envs/dev/abort", None), 403);
+    assert_eq!(call("/api/v1/envs/nope/abort", Some("t0ken")), 404);
+    assert_eq!(call("/api/v1/envs/dev/abort", Some("t0ken")), 409);
+    assert_eq!(call("/api/v1/envs/dev/retry", None), 403);
+    assert_eq!(call("/api/v1/envs/dev/retry", Some("t0ken")), 202);
+
+    // approve: an approval signed by a key of prod's approvers is accepted
+    // and stored on the staging commit the release waits on; anything
+    // else is refused and nothing is written.
+    let alice = platform_capstone::signing::generate_key(&f.path("alice"), "alice").expect("key");
+    platform_capstone::signing::generate_key(&f.path("mallory"), "mallory").expect("key");
+    let alice_line = platform_capstone::signing::allowed_signers_line(
+        "alice@example.com",
+        platform_capstone::audit::APPROVAL_NAMESPACE,
+        &alice,
+    )
+    .expect("line");
+    writer.fetch().expect("fetch");
+    writer
+        .commit_change(
+            "env/prod",
+            "prod: alice approves",
+            &mut |tree: &dyn TreeReader| {
+                let mut text = tree.read_string("policies/approvers")?;
+                text.push_str(&format!("{alice_line}\n"));
+                Ok(Some(vec![FileChange {
+                    path: "policies/approvers".into(),
+                    content: Some(text.into_bytes()),
+                }]))
+            },
+        )
+        .expect("approvers");
+    let staging = f.remote_rev("env/staging");
+    let release_id = "rel-2026-11-25-07";
+    let record = platform_capstone::audit::Record {
+        release: release_id.into(),
+        env: "staging".into(),
+        actor: "test".into(),
+        images: Vec::new(),
+        version: "1.0.0".into(),
+        started: chrono::Utc::now(),
+        finished: None,
+        outcome: "waiting".into(),
+        reason: Some("needs an approval".into()),
+        checks: Vec::new(),
+        steps: Vec::new(),
+        commits: platform_capstone::audit::Commits {
+            released: staging.clone(),
+            ..Default::default()
+        },
+        timings: Default::default(),
+    };
+    writer
+        .update_note(&staging, &mut |old| {
+            let mut n = platform_capstone::audit::Note::parse(old);
+            n.upsert(record.clone());
+            n.to_text()
+        })
+        .expect("note");
+    let approve = |release: &str, key: &str| {
+        Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
+            .args([
+                "approve",
+                release,
+                "--env",
+                "prod",
+                "--principal",
+                "alice@example.com",
+            ])
+            .arg("--key")
+            .arg(f.path(key))
+            .args(["--daemon", &d.base, "--token-file"])
+            .arg(f.path("token"))
+            .output()
+            .expect("approve")
+    };
+    let note_now = || {
+        let mut r = f.writer("check-cache");
+        r.fetch().expect("fetch");
+        platform_capstone::audit::Note::parse(r.note(&staging).expect("note").as_deref())
+    };
+    let refused = approve(release_id, "mallory");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("403") && err.contains("policies/approvers"),
+        "{err}"
+    );
+    let unknown = approve("rel-2026-11-25-99", "alice");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("404"));
+    assert!(
+        note_now().approvals.is_empty(),
+        "a refused approval was written"
+    );
+    let bad_body = http
+        .post(format!("{}/api/v1/releases/{release_id}/approve", d.base))
+        .bearer_auth("t0ken")
+        .body("{\"env\": \"prod\"}")
+        .send()
+        .expect("post");
+    assert_eq!(bad_body.status(), 400);
+    let ok = approve(release_id, "alice");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let note = note_now();
+    assert_eq!(note.approvals.len(), 1);
+    let approvers = platform_capstone::signing::AllowedSigners::parse(&format!("{alice_line}\n"))
+        .expect("approvers");
+    assert_eq!(
+        platform_capstone::engine::promote::approved_by(&note, &approvers, release_id, "prod")
+            .as_deref(),
+        Some("alice@example.com"),
+        "the stored approval verifies as the engine checks it"
+    );
 
     // SIGHUP with a broken config: the old one stays.
     std::fs::write(&config, "remote = [not toml").expect("break");

@@ -6,7 +6,10 @@
 //! reverted, quarantined; a wrongly signed version stopped at the gate;
 //! Prometheus stopped mid-analysis → inconclusive, nothing reverted; and a
 //! process killed at a persisted transition and after its promotion
-//! commit, resumed with at most one promotion commit.
+//! commit, resumed with at most one promotion commit. Then the daemon:
+//! releases, SIGTERM + resume, a revert, an approval through its API, an
+//! operator abort and retry, a second daemon on the same repo (one
+//! promotion commit), and a git outage.
 
 use crate::support::{self, git};
 use platform_capstone::local::{PortChoice, Stack, images};
@@ -592,12 +595,14 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
     cfg = cfg.replacen(
         "[identity]",
         &format!(
-            "listen = \"127.0.0.1:{port}\"\npoll_interval = \"2s\"\nlog_format = \"text\"\nlocal_stack = \"{}\"\n[identity]",
-            local.display()
+            "listen = \"127.0.0.1:{port}\"\npoll_interval = \"2s\"\nlog_format = \"text\"\nlocal_stack = \"{}\"\napi_token_file = \"{}\"\n[identity]",
+            local.display(),
+            dir.join("token").display()
         ),
         1,
     );
-    std::fs::write(&w.config, cfg).expect("daemon config");
+    std::fs::write(&w.config, &cfg).expect("daemon config");
+    std::fs::write(dir.join("token"), "op-token\n").expect("token");
     let start_daemon = |n: usize| DaemonProc::start(&w, &dir.join(format!("daemon-{n}.log")), port);
     let mut daemon = start_daemon(1);
     daemon.wait_ready(true);
@@ -679,6 +684,169 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
     .expect("reverted");
     assert_eq!(live_image(&stack, "demo-dev"), good[0].reference);
 
+    // Staging released what dev promoted and waits for prod's approval:
+    // approved through the daemon's API (signed here, verified there), the
+    // daemon goes on by itself.
+    let api = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let env_detail = |env: &str| -> String {
+        api.get(format!("{}/api/v1/envs", daemon.base))
+            .send()
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+            .and_then(|v| v[env]["detail"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    platform_capstone::adapters::process::wait_until(
+        "staging to wait for prod's approval",
+        Duration::from_secs(240),
+        || env_detail("staging").contains("waiting before prod"),
+    )
+    .expect("staging waits");
+    let waiting = env_detail("staging")
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(waiting.starts_with("rel-"), "{waiting}");
+    let (code, out) = w.run(&[
+        "approve",
+        &waiting,
+        "--env",
+        "prod",
+        "--key",
+        "approver_key",
+        "--principal",
+        "alice@example.com",
+        "--daemon",
+        &daemon.base,
+        "--token-file",
+        "token",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    platform_capstone::adapters::process::wait_until(
+        "the approved release to be promoted into prod",
+        Duration::from_secs(120),
+        || env_detail("staging").contains(&format!("{waiting}: promoted to prod")),
+    )
+    .expect("promoted after the API approval");
+
+    // An operator aborts a rollout through the API: the canary goes, all
+    // traffic stays on stable, nothing is reverted; retry runs it again.
+    let state_of = |commit: &str| {
+        std::fs::read_to_string(&state_file)
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .filter(|v| v["commit"] == commit)
+            .map(|v| {
+                (
+                    v["phase"].as_str().unwrap_or_default().to_string(),
+                    v["record"]["outcome"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+    };
+    let post = |path: &str| {
+        api.post(format!("{}{path}", daemon.base))
+            .bearer_auth("op-token")
+            .send()
+            .expect("post")
+            .status()
+            .as_u16()
+    };
+    let candidate = pin_dev(
+        &good[0].digest,
+        &next[0].digest,
+        "dev: 1.1.0 again (PR #14)",
+    );
+    platform_capstone::adapters::process::wait_until(
+        "the canary of 1.1.0",
+        Duration::from_secs(120),
+        || state_of(&candidate).is_some_and(|(p, _)| p == "canary"),
+    )
+    .expect("canary");
+    assert_eq!(post("/api/v1/envs/dev/abort"), 202);
+    platform_capstone::adapters::process::wait_until("the abort", Duration::from_secs(60), || {
+        state_of(&candidate).is_some_and(|(p, o)| p == "finished" && o == "aborted")
+    })
+    .expect("aborted");
+    assert_eq!(live_image(&stack, "demo-dev"), good[0].reference);
+    let canary = platform_capstone::ports::Workload {
+        namespace: "demo-dev".into(),
+        app: "demo".into(),
+        track: platform_capstone::ports::Track::Canary,
+    };
+    let podman = stack.podman().expect("podman");
+    assert_eq!(
+        podman.readiness(&canary).expect("readiness").desired,
+        0,
+        "the canary was removed"
+    );
+    assert_eq!(w.head("env/dev"), candidate, "an abort reverts nothing");
+    assert_eq!(post("/api/v1/envs/dev/abort"), 409, "nothing left to abort");
+    assert_eq!(post("/api/v1/envs/dev/retry"), 202);
+    platform_capstone::adapters::process::wait_until(
+        "the retried release to promote",
+        Duration::from_secs(180),
+        || state_of(&candidate).is_some_and(|(p, o)| p == "finished" && o == "promoted"),
+    )
+    .expect("retried and promoted");
+    assert_eq!(live_image(&stack, "demo-dev"), next[0].reference);
+
+    // A second daemon on the same repo and state dir: the env lock lets one
+    // release each commit; one promotion commit.
+    let port2 = platform_capstone::adapters::process::free_port().expect("port");
+    let config2 = dir.join("daemon-2.toml");
+    std::fs::write(
+        &config2,
+        cfg.replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{port2}"))
+            .replace(
+                &dir.join("cache").display().to_string(),
+                &dir.join("cache-2").display().to_string(),
+            ),
+    )
+    .expect("config 2");
+    let log_b = dir.join("daemon-b.log");
+    let mut second = DaemonProc::start_with(&w, &log_b, port2, "daemon-2.toml");
+    second.wait_ready(true);
+    let twice = pin_dev(&next[0].digest, &good[0].digest, "dev: 1.0.0 (PR #15)");
+    platform_capstone::adapters::process::wait_until(
+        "one of the daemons to promote",
+        Duration::from_secs(180),
+        || state_of(&twice).is_some_and(|(p, o)| p == "finished" && o == "promoted"),
+    )
+    .expect("promoted");
+    let logs = || {
+        ["daemon-2.log", "daemon-b.log"]
+            .iter()
+            .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
+            .collect::<String>()
+    };
+    platform_capstone::adapters::process::wait_until(
+        "the other daemon to find the env taken",
+        Duration::from_secs(30),
+        || logs().contains("is being released by another process"),
+    )
+    .expect("serialised by the env lock");
+    let release_of_twice = git(&remote, &["log", "-1", "--format=%B", "env/staging"]);
+    let id = release_of_twice
+        .lines()
+        .find_map(|l| l.strip_prefix("Release-Id:"))
+        .map(str::trim)
+        .expect("a promotion with a Release-Id")
+        .to_string();
+    std::thread::sleep(Duration::from_secs(5));
+    let promotions = git(&remote, &["log", "--format=%B", "env/staging"])
+        .lines()
+        .filter(|l| l.trim() == format!("Release-Id: {id}"))
+        .count();
+    assert_eq!(promotions, 1, "one promotion commit for {id}");
+    second.terminate();
+
     // The remote disappears: not ready, nothing destroyed; it returns: ready.
     let pods_before = stack
         .podman()
@@ -715,9 +883,13 @@ struct DaemonProc {
 
 impl DaemonProc {
     fn start(w: &World, log: &Path, port: u16) -> Self {
+        Self::start_with(w, log, port, "daemon.toml")
+    }
+
+    fn start_with(w: &World, log: &Path, port: u16, config: &str) -> Self {
         let log = std::fs::File::create(log).expect("log");
         let child = w
-            .cmd(&["daemon", "--config", "daemon.toml"])
+            .cmd(&["daemon", "--config", config])
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()

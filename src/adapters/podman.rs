@@ -41,6 +41,8 @@ pub const GENERATION_LABEL: &str = "platform-capstone.dev/generation";
 pub const OBJECT_LABEL: &str = "platform-capstone.dev/object";
 pub const PORT_LABEL: &str = "platform-capstone.dev/port";
 pub const PROBE_LABEL: &str = "platform-capstone.dev/readiness-path";
+/// Env names whose values came from Secrets (names only, comma-separated).
+pub const SECRET_ENV_LABEL: &str = "platform-capstone.dev/secret-env";
 const SKIPPED_KINDS: &[&str] = &[
     "Service",
     "ServiceAccount",
@@ -139,12 +141,14 @@ fn env_sources(objects: &[Value]) -> Result<Sources, TargetError> {
 
 type Sources = BTreeMap<(String, String), BTreeMap<String, String>>;
 
-/// Resolves `envFrom` and `valueFrom` into literal `env` for one container.
+/// Resolves `envFrom` and `valueFrom` into literal `env` for one container;
+/// returns the names whose value came from a Secret.
 fn resolve_env(
     container: &mut Mapping,
     sources: &Sources,
     object: &str,
-) -> Result<(), TargetError> {
+) -> Result<Vec<String>, TargetError> {
+    let mut secret_names: Vec<String> = Vec::new();
     let missing = |what: String| TargetError::Unsupported {
         object: object.to_string(),
         message: format!("{what} is not among the rendered objects; add it to the overlay"),
@@ -159,6 +163,9 @@ fn resolve_env(
                     match sources.get(&(kind.to_string(), name.to_string())) {
                         Some(data) => {
                             let prefix = str_at(f, &["prefix"]).unwrap_or_default();
+                            if kind == "Secret" {
+                                secret_names.extend(data.keys().map(|k| format!("{prefix}{k}")));
+                            }
                             env.extend(
                                 data.iter()
                                     .map(|(k, v)| (format!("{prefix}{k}"), v.clone())),
@@ -194,7 +201,12 @@ fn resolve_env(
                     .get(&(kind.to_string(), src.to_string()))
                     .and_then(|d| d.get(k))
                 {
-                    Some(v) => resolved = Some(v.clone()),
+                    Some(v) => {
+                        resolved = Some(v.clone());
+                        if kind == "Secret" {
+                            secret_names.push(name.to_string());
+                        }
+                    }
                     None if optional => {}
                     None => return Err(missing(format!("{kind} {src:?} key {k:?} (env {name})"))),
                 }
@@ -236,7 +248,84 @@ fn resolve_env(
     } else {
         container.insert(s("env"), Value::Sequence(seq));
     }
-    Ok(())
+    secret_names.sort();
+    secret_names.dedup();
+    Ok(secret_names)
+}
+
+/// Replaces the value of every env entry named in `secret` by its mask.
+fn mask_env(container: &mut Mapping, secret: &[String]) {
+    for e in container
+        .get_mut("env")
+        .and_then(Value::as_sequence_mut)
+        .into_iter()
+        .flatten()
+    {
+        let named = str_at(e, &["name"]).is_some_and(|n| secret.iter().any(|x| x == n));
+        if named
+            && let Some(m) = e.as_mapping_mut()
+            && let Some(v) = m.get("value").and_then(Value::as_str)
+        {
+            let masked = crate::redact::mask(v.as_bytes());
+            m.insert(s("value"), s(&masked));
+        }
+    }
+}
+
+/// Desired objects as [`Podman::live`] reports them, for drift: each
+/// Deployment reduced to what a pod shows (replicas, template labels, and
+/// per container name, image, resolved env and args), Secret-derived env
+/// values masked. Other kinds are not observable here and are left out.
+pub fn observable(namespace: &str, objects: &[Value]) -> Result<Vec<Value>, TargetError> {
+    let sources = env_sources(objects)?;
+    let mut out = Vec::new();
+    for d in objects
+        .iter()
+        .filter(|o| str_at(o, &["kind"]) == Some("Deployment"))
+    {
+        let id = object_id(d);
+        let name = str_at(d, &["metadata", "name"]).unwrap_or_default();
+        let replicas = get(d, &["spec", "replicas"])
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
+        let labels = get(d, &["spec", "template", "metadata", "labels"])
+            .cloned()
+            .unwrap_or(Value::Mapping(Mapping::new()));
+        let mut containers = Vec::new();
+        for c in get(d, &["spec", "template", "spec", "containers"])
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            let Some(mut full) = c.as_mapping().cloned() else {
+                continue;
+            };
+            let secret = resolve_env(&mut full, &sources, &id)?;
+            mask_env(&mut full, &secret);
+            let mut m = Mapping::new();
+            for key in ["name", "image", "env", "args"] {
+                if let Some(v) = full.get(key) {
+                    m.insert(s(key), v.clone());
+                }
+            }
+            containers.push(Value::Mapping(m));
+        }
+        let doc = serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas, "template": {"spec": {}}},
+        });
+        let mut doc: Value =
+            serde_yaml::to_value(doc).map_err(|e| TargetError::Unavailable(e.to_string()))?;
+        if let Some(t) = doc.get_mut("spec").and_then(|s| s.get_mut("template")) {
+            t["metadata"] = Value::Mapping(Mapping::new());
+            t["metadata"]["labels"] = labels;
+            t["spec"]["containers"] = Value::Sequence(containers);
+        }
+        out.push(doc);
+    }
+    Ok(out)
 }
 
 /// The pods that run `objects` for `workload`: pure, given a port source.
@@ -309,9 +398,10 @@ pub fn plan_pods(
                 object: id.clone(),
                 message: "spec.template.spec.containers is empty".into(),
             })?;
+        let mut secret_env = Vec::new();
         for c in containers.iter_mut() {
             if let Some(m) = c.as_mapping_mut() {
-                resolve_env(m, &sources, &id)?;
+                secret_env.extend(resolve_env(m, &sources, &id)?);
             }
         }
         // The first container's first port (named `http` if there is one) is published.
@@ -353,6 +443,10 @@ pub fn plan_pods(
             (OBJECT_LABEL, &format!("Deployment.{name}")),
         ] {
             labels.insert(s(k), s(v));
+        }
+        if !secret_env.is_empty() {
+            // Names only: `live` masks these values.
+            labels.insert(s(SECRET_ENV_LABEL), s(&secret_env.join(",")));
         }
         for i in 0..replicas {
             let host_port = port().map_err(TargetError::Unavailable)?;
@@ -732,6 +826,12 @@ impl Target for Podman {
         for ((object, track), group) in by_object {
             let name = object.trim_start_matches("Deployment.").to_string();
             let first = group[0];
+            let secret: Vec<String> = first
+                .label(SECRET_ENV_LABEL)
+                .split(',')
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect();
             let inspected = self.inspect_containers(&first.containers)?;
             let mut containers = Vec::new();
             for c in &inspected {
@@ -763,6 +863,7 @@ impl Target for Podman {
                 if !env.is_empty() {
                     m.insert(s("env"), Value::Sequence(env));
                 }
+                mask_env(&mut m, &secret);
                 let args: Vec<Value> = c["Config"]["Cmd"]
                     .as_array()
                     .into_iter()
@@ -777,7 +878,10 @@ impl Target for Podman {
             let labels: Mapping = first
                 .labels
                 .iter()
-                .filter(|(k, _)| ![PORT_LABEL, GENERATION_LABEL, PROBE_LABEL].contains(&k.as_str()))
+                .filter(|(k, _)| {
+                    ![PORT_LABEL, GENERATION_LABEL, PROBE_LABEL, SECRET_ENV_LABEL]
+                        .contains(&k.as_str())
+                })
                 .map(|(k, v)| (s(k), s(v)))
                 .collect();
             let doc = serde_yaml::to_value(serde_json::json!({
@@ -822,5 +926,9 @@ impl Target for Podman {
         self.remove_pods(&doomed)?;
         self.write_scrape_targets()?;
         Ok(doomed)
+    }
+
+    fn observable(&self, namespace: &str, desired: &[Value]) -> Result<Vec<Value>, TargetError> {
+        observable(namespace, desired)
     }
 }

@@ -6,6 +6,7 @@
 mod check;
 mod daemon;
 mod diff;
+mod drift;
 mod init;
 mod keygen;
 mod local;
@@ -65,6 +66,8 @@ enum Command {
     Release(release::Args),
     Approve(release::ApproveArgs),
     Audit(release::AuditArgs),
+    /// Config and SLO drift per environment: a report, or heal with --act.
+    Drift(drift::Args),
     Daemon(daemon::Args),
 }
 
@@ -103,6 +106,7 @@ pub fn main() -> ExitCode {
         Command::Release(a) => release::run(a),
         Command::Approve(a) => release::approve(a),
         Command::Audit(a) => release::audit(a),
+        Command::Drift(a) => drift::run(a),
         Command::Daemon(a) => daemon::run(a),
     };
     match result {

@@ -298,6 +298,10 @@ fn result_line(release: &str, outcome: &Result<EnvOutcome, String>) -> (String, 
             ),
             1,
         ),
+        Ok(EnvOutcome::Aborted { reason }) => (
+            format!("result: release {reason}; audit trail id {release}"),
+            1,
+        ),
         Ok(EnvOutcome::Inconclusive { reason }) => (
             format!(
                 "result: release stopped, inconclusive ({reason}); traffic back on stable, nothing reverted; audit trail id {release}"
@@ -389,8 +393,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             release: &release,
             actor: &actor,
         };
-        last = wiring::run_env(&mut repo, &store, &signer, &ad, &r, &never, &mut printer)
-            .map_err(|e| e.to_string());
+        last = wiring::run_env(
+            &mut repo,
+            &store,
+            &signer,
+            &ad,
+            &r,
+            &never,
+            &never,
+            &mut printer,
+        )
+        .map_err(|e| e.to_string());
         match &last {
             Ok(EnvOutcome::Promoted { env: to, commit: c }) => {
                 index = envs
@@ -429,7 +442,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 platform-capstone-approval) by your key over the statement, stored in the audit note of the \
 commit the release is promoted from. The engine accepts it when the key is in E's \
 policies/approvers (allowed_signers format). Then continue the release: \
-`release --resume ID`."
+`release --resume ID`.\n\nWith --daemon URL the approval goes through a running daemon instead (no git push rights \
+needed): it is signed here, posted to URL/api/v1/releases/ID/approve with the API token, \
+verified by the daemon against E's approvers and stored by it; the waiting release then \
+continues on its own."
 )]
 pub struct ApproveArgs {
     /// The release id, e.g. rel-2026-11-25-01.
@@ -443,12 +459,37 @@ pub struct ApproveArgs {
     /// Your principal (as in policies/approvers).
     #[arg(long)]
     principal: String,
+    /// The daemon config (to write the approval into the config repo yourself).
+    #[arg(long, value_name = "FILE", required_unless_present = "daemon")]
+    config: Option<PathBuf>,
+    /// A running daemon's URL (e.g. http://127.0.0.1:8470): post the approval there.
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "config",
+        requires = "token_file"
+    )]
+    daemon: Option<String>,
+    /// The daemon's API token (a file holding it), with --daemon.
     #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    token_file: Option<PathBuf>,
 }
 
 pub fn approve(a: ApproveArgs) -> anyhow::Result<ExitCode> {
-    let (_, mut repo, _) = setup(&a.config)?;
+    let key = Signer::load(
+        &a.key,
+        Identity {
+            name: a.principal.clone(),
+            email: a.principal.clone(),
+        },
+    )?;
+    if let (Some(url), Some(token_file)) = (&a.daemon, &a.token_file) {
+        return approve_via_daemon(&a, &key, url, token_file);
+    }
+    let Some(config) = &a.config else {
+        bail!("--config FILE or --daemon URL is required");
+    };
+    let (_, mut repo, _) = setup(config)?;
     let envs = wiring::envs(&repo)?;
     let source = envs
         .iter()
@@ -463,13 +504,6 @@ pub fn approve(a: ApproveArgs) -> anyhow::Result<ExitCode> {
                 a.release, source.name
             )
         })?;
-    let key = Signer::load(
-        &a.key,
-        Identity {
-            name: a.principal.clone(),
-            email: a.principal.clone(),
-        },
-    )?;
     crate::engine::promote::approve(
         &mut repo,
         &key,
@@ -484,6 +518,43 @@ pub fn approve(a: ApproveArgs) -> anyhow::Result<ExitCode> {
         a.principal,
         &record.commits.released[..12],
         a.release
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn approve_via_daemon(
+    a: &ApproveArgs,
+    key: &Signer,
+    url: &str,
+    token_file: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("--token-file {}", token_file.display()))?;
+    let signature = key.sign(
+        audit::APPROVAL_NAMESPACE,
+        &audit::approval_payload(&a.release, &a.env),
+    )?;
+    let endpoint = format!(
+        "{}/api/v1/releases/{}/approve",
+        url.trim_end_matches('/'),
+        a.release
+    );
+    let resp = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()?
+        .post(&endpoint)
+        .bearer_auth(token.trim())
+        .json(&serde_json::json!({ "env": a.env, "signature": signature }))
+        .send()
+        .with_context(|| format!("POST {endpoint}"))?;
+    let status = resp.status();
+    let body = resp.text().unwrap_or_default();
+    if !status.is_success() {
+        bail!("POST {endpoint}: {status}: {}", body.trim());
+    }
+    println!(
+        "approved {} into {} as {} through {url}; the daemon continues the release",
+        a.release, a.env, a.principal
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -73,6 +73,9 @@ struct RawDaemon {
     local_stack: Option<PathBuf>,
     /// Prometheus for kubernetes envs.
     prometheus: Option<String>,
+    /// Branch of the config repo the daemon commits drift reports to
+    /// (`reports/<env>.md` and `.json`); none: reports stay in the state dir.
+    reports_branch: Option<String>,
 }
 
 /// A validated daemon configuration.
@@ -93,6 +96,7 @@ pub struct DaemonConfig {
     pub api_token_file: Option<PathBuf>,
     pub local_stack: Option<PathBuf>,
     pub prometheus: Option<String>,
+    pub reports_branch: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +216,17 @@ impl DaemonConfig {
                 "use the principal of the signing key in allowed_signers",
             ));
         }
+        if let Some(b) = &raw.reports_branch
+            && (b.starts_with("env/")
+                || !git2::Reference::is_valid_name(&format!("refs/heads/{b}")))
+        {
+            problems.push(Problem::new(
+                file,
+                "reports_branch",
+                format!("{b:?} is not a branch the daemon may write reports to"),
+                "name a valid branch outside env/*, e.g. \"reports\"",
+            ));
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -231,6 +246,7 @@ impl DaemonConfig {
             api_token_file: raw.api_token_file,
             local_stack: raw.local_stack,
             prometheus: raw.prometheus,
+            reports_branch: raw.reports_branch,
         })
     }
 }

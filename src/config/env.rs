@@ -174,6 +174,42 @@ struct RawDrift {
     /// How long config drift must persist before `heal` re-applies.
     #[serde(default = "default_grace")]
     grace: String,
+    /// Extra fields to ignore, like Argo CD's ignoreDifferences:
+    /// `[{ kind = "Deployment", path = "/spec/replicas" }]` (`*` for any kind).
+    #[serde(default)]
+    ignore: Vec<RawIgnore>,
+    /// Multi-window burn-rate alerts; default: the SRE workbook's
+    /// 1h/5m at 14.4× (page), 6h/30m at 6× (page), 3d/6h at 1× (ticket).
+    burn_windows: Option<Vec<RawBurnWindow>>,
+    /// Window the current value is measured over for regression against
+    /// the baseline recorded at the last promotion.
+    #[serde(default = "default_regression_window")]
+    regression_window: String,
+    /// SLO drift found this long after a release finished in this env hands
+    /// that release back to the engine: rolled back and reverted (default:
+    /// the rollout's bake time).
+    revert_within: Option<String>,
+}
+
+fn default_regression_window() -> String {
+    "5m".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIgnore {
+    kind: String,
+    path: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBurnWindow {
+    long: String,
+    short: String,
+    factor: f64,
+    /// `page` or `ticket`.
+    severity: String,
 }
 
 impl Default for RawDrift {
@@ -182,6 +218,10 @@ impl Default for RawDrift {
             schedule: None,
             mode: report(),
             grace: default_grace(),
+            ignore: Vec::new(),
+            burn_windows: None,
+            regression_window: default_regression_window(),
+            revert_within: None,
         }
     }
 }
@@ -272,7 +312,7 @@ pub struct PromotionPolicy {
     pub windows: Vec<PromotionWindow>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DriftMode {
     Report,
@@ -284,6 +324,56 @@ pub struct Drift {
     pub schedule: Option<cron::Schedule>,
     pub mode: DriftMode,
     pub grace: Duration,
+    /// (kind or `*`, path) pairs ignored on top of the defaults.
+    pub ignore: Vec<(String, String)>,
+    pub burn_windows: Vec<BurnWindow>,
+    pub regression_window: Duration,
+    pub revert_within: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Page,
+    Ticket,
+}
+
+/// One multi-window burn-rate alert: burning when the burn rate exceeds
+/// `factor` over both `long` and `short`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BurnWindow {
+    pub long: Duration,
+    pub short: Duration,
+    pub factor: f64,
+    pub severity: Severity,
+}
+
+impl BurnWindow {
+    /// The SRE workbook's multi-window, multi-burn-rate alerts.
+    pub fn workbook() -> Vec<BurnWindow> {
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        let m = |n: u64| Duration::from_secs(n * 60);
+        vec![
+            BurnWindow {
+                long: h(1),
+                short: m(5),
+                factor: 14.4,
+                severity: Severity::Page,
+            },
+            BurnWindow {
+                long: h(6),
+                short: m(30),
+                factor: 6.0,
+                severity: Severity::Page,
+            },
+            BurnWindow {
+                long: h(72),
+                short: h(6),
+                factor: 1.0,
+                severity: Severity::Ticket,
+            },
+        ]
+    }
 }
 
 /// Collects problems for one file.
@@ -708,6 +798,77 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
         Duration::ZERO,
         Duration::from_secs(7 * 86400),
     );
+    let mut ignore = Vec::new();
+    for (i, ig) in raw.drift.ignore.iter().enumerate() {
+        if !ig.path.starts_with('/') || ig.path.len() < 2 {
+            c.add(
+                &format!("drift.ignore[{i}].path"),
+                format!("{:?} is not a path", ig.path),
+                "write a JSON-pointer-style path such as \"/spec/replicas\" (`*` matches every list item)",
+            );
+        } else {
+            ignore.push((ig.kind.clone(), ig.path.clone()));
+        }
+    }
+    let window = |c: &mut Check<'_>, field: &str, v: &str| {
+        c.duration(
+            field,
+            v,
+            Duration::from_secs(1),
+            Duration::from_secs(90 * 86400),
+        )
+    };
+    let burn_windows = match &raw.drift.burn_windows {
+        None => BurnWindow::workbook(),
+        Some(list) => {
+            let mut out = Vec::new();
+            for (i, w) in list.iter().enumerate() {
+                let f = |x: &str| format!("drift.burn_windows[{i}].{x}");
+                let long = window(&mut c, &f("long"), &w.long);
+                let short = window(&mut c, &f("short"), &w.short);
+                if short > long {
+                    c.add(
+                        &f("short"),
+                        "longer than `long`",
+                        "make `short` the shorter window (the workbook uses 1/12 of `long`)",
+                    );
+                }
+                if !(w.factor.is_finite() && w.factor > 0.0) {
+                    c.add(
+                        &f("factor"),
+                        format!("{} is not a positive number", w.factor),
+                        "use a burn-rate factor such as 14.4",
+                    );
+                }
+                let severity = c.one_of(
+                    &f("severity"),
+                    &w.severity,
+                    &[("page", Severity::Page), ("ticket", Severity::Ticket)],
+                );
+                out.push(BurnWindow {
+                    long,
+                    short,
+                    factor: w.factor,
+                    severity,
+                });
+            }
+            out
+        }
+    };
+    let regression_window = window(
+        &mut c,
+        "drift.regression_window",
+        &raw.drift.regression_window,
+    );
+    let revert_within = match &raw.drift.revert_within {
+        Some(v) => c.duration(
+            "drift.revert_within",
+            v,
+            Duration::ZERO,
+            Duration::from_secs(7 * 86400),
+        ),
+        None => bake,
+    };
 
     let env = Env {
         name: name.to_string(),
@@ -740,6 +901,10 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
             schedule,
             mode,
             grace,
+            ignore,
+            burn_windows,
+            regression_window,
+            revert_within,
         },
     };
     (env, c.problems)

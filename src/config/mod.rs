@@ -13,8 +13,8 @@ mod env;
 
 pub use daemon::{DaemonConfig, DaemonConfigError};
 pub use env::{
-    Drift, DriftMode, Env, GateMode, Gates, PromotionPolicy, PromotionWindow, Rollout, Slo,
-    SloKind, TEMPLATE_VARIABLES, Target, TargetKind,
+    BurnWindow, Drift, DriftMode, Env, GateMode, Gates, PromotionPolicy, PromotionWindow, Rollout,
+    Severity, Slo, SloKind, TEMPLATE_VARIABLES, Target, TargetKind,
 };
 
 use crate::source::TreeReader;

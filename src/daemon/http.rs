@@ -6,9 +6,14 @@
 //!   events are acknowledged and ignored. No secret configured: 404.
 //! - Mutating calls need `Authorization: Bearer <token>`, compared in
 //!   constant time (over SHA-256 digests, so length leaks nothing). No
-//!   token configured: 403, always.
+//!   token configured: 403, always. They are `reconcile` (fetch now),
+//!   `releases/{id}/approve` (an SSH-signed approval, verified against the
+//!   env's approvers before it is stored), `envs/{env}/abort` (park the
+//!   running rollout on stable, record `aborted`), `envs/{env}/retry` and
+//!   `envs/{env}/drift` (a drift check now). Drift reports are read at
+//!   `/api/v1/drift[/{env}]` (`?format=markdown` for the Markdown).
 
-use super::{Shared, Trigger};
+use super::{ApiError, Shared, Trigger};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -18,6 +23,7 @@ use axum::routing::{get, post};
 use hmac::{KeyInit, Mac};
 use sha2::Digest;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use subtle::ConstantTimeEq;
 
 /// Largest webhook body read.
@@ -72,6 +78,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/releases", get(releases))
         .route("/api/v1/releases/{id}", get(release))
         .route("/api/v1/reconcile", post(reconcile))
+        .route("/api/v1/releases/{id}/approve", post(approve))
+        .route("/api/v1/envs/{env}/abort", post(abort))
+        .route("/api/v1/envs/{env}/retry", post(retry))
+        .route("/api/v1/envs/{env}/drift", post(drift_now))
+        .route("/api/v1/drift", get(drift_all))
+        .route("/api/v1/drift/{env}", get(drift_env))
         .route(
             "/api/v1/webhook",
             post(webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
@@ -127,13 +139,209 @@ async fn release(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Respon
     axum::Json(records).into_response()
 }
 
-async fn reconcile(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+/// `Some(403)` unless the request carries the configured bearer token.
+fn refused(s: &Shared, headers: &HeaderMap) -> Option<Response> {
     let token = s.token.lock().ok().and_then(|t| t.clone());
-    if !token_ok(token.as_deref(), &headers) {
-        return (StatusCode::FORBIDDEN, "a valid bearer token is required\n").into_response();
+    (!token_ok(token.as_deref(), headers))
+        .then(|| (StatusCode::FORBIDDEN, "a valid bearer token is required\n").into_response())
+}
+
+async fn reconcile(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Some(r) = refused(&s, &headers) {
+        return r;
     }
     let _ = s.trigger.try_send(Trigger::Api);
     (StatusCode::ACCEPTED, "reconcile requested\n").into_response()
+}
+
+/// The body of `POST /api/v1/releases/{id}/approve`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    /// The env the release waits to enter.
+    pub env: String,
+    /// Armored SSHSIG, namespace platform-capstone-approval, over
+    /// `platform-capstone approve <id> --env <env>\n`.
+    pub signature: String,
+}
+
+async fn approve(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = refused(&s, &headers) {
+        return r;
+    }
+    let body: ApproveBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("body: {e}; expected {{\"env\": \"…\", \"signature\": \"-----BEGIN SSH SIGNATURE-----…\"}}\n"),
+            )
+                .into_response();
+        }
+    };
+    let shared = s.clone();
+    let (env, signature) = (body.env.clone(), body.signature);
+    let id2 = id.clone();
+    let res = tokio::task::spawn_blocking(move || shared.accept_approval(&id2, &env, &signature))
+        .await
+        .unwrap_or_else(|e| Err(ApiError::Unavailable(e.to_string())));
+    match res {
+        Ok(approver) => {
+            // The waiting release is retried on this fetch.
+            let _ = s.trigger.try_send(Trigger::Api);
+            axum::Json(serde_json::json!({
+                "release": id, "env": body.env, "approver": approver,
+            }))
+            .into_response()
+        }
+        Err(e) => api_error(e),
+    }
+}
+
+fn api_error(e: ApiError) -> Response {
+    let (code, m) = match e {
+        ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+        ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+        ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+        ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+    };
+    (code, m + "\n").into_response()
+}
+
+fn known_env(s: &Shared, env: &str) -> Result<bool, ApiError> {
+    let envs = s
+        .envs
+        .lock()
+        .map_err(|_| ApiError::Unavailable("state poisoned".into()))?;
+    match envs.get(env) {
+        None => Err(ApiError::NotFound(format!("{env}: no such environment"))),
+        Some(e) => Ok(e.busy),
+    }
+}
+
+/// Aborts the rollout running in `env`: at its next interval all traffic
+/// goes to stable, the canary is removed, the release is recorded
+/// `aborted`; nothing is reverted or promoted. 409 when nothing runs.
+async fn abort(
+    State(s): State<Arc<Shared>>,
+    Path(env): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = refused(&s, &headers) {
+        return r;
+    }
+    match known_env(&s, &env) {
+        Err(e) => api_error(e),
+        Ok(false) => api_error(ApiError::Conflict(format!(
+            "{env}: no rollout is running; nothing to abort"
+        ))),
+        Ok(true) => {
+            s.control(&env).abort.store(true, Ordering::Relaxed);
+            tracing::warn!(env, "abort requested through the API");
+            (
+                StatusCode::ACCEPTED,
+                format!("{env}: abort requested; the rollout stops at its next interval\n"),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn store(s: &Shared) -> Option<crate::engine::store::Store> {
+    let cfg = s.cfg.lock().ok()?;
+    Some(crate::engine::store::Store::new(&cfg.state_dir))
+}
+
+/// The latest drift report of every env, newest data the daemon has.
+async fn drift_all(State(s): State<Arc<Shared>>) -> Response {
+    let names: Vec<String> = s
+        .envs
+        .lock()
+        .map(|e| e.keys().cloned().collect())
+        .unwrap_or_default();
+    let Some(store) = store(&s) else {
+        return api_error(ApiError::Unavailable("state poisoned".into()));
+    };
+    let reports: Vec<_> = names
+        .iter()
+        .filter_map(|n| store.latest_report(n).ok().flatten())
+        .collect();
+    axum::Json(reports).into_response()
+}
+
+/// One env's latest drift report: JSON, or Markdown with `?format=markdown`.
+async fn drift_env(
+    State(s): State<Arc<Shared>>,
+    Path(env): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+) -> Response {
+    if let Err(e) = known_env(&s, &env) {
+        return api_error(e);
+    }
+    let Some(store) = store(&s) else {
+        return api_error(ApiError::Unavailable("state poisoned".into()));
+    };
+    match store.latest_report(&env) {
+        Ok(Some(r)) if q.get("format").is_some_and(|f| f == "markdown") => (
+            [("content-type", "text/markdown; charset=utf-8")],
+            crate::drift::report::markdown(std::slice::from_ref(&r)),
+        )
+            .into_response(),
+        Ok(Some(r)) => axum::Json(r).into_response(),
+        Ok(None) => api_error(ApiError::NotFound(format!(
+            "{env}: no drift report yet (POST /api/v1/envs/{env}/drift runs one)"
+        ))),
+        Err(e) => api_error(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+/// Runs `env`'s drift check now (heal and hand-over as configured).
+async fn drift_now(
+    State(s): State<Arc<Shared>>,
+    Path(env): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = refused(&s, &headers) {
+        return r;
+    }
+    if let Err(e) = known_env(&s, &env) {
+        return api_error(e);
+    }
+    match s.drift.try_send(env.clone()) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            format!("{env}: drift check started; GET /api/v1/drift/{env} for the report\n"),
+        )
+            .into_response(),
+        Err(e) => api_error(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+/// Runs `env`'s head again, even when its release ended aborted or paused.
+async fn retry(
+    State(s): State<Arc<Shared>>,
+    Path(env): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = refused(&s, &headers) {
+        return r;
+    }
+    match known_env(&s, &env) {
+        Err(e) => api_error(e),
+        Ok(true) => api_error(ApiError::Conflict(format!(
+            "{env}: a rollout is running; retry once it ended"
+        ))),
+        Ok(false) => {
+            s.control(&env).retry.store(true, Ordering::Relaxed);
+            let _ = s.trigger.try_send(Trigger::Api);
+            (StatusCode::ACCEPTED, format!("{env}: retry requested\n")).into_response()
+        }
+    }
 }
 
 async fn webhook(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -146,7 +146,9 @@ impl Metrics {
             Ok(EnvOutcome::Waiting { .. }) => "waiting",
             Ok(EnvOutcome::Failed { .. }) => "failed",
             Ok(EnvOutcome::Inconclusive { .. }) => "inconclusive",
+            Ok(EnvOutcome::Aborted { .. }) => "aborted",
             Err(EngineError::Interrupted) => "interrupted",
+            Err(EngineError::Busy(_)) => "busy",
             Err(_) => "paused",
         };
         self.reconciles

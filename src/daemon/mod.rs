@@ -63,12 +63,39 @@ pub struct EnvState {
     pub busy: bool,
 }
 
+/// An operator's hold on one env's worker (the API's `abort` and `retry`).
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Stop the running rollout at its next interval, record `aborted`.
+    pub abort: AtomicBool,
+    /// Run the head again even if its release ended aborted or paused.
+    pub retry: AtomicBool,
+}
+
+/// Why an API call was refused (status and message).
+#[derive(Debug)]
+pub enum ApiError {
+    NotFound(String),
+    Forbidden(String),
+    Conflict(String),
+    Unavailable(String),
+}
+
 /// What the HTTP side and the loop share.
 pub struct Shared {
+    pub controls: Mutex<BTreeMap<String, Arc<Control>>>,
+    /// The loaded config (SIGHUP replaces it).
+    pub cfg: Mutex<DaemonConfig>,
+    /// The API's own clone of the config repo (approvals are written there).
+    api_repo: Mutex<Option<Git2Repo>>,
     pub metrics: metrics::Metrics,
     pub envs: Mutex<BTreeMap<String, EnvState>>,
     pub records: Mutex<Vec<Record>>,
     pub trigger: mpsc::Sender<Trigger>,
+    /// Env names whose drift check should run now (cron or API).
+    pub drift: mpsc::Sender<String>,
+    /// Envs whose drift check is running (one at a time per env).
+    drift_running: Mutex<std::collections::BTreeSet<String>>,
     pub token: Mutex<Option<String>>,
     pub webhook_secret: Mutex<Option<Vec<u8>>>,
     last_fetch_ok: Mutex<Option<Instant>>,
@@ -76,6 +103,95 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The control of `env`, created on first use.
+    pub fn control(&self, env: &str) -> Arc<Control> {
+        match self.controls.lock() {
+            Ok(mut c) => c.entry(env.to_string()).or_default().clone(),
+            Err(_) => Arc::new(Control::default()),
+        }
+    }
+
+    /// Accepts an approval signed elsewhere: `release` into `env`, an SSH
+    /// signature (namespace platform-capstone-approval) over
+    /// `platform-capstone approve <release> --env <env>\n`. Verified
+    /// against `env`'s policies/approvers at its branch head, then stored
+    /// in the note of the commit the release is promoted from (pushed with
+    /// compare-and-swap). Blocking. The approver's principal on success.
+    pub fn accept_approval(
+        &self,
+        release: &str,
+        env: &str,
+        signature: &str,
+    ) -> Result<String, ApiError> {
+        let cfg = self
+            .cfg
+            .lock()
+            .map_err(|_| ApiError::Unavailable("state poisoned".into()))?
+            .clone();
+        let mut slot = self
+            .api_repo
+            .lock()
+            .map_err(|_| ApiError::Unavailable("state poisoned".into()))?;
+        let unavailable = |e: &dyn std::fmt::Display| ApiError::Unavailable(e.to_string());
+        if slot.is_none() {
+            let repo = Git2Repo::open_remote(
+                &cfg.remote,
+                &cfg.cache_dir.join("api"),
+                cfg.ssh_key.as_deref(),
+            )
+            .map_err(|e| unavailable(&e))?
+            .with_max_file_size(cfg.max_file_size);
+            *slot = Some(repo);
+        }
+        let Some(repo) = slot.as_mut() else {
+            return Err(ApiError::Unavailable("no repo".into()));
+        };
+        repo.fetch().map_err(|e| unavailable(&e))?;
+        let envs = wiring::envs(repo).map_err(|e| unavailable(&e))?;
+        let Some(target) = envs.iter().find(|e| e.name == env) else {
+            return Err(ApiError::NotFound(format!("{env}: no such environment")));
+        };
+        let Some(source) = envs.iter().find(|e| e.next.as_deref() == Some(env)) else {
+            return Err(ApiError::NotFound(format!(
+                "{env}: no environment promotes into it"
+            )));
+        };
+        let record = audit::all_records(&repo.notes().map_err(|e| unavailable(&e))?)
+            .into_iter()
+            .find(|r| r.release == release && r.env == source.name)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("{release}: no record of it in {}", source.name))
+            })?;
+        let heads = repo.heads().map_err(|e| unavailable(&e))?;
+        let Some(head) = heads.get(&target.branch) else {
+            return Err(ApiError::NotFound(format!(
+                "{}: no such branch",
+                target.branch
+            )));
+        };
+        let approvers = {
+            let tree = repo.reader(head).map_err(|e| unavailable(&e))?;
+            crate::engine::promote::signers(tree.as_ref(), crate::config::APPROVERS_FILE)
+                .map_err(ApiError::Forbidden)?
+        };
+        let principal =
+            crate::engine::promote::verify_approval(&approvers, release, env, signature)
+                .map_err(ApiError::Forbidden)?;
+        crate::engine::promote::store_approval(
+            repo,
+            &record.commits.released,
+            audit::Approval {
+                release: release.into(),
+                env: env.into(),
+                approver: principal.clone(),
+                signature: signature.trim().to_string() + "\n",
+            },
+        )
+        .map_err(|e| unavailable(&e))?;
+        tracing::info!(release, env, approver = %principal, "approval accepted");
+        Ok(principal)
+    }
+
     /// Ready: the config loaded and the repo fetched within three intervals.
     pub fn ready(&self) -> Result<(), String> {
         let last = *self.last_fetch_ok.lock().map_err(|_| "state poisoned")?;
@@ -138,6 +254,7 @@ struct Worker {
     config_file: PathBuf,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
+    control: Arc<Control>,
 }
 
 impl Worker {
@@ -158,6 +275,7 @@ impl Worker {
             .as_ref()
             .and_then(|n| envs.iter().find(|e| &e.name == n));
         let store = Store::new(&self.cfg.state_dir);
+        let retry = self.control.retry.swap(false, Ordering::Relaxed);
         let images = {
             let tree = repo.reader(commit).map_err(|e| e.to_string())?;
             crate::render::render(tree.as_ref(), &env.overlay)
@@ -201,7 +319,8 @@ impl Worker {
             .any(|r| {
                 r.release == release
                     && r.env == env.name
-                    && ["complete", "promoted", "failed"].contains(&r.outcome.as_str())
+                    && (["complete", "promoted", "failed"].contains(&r.outcome.as_str())
+                        || (r.outcome == "aborted" && !retry))
             });
         if done {
             return Ok(format!("{release} already done in {}", env.name));
@@ -240,8 +359,11 @@ impl Worker {
             &adapters,
             &r,
             &self.stop,
+            &self.control.abort,
             &mut LogReporter,
         );
+        // An abort asked for is spent by this run, whatever ended it.
+        self.control.abort.store(false, Ordering::Relaxed);
         self.shared
             .metrics
             .observe(&env.name, started.elapsed(), &result, &store, &release);
@@ -257,6 +379,8 @@ impl Worker {
             Ok(EnvOutcome::Inconclusive { reason }) => {
                 Ok(format!("{release}: inconclusive: {reason}"))
             }
+            Ok(EnvOutcome::Aborted { reason }) => Ok(format!("{release}: {reason}")),
+            Err(crate::engine::EngineError::Busy(m)) => Err(format!("busy: {m}")),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -313,6 +437,14 @@ impl Worker {
                 Ok(m) => {
                     tracing::info!(env = %self.env, "{m}");
                     backoff = Duration::from_secs(1);
+                }
+                Err(m) if m.starts_with("busy: ") => {
+                    // Another process releases this env: look again each poll.
+                    tracing::info!(env = %self.env, "{m}; retrying");
+                    if !pause_or_change(self.cfg.poll_interval, &self.stop, &mut rx) {
+                        return;
+                    }
+                    continue;
                 }
                 Err(m) => {
                     // Infrastructure or config trouble: pause, retry with backoff.
@@ -455,7 +587,13 @@ fn init_logging(cfg: &DaemonConfig) {
 
 async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonError> {
     let (trigger_tx, mut trigger_rx) = mpsc::channel::<Trigger>(16);
+    let (drift_tx, mut drift_rx) = mpsc::channel::<String>(64);
     let shared = Arc::new(Shared {
+        drift: drift_tx.clone(),
+        drift_running: Mutex::new(Default::default()),
+        controls: Mutex::new(BTreeMap::new()),
+        cfg: Mutex::new(cfg.clone()),
+        api_repo: Mutex::new(None),
         metrics: metrics::Metrics::new(),
         envs: Mutex::new(BTreeMap::new()),
         records: Mutex::new(Vec::new()),
@@ -543,6 +681,10 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
                 notify_systemd(&[sd_notify::NotifyState::Watchdog]);
                 continue;
             }
+            Some(env) = drift_rx.recv() => {
+                start_drift(&shared, &cfg, &config_file, &env);
+                continue;
+            }
             _ = term.recv() => break,
             _ = hup.recv() => {
                 reload(&config_file, &mut cfg, &shared);
@@ -551,7 +693,12 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
         }
         for job in &due_jobs {
             tracing::info!(job, "scheduled job due");
+            if let Some(env) = job.strip_prefix("drift:") {
+                start_drift(&shared, &cfg, &config_file, env);
+            }
         }
+        // Only window openings retry waiting releases.
+        due_jobs.retain(|j| j.starts_with("window:"));
         // One fetch for every env branch.
         let repo = match &poll_repo {
             Some(r) => r.clone(),
@@ -627,6 +774,7 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
             *r = records;
         }
         // Promotion windows of every env: a window opening retries waiting releases.
+        // Drift checks on each env's own schedule.
         let jobs: Vec<(String, cron::Schedule)> = envs
             .iter()
             .flat_map(|e| {
@@ -634,6 +782,12 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
                     .windows
                     .iter()
                     .map(move |w| (format!("window:{}", e.name), w.schedule.clone()))
+                    .chain(
+                        e.drift
+                            .schedule
+                            .iter()
+                            .map(move |s| (format!("drift:{}", e.name), s.clone())),
+                    )
             })
             .collect();
         if jobs.len() != scheduler.len() {
@@ -664,8 +818,10 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
             let synced = in_sync.get(&env.name).copied().unwrap_or(false);
             let known = workers.get(&env.name).map(|w| w.0.borrow().clone());
             let changed = known.as_ref() != Some(&head);
+            let control = shared.control(&env.name);
+            let retry = control.retry.load(Ordering::Relaxed);
             // Workers start on first work: an env in sync costs nothing.
-            if synced && !waiting && (known.is_none() || !changed) {
+            if synced && !waiting && !retry && (known.is_none() || !changed) {
                 continue;
             }
             let entry = workers.entry(env.name.clone()).or_insert_with(|| {
@@ -676,11 +832,12 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
                     config_file: config_file.clone(),
                     shared: shared.clone(),
                     stop: stop.clone(),
+                    control: control.clone(),
                 };
                 let handle = std::thread::spawn(move || w.run(rx));
                 (tx, handle)
             });
-            if changed || waiting || !due_jobs.is_empty() {
+            if changed || waiting || retry || !due_jobs.is_empty() {
                 entry.0.send_replace(head);
             }
         }
@@ -706,6 +863,96 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Runs `env`'s drift check on a thread of its own (one at a time per
+/// env): heal and SLO hand-over as the env's config says, the report kept
+/// in the state dir and, with `reports_branch`, committed there.
+fn start_drift(shared: &Arc<Shared>, cfg: &DaemonConfig, config_file: &Path, env: &str) {
+    let fresh = shared
+        .drift_running
+        .lock()
+        .map(|mut r| r.insert(env.to_string()))
+        .unwrap_or(false);
+    if !fresh {
+        tracing::debug!(env, "drift check already running");
+        return;
+    }
+    let (shared, cfg, config_file, env) = (
+        shared.clone(),
+        cfg.clone(),
+        config_file.to_path_buf(),
+        env.to_string(),
+    );
+    std::thread::spawn(move || {
+        let span = tracing::info_span!("drift", env = %env);
+        let _g = span.enter();
+        let started = Instant::now();
+        match drift_once(&cfg, &config_file, &env) {
+            Ok(summary) => {
+                tracing::info!(took_ms = started.elapsed().as_millis() as u64, "{summary}");
+            }
+            Err(e) => tracing::warn!(error = %e, "drift check failed"),
+        }
+        if let Ok(mut r) = shared.drift_running.lock() {
+            r.remove(&env);
+        }
+    });
+}
+
+/// One drift check of `env` (blocking): the report's summary line.
+fn drift_once(cfg: &DaemonConfig, config_file: &Path, env: &str) -> Result<String, String> {
+    let cache = cfg.cache_dir.join(format!("drift-{env}"));
+    let (mut repo, signer) = wiring::open(cfg, config_file, &cache).map_err(|e| e.to_string())?;
+    repo.fetch().map_err(|e| e.to_string())?;
+    let envs = wiring::envs(&repo).map_err(|e| e.to_string())?;
+    let e = envs
+        .iter()
+        .find(|x| x.name == env)
+        .ok_or_else(|| format!("{env} is no longer defined"))?;
+    let local = cfg
+        .local_stack
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(".platform-capstone/local"));
+    let adapters =
+        wiring::adapters(e, &local, cfg.prometheus.as_deref()).map_err(|e| e.to_string())?;
+    let store = Store::new(&cfg.state_dir);
+    let actor = format!("{} <{}> (daemon)", cfg.identity.name, cfg.identity.email);
+    let before = store.latest_report(env).ok().flatten();
+    let report = crate::drift::run::check(
+        &mut repo,
+        &store,
+        &signer,
+        &adapters,
+        e,
+        &actor,
+        true,
+        &mut LogReporter,
+    )
+    .map_err(|e| e.to_string())?;
+    // The branch gets a commit when what the report says changed, not
+    // every time it was checked.
+    let changed = before.is_none_or(|mut b| {
+        b.checked_at = report.checked_at;
+        b != report
+    });
+    if let Some(branch) = cfg.reports_branch.as_ref().filter(|_| changed) {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        let md = crate::drift::report::markdown(std::slice::from_ref(&report));
+        let files = vec![
+            crate::source::FileChange {
+                path: format!("reports/{env}.json"),
+                content: Some(json.into_bytes()),
+            },
+            crate::source::FileChange {
+                path: format!("reports/{env}.md"),
+                content: Some(md.into_bytes()),
+            },
+        ];
+        repo.commit_side_branch(branch, &format!("drift: {}", report.summary()), &files)
+            .map_err(|e| format!("{branch}: {e}"))?;
+    }
+    Ok(report.summary())
 }
 
 /// SIGHUP: the new config replaces the old only if it loads; what cannot
@@ -750,6 +997,14 @@ fn reload(config_file: &Path, cfg: &mut DaemonConfig, shared: &Shared) {
     }
     if let Ok(mut p) = shared.poll_interval.lock() {
         *p = new.poll_interval;
+    }
+    if let Ok(mut c) = shared.cfg.lock() {
+        *c = DaemonConfig {
+            remote: cfg.remote.clone(),
+            cache_dir: cfg.cache_dir.clone(),
+            state_dir: cfg.state_dir.clone(),
+            ..new.clone()
+        };
     }
     tracing::info!(
         poll_interval_s = new.poll_interval.as_secs(),

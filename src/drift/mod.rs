@@ -8,8 +8,16 @@
 //!
 //! The normalisation list ([`DEFAULT_IGNORES`]) is per kind, as JSON-pointer-
 //! like paths where `*` matches every list item; an env can add its own
-//! (like Argo CD's ignoreDifferences). Not yet here (issue 8): SLO drift,
-//! the `drift` command and reports, heal mode.
+//! (like Argo CD's ignoreDifferences).
+//!
+//! Modules: [`slo`] (burn rates and regression, pure), [`report`] (the
+//! per-env report, Markdown and JSON, pure), [`run`] (the edges: ports in,
+//! heal and hand-over through the release engine). [`decide`] is the pure
+//! policy between them: what a report asks the platform to do.
+
+pub mod report;
+pub mod run;
+pub mod slo;
 
 use crate::ports::{LiveObject, MANAGED_BY, MANAGED_BY_VALUE};
 use serde_yaml::Value;
@@ -64,7 +72,7 @@ pub const DEFAULT_IGNORES: &[(&str, &str)] = &[
 ];
 
 /// How one object compares.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Status {
     InSync,
@@ -73,7 +81,7 @@ pub enum Status {
     Extra,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ObjectDrift {
     pub kind: String,
     pub name: String,
@@ -265,6 +273,62 @@ pub fn compare(
     out
 }
 
+/// What a drift report asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Re-apply the live release: config drift in heal mode, past its grace.
+    Heal,
+    /// Hand the live release back to the engine (roll back + revert): SLO
+    /// drift within `revert_within` of it becoming the env's release.
+    Revert { reason: String },
+}
+
+/// The policy, pure. Config drift is healed only in heal mode, only once
+/// it has lasted `grace`; SLO drift is never healed (re-applying the same
+/// version cannot fix behaviour) but, right after a release, hands that
+/// release back to the engine when there is an earlier good release to
+/// return to. No data never triggers anything.
+pub fn decide(
+    env: &crate::config::Env,
+    report: &report::EnvReport,
+    good: &crate::engine::store::LastGood,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<Action> {
+    let mut out = Vec::new();
+    if report.skipped.is_some() {
+        return out;
+    }
+    let burning = report.slo_drifted();
+    let recent = good.since.is_some_and(|t| {
+        now.signed_duration_since(t).to_std().unwrap_or_default() <= env.drift.revert_within
+    });
+    if !burning.is_empty() && recent && good.previous.is_some() {
+        let what: Vec<String> = burning
+            .iter()
+            .map(|s| match &s.status {
+                slo::SloStatus::Burning { alert, .. } => format!("{} burning ({alert})", s.slo),
+                slo::SloStatus::Regressed { detail } => format!("{} regressed: {detail}", s.slo),
+                _ => s.slo.clone(),
+            })
+            .collect();
+        out.push(Action::Revert {
+            reason: format!("SLO drift after release: {}", what.join("; ")),
+        });
+        // Rolling back replaces the live objects anyway.
+        return out;
+    }
+    if env.drift.mode == crate::config::DriftMode::Heal
+        && report.config_drifted()
+        && report.config_error.is_none()
+        && report.drifting_since.is_some_and(|s| {
+            now.signed_duration_since(s).to_std().unwrap_or_default() >= env.drift.grace
+        })
+    {
+        out.push(Action::Heal);
+    }
+    out
+}
+
 /// Labels the tool itself puts on live objects (inventory, track, release)
 /// are not drift when the desired object does not carry them.
 fn strip_inventory(have: &mut Value, want: &Value) {
@@ -308,6 +372,91 @@ mod tests {
             name: name.into(),
             object: obj,
         }
+    }
+
+    #[test]
+    fn heal_waits_for_grace_and_slo_drift_reverts_only_a_recent_release() {
+        use crate::engine::store::LastGood;
+        let dir = tempfile::tempdir().unwrap();
+        crate::blueprint::write_files(dir.path()).unwrap();
+        let tree = crate::source::DirReader::open(dir.path()).unwrap();
+        let mut env = crate::config::load_repo(&tree)
+            .envs
+            .into_iter()
+            .find(|e| e.name == "dev")
+            .unwrap();
+        env.drift.mode = crate::config::DriftMode::Heal;
+        env.drift.grace = std::time::Duration::from_secs(300);
+        env.drift.revert_within = std::time::Duration::from_secs(600);
+        let now = chrono::Utc::now();
+        let mins = |m: i64| now - chrono::Duration::minutes(m);
+        let mut good = LastGood {
+            release: "rel-2026-11-25-02".into(),
+            commit: "c".repeat(40),
+            images: Vec::new(),
+            version: "1.1.0".into(),
+            baseline: Default::default(),
+            since: Some(mins(2)),
+            previous: None,
+        };
+        let mut r = report::EnvReport::skipped("dev", env.drift.mode, now, String::new());
+        r.skipped = None;
+        assert!(decide(&env, &r, &good, now).is_empty(), "in sync: nothing");
+        r.drifted.push(ObjectDrift {
+            kind: "Deployment".into(),
+            name: "demo".into(),
+            status: Status::Missing,
+        });
+        r.drifting_since = Some(mins(1));
+        assert!(decide(&env, &r, &good, now).is_empty(), "inside the grace");
+        r.drifting_since = Some(mins(6));
+        assert_eq!(decide(&env, &r, &good, now), vec![Action::Heal]);
+        let mut report_mode = env.clone();
+        report_mode.drift.mode = crate::config::DriftMode::Report;
+        assert!(
+            decide(&report_mode, &r, &good, now).is_empty(),
+            "report mode never heals"
+        );
+
+        // SLO drift: never healed; handed back only right after a release
+        // with an earlier good one to return to.
+        r.drifted.clear();
+        r.slos.push(slo::SloDrift {
+            slo: "availability".into(),
+            status: slo::SloStatus::Burning {
+                severity: crate::config::Severity::Page,
+                alert: "1h/5m at 14.4x".into(),
+                burn_long: 30.0,
+                burn_short: 40.0,
+            },
+            burn_rates: Default::default(),
+            current: Some(0.3),
+            baseline: Some(0.0),
+        });
+        assert!(
+            decide(&env, &r, &good, now).is_empty(),
+            "no previous release"
+        );
+        good.previous = Some(Box::new(good.clone()));
+        match decide(&env, &r, &good, now).as_slice() {
+            [Action::Revert { reason }] => {
+                assert!(reason.contains("availability burning"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        good.since = Some(mins(30));
+        assert!(
+            decide(&env, &r, &good, now).is_empty(),
+            "long after the release"
+        );
+        good.since = Some(mins(2));
+        r.slos[0].status = slo::SloStatus::NoData {
+            reason: "connection refused".into(),
+        };
+        assert!(
+            decide(&env, &r, &good, now).is_empty(),
+            "no data never acts"
+        );
     }
 
     #[test]

@@ -67,6 +67,10 @@ pub enum EngineError {
     /// Shut down mid-release: parked, resumes on restart.
     #[error("interrupted by shutdown; parked with all traffic on stable, resumes on restart")]
     Interrupted,
+    /// Another process (a second daemon, or `release`) is releasing into
+    /// this env right now: nothing was done; try again later.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Store(#[from] store::StoreError),
 }
@@ -98,6 +102,8 @@ pub enum EnvOutcome {
     },
     /// Stopped without a verdict (no data): traffic back on stable, no revert.
     Inconclusive { reason: String },
+    /// Stopped by an operator: traffic back on stable, no revert, no promotion.
+    Aborted { reason: String },
 }
 
 /// One env's release: its env, the next env (from the next branch's head),
@@ -145,6 +151,11 @@ pub struct Engine<'a> {
     /// Set on shutdown: between intervals the rollout parks (all traffic
     /// to stable, state saved) and returns `Interrupted`; a restart resumes.
     pub stop: &'a std::sync::atomic::AtomicBool,
+    /// Set by an operator (the daemon's `abort` call): at the next interval
+    /// the canary is removed with all traffic on stable (in bake: the last
+    /// good release runs again), the release is recorded `aborted` and
+    /// nothing is reverted or promoted.
+    pub abort: &'a std::sync::atomic::AtomicBool,
 }
 
 /// Crash injection for recovery tests and the crash drill: when
@@ -157,6 +168,27 @@ pub fn crash_point(point: &str) {
     if std::env::var("PLATFORM_CAPSTONE_CRASH_AT").is_ok_and(|v| v == point) {
         std::process::abort();
     }
+}
+
+/// SLO → the value the release measured in its last healthy interval
+/// (bake or the last canary step): the baseline SLO drift compares to.
+pub fn baseline_of(record: &Record) -> std::collections::BTreeMap<String, f64> {
+    record
+        .steps
+        .iter()
+        .flat_map(|s| s.intervals.iter())
+        .rfind(|i| i.result == "healthy")
+        .map(|i| {
+            i.measurements
+                .iter()
+                .filter_map(|m| {
+                    m.canary
+                        .filter(|v| v.is_finite())
+                        .map(|v| (m.slo.clone(), v))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn ms(t: Instant) -> u64 {
@@ -427,6 +459,12 @@ impl Engine<'_> {
                     commit: r.commit.into(),
                     images: images.clone(),
                     version: state.version.clone(),
+                    baseline: baseline_of(&state.record),
+                    since: Some((self.now)()),
+                    previous: self.store.last_good(&env.name)?.map(|mut p| {
+                        p.previous = None;
+                        Box::new(p)
+                    }),
                 },
             )?;
             state.phase = Phase::Baked;
@@ -641,6 +679,10 @@ impl Engine<'_> {
         };
         let t = Instant::now();
         while let Some(&weight) = steps.get(state.progress.step) {
+            if self.abort.load(std::sync::atomic::Ordering::Relaxed) {
+                recover::rollback(self, env, state, first_release, &stable_eps)?;
+                return self.aborted(state, out).map(Some);
+            }
             if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
                 if !first_release {
                     self.route(env, &stable_eps, &canary_eps, 0)?;
@@ -750,6 +792,10 @@ impl Engine<'_> {
         cfg.intervals_per_step = u32::MAX;
         let version = state.version.clone();
         while Instant::now() < deadline {
+            if self.abort.load(std::sync::atomic::Ordering::Relaxed) {
+                recover::restore_last_good(self, env, state)?;
+                return self.aborted(state, out).map(Some);
+            }
             if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
                 self.save(state)?;
                 return Err(EngineError::Interrupted);
@@ -800,6 +846,72 @@ impl Engine<'_> {
 
     /// A failed release in `env`: revert its commit (signed, with the
     /// evidence), quarantine its digests, record it.
+    /// SLO drift found by the drift stage within `drift.revert_within` of
+    /// the env's last release finishing: that release is handed back —
+    /// the good release before it runs again, then the signed revert with
+    /// the burn evidence in its trailers, the digests quarantined, the
+    /// record `failed`. Refuses (changing nothing) when there is no earlier
+    /// good release to go back to or the release state is gone.
+    pub fn revert_live(
+        &mut self,
+        env: &Env,
+        reason: &str,
+        evidence: crate::audit::IntervalRecord,
+        out: &mut dyn Reporter,
+    ) -> Result<EnvOutcome, EngineError> {
+        let Some(good) = self.store.last_good(&env.name)? else {
+            return Err(EngineError::Invalid(format!(
+                "{}: nothing was released here; nothing to roll back",
+                env.name
+            )));
+        };
+        let Some(previous) = good.previous.clone() else {
+            return Err(EngineError::Invalid(format!(
+                "{}: no good release before {} to roll back to; fix forward",
+                env.name, good.release
+            )));
+        };
+        let Some(mut state) = self
+            .store
+            .release(&env.name)?
+            .filter(|s| s.release == good.release && s.commit == good.commit)
+        else {
+            return Err(EngineError::Invalid(format!(
+                "{}: the state of {} is gone; roll back by hand (git revert {})",
+                env.name, good.release, good.commit
+            )));
+        };
+        out.info(&format!(
+            "SLO drift right after {}: rolling back to {}",
+            good.release, previous.release
+        ));
+        recover::restore(self, env, &previous)?;
+        self.store.save_last_good(&env.name, &previous)?;
+        state.record.steps.push(StepRecord {
+            name: "slo-drift".into(),
+            result: format!("unhealthy ({reason})"),
+            intervals: vec![evidence],
+        });
+        self.fail(env, &mut state, reason, false, out)
+    }
+
+    /// An operator stopped the release: live is back on the last good
+    /// version (done by the caller); record it, revert nothing.
+    fn aborted(
+        &mut self,
+        state: &mut ReleaseState,
+        out: &mut dyn Reporter,
+    ) -> Result<EnvOutcome, EngineError> {
+        let reason = "aborted by an operator; all traffic on stable, nothing reverted".to_string();
+        out.info(&reason);
+        self.finish(
+            state,
+            "aborted",
+            Some(reason.clone()),
+            EnvOutcome::Aborted { reason },
+        )
+    }
+
     fn fail(
         &mut self,
         env: &Env,

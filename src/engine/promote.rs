@@ -291,12 +291,49 @@ pub fn approve(
             &audit::approval_payload(release, env),
         )
         .map_err(GitError::Sign)?;
-    let approval = Approval {
-        release: release.into(),
-        env: env.into(),
-        approver: key.identity().email.clone(),
-        signature,
-    };
+    store_approval(
+        repo,
+        commit,
+        Approval {
+            release: release.into(),
+            env: env.into(),
+            approver: key.identity().email.clone(),
+            signature,
+        },
+    )
+}
+
+/// Checks an approval signed elsewhere (the daemon's `approve` call)
+/// against `approvers`: the principal it verifies as, or why not.
+pub fn verify_approval(
+    approvers: &AllowedSigners,
+    release: &str,
+    env: &str,
+    signature: &str,
+) -> Result<String, String> {
+    approvers
+        .verify(
+            audit::APPROVAL_NAMESPACE,
+            &audit::approval_payload(release, env),
+            signature,
+            None,
+        )
+        .map(|v| v.principal)
+        .map_err(|e| {
+            format!(
+                "the signature is not an approval of {release} into {env} by a key in {env}'s {APPROVERS_FILE}: {e}"
+            )
+        })
+}
+
+/// Stores `approval` in the note of `commit` (replacing the same
+/// approver's earlier one for the same release and env).
+pub fn store_approval(
+    repo: &mut dyn GitRepo,
+    commit: &str,
+    approval: Approval,
+) -> Result<(), GitError> {
+    let (release, env) = (approval.release.clone(), approval.env.clone());
     repo.update_note(commit, &mut |old| {
         let mut n = Note::parse(old);
         n.approvals

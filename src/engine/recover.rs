@@ -3,7 +3,7 @@
 //! branch — signed, CAS-pushed, with the release and the failure evidence
 //! in its trailers. A rollback is never blocked by a promotion window.
 
-use super::store::ReleaseState;
+use super::store::{LastGood, ReleaseState};
 use super::{Engine, EngineError, workload};
 use crate::config::Env;
 use crate::ports::Track;
@@ -50,6 +50,13 @@ pub fn restore_last_good(
             .remove(&workload(env, Track::Stable))
             .map_err(Engine::target_err);
     };
+    restore(e, env, &good)
+}
+
+/// Runs `good` as the env's stable again: re-rendered from its commit,
+/// applied, all traffic to it, older pods gone.
+pub fn restore(e: &mut Engine<'_>, env: &Env, good: &LastGood) -> Result<(), EngineError> {
+    let target = e.svc.target;
     let (objects, _) = e.render_at(env, &good.commit)?;
     let r = target
         .apply(&workload(env, Track::Stable), &objects, &good.release)

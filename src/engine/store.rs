@@ -4,7 +4,14 @@
 //! - `releases/<env>.json`: the release in progress in an env;
 //! - `last-good/<env>.json`: what to restore when a release fails;
 //! - `quarantine.json`: digests a failed release reverted, refused until a
-//!   new commit changes them.
+//!   new commit changes them;
+//! - `drift/<env>.json`: since when config drift has been seen (heal's grace);
+//! - `reports/<env>/`: drift reports, `latest.json` + `latest.md` and history;
+//! - `locks/<env>.lock`: held (an OS file lock, released by the kernel
+//!   even on kill -9) by the one process releasing into the env, so two
+//!   daemons — or a daemon and `release` — sharing a state dir never run
+//!   the same env at once. Across machines the CAS push keeps promotions
+//!   single; running replicas apart is Kubernetes Leases' job (§11).
 //!
 //! Git stays the source of truth for what should run (last-good names a
 //! commit, re-rendered on restore); this is the engine's working memory.
@@ -43,12 +50,23 @@ pub struct ReleaseState {
     pub version: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LastGood {
     pub release: String,
     pub commit: String,
     pub images: Vec<String>,
     pub version: String,
+    /// SLO name → the value measured in the release's last healthy
+    /// interval: what SLO drift compares against (regression).
+    #[serde(default)]
+    pub baseline: std::collections::BTreeMap<String, f64>,
+    /// When it became the env's good release.
+    #[serde(default)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// The good release before it: where SLO drift right after a release
+    /// rolls back to. One level only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Box<LastGood>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +86,15 @@ pub struct StoreError {
 
 pub struct Store {
     dir: PathBuf,
+}
+
+/// Drift reports kept per env.
+pub const REPORT_HISTORY: usize = 200;
+
+/// One env's release lock (see the module doc); dropped: released.
+#[derive(Debug)]
+pub struct EnvLock {
+    _file: std::fs::File,
 }
 
 impl Store {
@@ -123,6 +150,104 @@ impl Store {
 
     pub fn save_last_good(&self, env: &str, g: &LastGood) -> Result<(), StoreError> {
         self.write(&format!("last-good/{env}.json"), g)
+    }
+
+    /// Takes `env`'s lock: `Ok(None)` when another process holds it (its
+    /// pid is in `holder`). The lock lasts as long as the returned guard.
+    pub fn lock_env(&self, env: &str) -> Result<Result<EnvLock, String>, StoreError> {
+        use std::io::{Seek, Write};
+        let path = self.dir.join(format!("locks/{env}.lock"));
+        let err = |m: String| StoreError {
+            path: path.display().to_string(),
+            message: m,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| err(e.to_string()))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.set_len(0);
+                let _ = file.rewind();
+                let _ = writeln!(file, "{}", std::process::id());
+                Ok(Ok(EnvLock { _file: file }))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                Ok(Err(format!(
+                    "{env} is being released by another process (pid {}, lock {})",
+                    holder.trim(),
+                    path.display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(err(e.to_string())),
+        }
+    }
+
+    /// Since when config drift has been seen in `env` without a break.
+    pub fn drift_since(
+        &self,
+        env: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        self.read(&format!("drift/{env}.json"))
+    }
+
+    pub fn save_drift_since(
+        &self,
+        env: &str,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), StoreError> {
+        self.write(&format!("drift/{env}.json"), &since)
+    }
+
+    /// Keeps `report` as `env`'s latest (JSON and Markdown) and in its
+    /// history (`reports/<env>/<time>.json`, the newest [`REPORT_HISTORY`]).
+    pub fn save_report(
+        &self,
+        env: &str,
+        report: &crate::drift::report::EnvReport,
+        markdown: &str,
+    ) -> Result<(), StoreError> {
+        let stamp = report.checked_at.format("%Y%m%dT%H%M%S%.3fZ");
+        self.write(&format!("reports/{env}/{stamp}.json"), report)?;
+        self.write(&format!("reports/{env}/latest.json"), report)?;
+        let path = self.dir.join(format!("reports/{env}/latest.md"));
+        crate::fsutil::write_atomic(&path, markdown.as_bytes(), None).map_err(|e| StoreError {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        // History: oldest first by name; keep the newest.
+        let dir = self.dir.join(format!("reports/{env}"));
+        let mut old: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.extension().is_some_and(|x| x == "json")
+                            && p.file_stem().is_some_and(|s| s != "latest")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        old.sort();
+        let excess = old.len().saturating_sub(REPORT_HISTORY);
+        for p in old.into_iter().take(excess) {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(())
+    }
+
+    pub fn latest_report(
+        &self,
+        env: &str,
+    ) -> Result<Option<crate::drift::report::EnvReport>, StoreError> {
+        self.read(&format!("reports/{env}/latest.json"))
     }
 
     pub fn quarantine(&self) -> Result<Vec<Quarantined>, StoreError> {

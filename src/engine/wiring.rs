@@ -173,22 +173,24 @@ pub fn plain_http_hosts(images: &[String]) -> Vec<String> {
     hosts
 }
 
-/// Runs one env's release with its adapters: what `release` and the
-/// daemon both call.
+/// Runs `f` with an engine on `adapters` for `env` (its router, metrics,
+/// target, and a registry client for the images of `commit`).
 #[allow(clippy::too_many_arguments)]
-pub fn run_env(
+pub fn with_engine<R>(
     repo: &mut dyn GitRepo,
     store: &super::store::Store,
     signer: &Signer,
     adapters: &Adapters,
-    release: &super::EnvRelease<'_>,
+    env: &Env,
+    commit: &str,
     stop: &std::sync::atomic::AtomicBool,
-    out: &mut dyn super::Reporter,
-) -> Result<super::EnvOutcome, super::EngineError> {
+    abort: &std::sync::atomic::AtomicBool,
+    f: impl FnOnce(&mut super::Engine<'_>) -> Result<R, super::EngineError>,
+) -> Result<R, super::EngineError> {
     let images = {
-        let tree = repo.reader(release.commit)?;
-        let rendered = crate::render::render(tree.as_ref(), &release.env.overlay)
-            .map_err(|e| super::EngineError::Invalid(format!("{}: {e}", release.env.overlay)))?;
+        let tree = repo.reader(commit)?;
+        let rendered = crate::render::render(tree.as_ref(), &env.overlay)
+            .map_err(|e| super::EngineError::Invalid(format!("{}: {e}", env.overlay)))?;
         crate::render::images(&rendered)
     };
     let registry = crate::adapters::registry::OciRegistry::new(&plain_http_hosts(&images))
@@ -211,7 +213,37 @@ pub fn run_env(
             signer,
             now: &now,
             stop,
+            abort,
         };
-        engine.run(release, out)
+        f(&mut engine)
     })
+}
+
+/// Runs one env's release with its adapters: what `release` and the
+/// daemon both call. Holds the env's lock (see `Store::lock_env`).
+#[allow(clippy::too_many_arguments)]
+pub fn run_env(
+    repo: &mut dyn GitRepo,
+    store: &super::store::Store,
+    signer: &Signer,
+    adapters: &Adapters,
+    release: &super::EnvRelease<'_>,
+    stop: &std::sync::atomic::AtomicBool,
+    abort: &std::sync::atomic::AtomicBool,
+    out: &mut dyn super::Reporter,
+) -> Result<super::EnvOutcome, super::EngineError> {
+    let _lock = store
+        .lock_env(&release.env.name)?
+        .map_err(super::EngineError::Busy)?;
+    with_engine(
+        repo,
+        store,
+        signer,
+        adapters,
+        release.env,
+        release.commit,
+        stop,
+        abort,
+        |engine| engine.run(release, out),
+    )
 }

@@ -475,6 +475,128 @@ impl Git2Repo {
         }
     }
 
+    /// Writes `files` (whole files, repo-relative, confined) to `branch`
+    /// outside `env/*` — the drift `reports` branch — as one signed commit,
+    /// creating the branch as a root commit when the remote has none. CAS
+    /// like every write: a lost race re-reads the branch and goes again.
+    pub fn commit_side_branch(
+        &mut self,
+        branch: &str,
+        message: &str,
+        files: &[FileChange],
+    ) -> Result<CommitOutcome, GitError> {
+        if branch.starts_with(ENV_BRANCH_PREFIX) {
+            return Err(GitError::UnknownBranch {
+                branch: branch.to_string(),
+                hint: format!("; reports cannot go to an {ENV_BRANCH_PREFIX}* branch"),
+            });
+        }
+        let signer = self.signer.clone().ok_or(GitError::NoSigner)?;
+        let refname = Self::branch_ref(branch);
+        for attempt in 1..=self.push_attempts {
+            // The branch as the remote has it now (absent: None).
+            if let Some(remote) = &self.remote {
+                let mut r =
+                    self.repo
+                        .remote_anonymous(&remote.url)
+                        .map_err(|source| GitError::Fetch {
+                            remote: remote.url.clone(),
+                            source,
+                        })?;
+                let mut opts = FetchOptions::new();
+                opts.remote_callbacks(credentials_callback(remote.ssh_key.as_deref()))
+                    .update_fetchhead(false)
+                    .download_tags(git2::AutotagOption::None);
+                let spec = format!("+{refname}:{refname}");
+                if let Err(e) = r.fetch(&[spec.as_str()], Some(&mut opts), None) {
+                    // A branch the remote does not have is created below.
+                    if !e.message().contains("couldn't find remote ref") {
+                        return Err(GitError::Fetch {
+                            remote: remote.url.clone(),
+                            source: e,
+                        });
+                    }
+                    if let Ok(mut stale) = self.repo.find_reference(&refname) {
+                        let _ = stale.delete();
+                    }
+                }
+            }
+            let base = self.repo.refname_to_id(&refname).ok();
+            let mut index = git2::Index::new().map_err(GitError::git("index"))?;
+            if let Some(b) = base {
+                let tree = self
+                    .repo
+                    .find_commit(b)
+                    .and_then(|c| c.tree())
+                    .map_err(GitError::git("read tree"))?;
+                index.read_tree(&tree).map_err(GitError::git("index"))?;
+            }
+            for f in files {
+                let comps = super::confine::split(&f.path)?;
+                if comps.iter().any(|c| c == ".." || c == ".") {
+                    return Err(ReadError::Escapes {
+                        path: f.path.clone(),
+                    }
+                    .into());
+                }
+                let path = comps.join("/");
+                let Some(bytes) = &f.content else { continue };
+                let blob = self
+                    .repo
+                    .blob(bytes)
+                    .map_err(GitError::git(format!("write {path}")))?;
+                index
+                    .add(&git2::IndexEntry {
+                        ctime: git2::IndexTime::new(0, 0),
+                        mtime: git2::IndexTime::new(0, 0),
+                        dev: 0,
+                        ino: 0,
+                        mode: 0o100644,
+                        uid: 0,
+                        gid: 0,
+                        file_size: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                        id: blob,
+                        flags: 0,
+                        flags_extended: 0,
+                        path: path.into_bytes(),
+                    })
+                    .map_err(GitError::git("stage"))?;
+            }
+            let tree = index
+                .write_tree_to(&self.repo)
+                .map_err(GitError::git("write tree"))?;
+            if let Some(b) = base {
+                let same = self
+                    .repo
+                    .find_commit(b)
+                    .map(|c| c.tree_id() == tree)
+                    .unwrap_or(false);
+                if same {
+                    return Ok(CommitOutcome::NothingToDo);
+                }
+            }
+            let parents: Vec<Oid> = base.into_iter().collect();
+            let commit = write_commit(
+                &self.repo,
+                Some(&signer),
+                &signer.identity().clone(),
+                tree,
+                &parents,
+                message,
+            )?;
+            if self.publish(&refname, base, commit)? {
+                return Ok(CommitOutcome::Committed {
+                    commit: commit.to_string(),
+                    attempts: attempt,
+                });
+            }
+        }
+        Err(GitError::Contended {
+            branch: branch.to_string(),
+            attempts: self.push_attempts,
+        })
+    }
+
     /// The shared write loop: compute a tree on the current head, commit,
     /// publish; on a lost race fetch and go again.
     fn write_loop(

@@ -1,0 +1,133 @@
+//! `platform-capstone drift`: config and SLO drift of each env, as a
+//! report for people (Markdown) or scripts (JSON). Read-only unless
+//! `--act` (then heal mode and the SLO hand-over run as the daemon runs
+//! them).
+
+use crate::config::DaemonConfig;
+use crate::drift::report::{EnvReport, markdown};
+use crate::engine::store::Store;
+use crate::engine::{Reporter, wiring};
+use anyhow::bail;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code when drift was found.
+pub const EXIT_DRIFT: u8 = 1;
+/// Exit code when something could not be measured (no data, live state
+/// unreadable) and nothing drifted: not "in sync".
+pub const EXIT_UNKNOWN: u8 = 2;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Compares each environment's live state with what it should run: the objects \
+rendered at the commit that is live against the target's live objects (server-owned and \
+defaulted fields ignored, Secret values masked by a stable hash: a change shows, the value \
+never does), and each SLO's error-budget burn rate over the env's burn windows (default: the \
+SRE workbook's 1h/5m at 14.4x, 6h/30m at 6x, 3d/6h at 1x) and against the baseline recorded \
+when the live release was promoted. No data is never \"ok\".\n\n\
+The report opens with one line per env, then the diffs and the SLO table. It is also kept in \
+the state dir (reports/<env>/latest.md|json). Read-only by default; with --act, envs in heal \
+mode re-apply drift older than their grace, and SLO drift right after a release hands it back \
+to the release engine (rollback + signed revert), as the daemon does.\n\n\
+Exit: 0 in sync, 1 drift found, 2 not fully measured (no data, live state unreadable)."
+)]
+pub struct Args {
+    /// Daemon config: remote, cache and state dirs, signing key, identity.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Only this environment (default: all).
+    #[arg(long)]
+    env: Option<String>,
+    #[arg(short, long, value_enum, default_value_t)]
+    output: Format,
+    /// Heal (heal-mode envs) and hand SLO drift after a release to the engine.
+    #[arg(long)]
+    act: bool,
+    /// The local stack's state dir (podman envs).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "PLATFORM_CAPSTONE_LOCAL",
+        default_value = ".platform-capstone/local"
+    )]
+    local: PathBuf,
+    /// Prometheus for kubernetes envs (podman envs use the local stack's).
+    #[arg(long, value_name = "URL")]
+    prometheus: Option<String>,
+}
+
+struct Quiet;
+impl Reporter for Quiet {
+    fn info(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let cfg = DaemonConfig::load(&a.config)?;
+    let (mut repo, signer) = wiring::open(&cfg, &a.config, &cfg.cache_dir)?;
+    let envs = wiring::envs(&repo)?;
+    if let Some(e) = &a.env
+        && !envs.iter().any(|x| &x.name == e)
+    {
+        let names: Vec<&str> = envs.iter().map(|e| e.name.as_str()).collect();
+        bail!(
+            "--env {e}: no such environment (have: {})",
+            names.join(", ")
+        );
+    }
+    let store = Store::new(&cfg.state_dir);
+    let actor = format!("{} <{}> (drift)", cfg.identity.name, cfg.identity.email);
+    let mut reports: Vec<EnvReport> = Vec::new();
+    for env in envs
+        .iter()
+        .filter(|e| a.env.as_ref().is_none_or(|n| n == &e.name))
+    {
+        let local = cfg.local_stack.clone().unwrap_or_else(|| a.local.clone());
+        let prometheus = a.prometheus.clone().or(cfg.prometheus.clone());
+        let report = match wiring::adapters(env, &local, prometheus.as_deref()) {
+            Err(e) => {
+                let mut r = EnvReport::skipped(
+                    &env.name,
+                    env.drift.mode,
+                    chrono::Utc::now(),
+                    String::new(),
+                );
+                r.skipped = None;
+                r.config_error = Some(e.to_string());
+                r
+            }
+            Ok(ad) => crate::drift::run::check(
+                &mut repo, &store, &signer, &ad, env, &actor, a.act, &mut Quiet,
+            )?,
+        };
+        reports.push(report);
+    }
+    match a.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+        Format::Markdown => print!("{}", markdown(&reports)),
+    }
+    let drift = reports
+        .iter()
+        .any(|r| r.config_drifted() || !r.slo_drifted().is_empty());
+    let unknown = reports.iter().any(|r| {
+        r.config_error.is_some()
+            || r.slos
+                .iter()
+                .any(|s| matches!(s.status, crate::drift::slo::SloStatus::NoData { .. }))
+    });
+    Ok(ExitCode::from(if drift {
+        EXIT_DRIFT
+    } else if unknown {
+        EXIT_UNKNOWN
+    } else {
+        0
+    }))
+}
