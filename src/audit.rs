@@ -122,6 +122,9 @@ pub struct Note {
     /// Config drift the drift stage healed on the env running this commit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub heals: Vec<Heal>,
+    /// Drills that ended with the env at this commit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drills: Vec<crate::drill::DrillRun>,
 }
 
 /// One heal: what drifted (masked diffs) and what was re-applied.

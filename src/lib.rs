@@ -36,6 +36,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod drift;
+pub mod drill;
 pub mod engine;
 pub mod fsutil;
 pub mod gates;

@@ -249,6 +249,37 @@ fn the_daemon_serves_verifies_watches_reloads_and_stops() {
     assert_eq!(call("/api/v1/envs/dev/retry", None), 403);
     assert_eq!(call("/api/v1/envs/dev/retry", Some("t0ken")), 202);
 
+    // A drift check on demand: its report is served (here it says why the
+    // target could not be looked at: never "in sync").
+    assert_eq!(call("/api/v1/envs/dev/drift", None), 403);
+    assert_eq!(get("/api/v1/drift/nope").expect("drift").status(), 404);
+    assert_eq!(call("/api/v1/envs/dev/drift", Some("t0ken")), 202);
+    wait_for("the drift report", Duration::from_secs(30), || {
+        get("/api/v1/drift/dev").is_ok_and(|r| r.status() == 200)
+    });
+    let report: serde_json::Value = get("/api/v1/drift/dev")
+        .expect("drift")
+        .json()
+        .expect("json");
+    assert!(
+        report["config_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("local stack is not set up")),
+        "{report}"
+    );
+    let md = get("/api/v1/drift/dev?format=markdown")
+        .expect("markdown")
+        .text()
+        .expect("text");
+    assert!(
+        md.starts_with("# Drift report\n\n- dev: config drift unknown"),
+        "{md}"
+    );
+    let all: serde_json::Value = get("/api/v1/drift").expect("all").json().expect("json");
+    assert_eq!(all.as_array().map(Vec::len), Some(1), "{all}");
+    let drills: serde_json::Value = get("/api/v1/drills").expect("drills").json().expect("json");
+    assert_eq!(drills, serde_json::json!([]), "no drill has run");
+
     // approve: an approval signed by a key of prod's approvers is accepted
     // and stored on the staging commit the release waits on; anything
     // else is refused and nothing is written.

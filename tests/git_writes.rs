@@ -419,3 +419,58 @@ fn two_daemons_promoting_the_same_release_make_one_promotion_commit() {
         "{log}"
     );
 }
+
+#[test]
+fn drift_reports_go_to_their_own_branch_created_once_and_committed_only_on_change() {
+    let f = Fixture::new();
+    let mut w = f.writer("cache");
+    w.fetch().expect("fetch");
+    let report = |text: &str| {
+        vec![FileChange {
+            path: "reports/dev.md".into(),
+            content: Some(text.as_bytes().to_vec()),
+        }]
+    };
+    // No `reports` branch yet: created as a root commit, signed.
+    let first = committed(
+        w.commit_side_branch("reports", "drift: dev: in sync", &report("in sync\n"))
+            .expect("first report"),
+    );
+    assert_eq!(f.remote_rev("reports"), first);
+    assert_eq!(
+        git(&f.remote, &["rev-list", "--count", "reports"]),
+        "1",
+        "a root commit, unrelated to the env branches"
+    );
+    assert!(verify_commit(&f.remote, &f.allowed_signers, "reports"));
+    // Same content: nothing to commit. New content: one more commit on top.
+    assert!(matches!(
+        w.commit_side_branch("reports", "drift: dev: in sync", &report("in sync\n"))
+            .expect("same"),
+        CommitOutcome::NothingToDo
+    ));
+    let mut other = f.writer("other-cache");
+    let second = committed(
+        other
+            .commit_side_branch("reports", "drift: dev: 1 drifted", &report("1 drifted\n"))
+            .expect("second"),
+    );
+    assert_eq!(git(&f.remote, &["rev-parse", "reports~1"]), first);
+    assert_eq!(f.remote_rev("reports"), second);
+    // Env branches are never a report destination; paths stay confined.
+    let env_before = f.remote_rev("env/dev");
+    assert!(w.commit_side_branch("env/dev", "x", &report("x")).is_err());
+    assert!(
+        w.commit_side_branch(
+            "reports",
+            "x",
+            &[FileChange {
+                path: "../escape.md".into(),
+                content: Some(b"x".to_vec()),
+            }],
+        )
+        .is_err()
+    );
+    assert_eq!(f.remote_rev("env/dev"), env_before);
+    assert_eq!(f.remote_rev("reports"), second);
+}

@@ -5,6 +5,9 @@
 //! - `git_writes`: signed commits, CAS pushes under concurrency, reverts, notes
 //! - `daemon`: the daemon binary: health, readiness, metrics, API, webhook HMAC,
 //!   tokens, file watch, SIGHUP reload, SIGTERM
+//! - `drift`: config and SLO drift on the real stack: a replaced pod's diff,
+//!   Secret values masked everywhere, heal, fault → burn → revert, no data
+//! - `drill`: every drill scenario on the real stack; a loose gate fails the drill
 //! - `fetch`: one fetch of every env branch; pruning; stale-lock recovery
 //! - `gates`: the admission gate with the blueprint's real policies
 //! - `golden`: the renderer vs `kubectl kustomize` on 45 overlay cases
@@ -30,6 +33,8 @@ mod support;
 mod cli;
 mod confinement;
 mod daemon;
+mod drift;
+mod drill;
 mod fetch;
 mod gates;
 mod git_writes;

@@ -50,17 +50,8 @@ pub struct Args {
     /// Heal (heal-mode envs) and hand SLO drift after a release to the engine.
     #[arg(long)]
     act: bool,
-    /// The local stack's state dir (podman envs).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "PLATFORM_CAPSTONE_LOCAL",
-        default_value = ".platform-capstone/local"
-    )]
-    local: PathBuf,
-    /// Prometheus for kubernetes envs (podman envs use the local stack's).
-    #[arg(long, value_name = "URL")]
-    prometheus: Option<String>,
+    #[command(flatten)]
+    targets: super::Targets,
 }
 
 struct Quiet;
@@ -90,8 +81,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .filter(|e| a.env.as_ref().is_none_or(|n| n == &e.name))
     {
-        let local = cfg.local_stack.clone().unwrap_or_else(|| a.local.clone());
-        let prometheus = a.prometheus.clone().or(cfg.prometheus.clone());
+        let (local, prometheus) = a.targets.resolve(&cfg);
         let report = match wiring::adapters(env, &local, prometheus.as_deref()) {
             Err(e) => {
                 let mut r = EnvReport::skipped(

@@ -7,6 +7,7 @@ mod check;
 mod daemon;
 mod diff;
 mod drift;
+mod drill;
 mod init;
 mod keygen;
 mod local;
@@ -17,6 +18,7 @@ mod status;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -68,7 +70,34 @@ enum Command {
     Audit(release::AuditArgs),
     /// Config and SLO drift per environment: a report, or heal with --act.
     Drift(drift::Args),
+    /// Rehearse a failure for real (rollback, bad signature, drift, outages, crash) and time recovery.
+    Drill(drill::Args),
     Daemon(daemon::Args),
+}
+
+/// Where an env's target and metrics are, for the commands that reach them.
+#[derive(Debug, clap::Args)]
+pub struct Targets {
+    /// The local stack's state dir (podman envs) [default: the daemon config's
+    /// `local_stack`, else .platform-capstone/local].
+    #[arg(long, value_name = "DIR", env = "PLATFORM_CAPSTONE_LOCAL")]
+    local: Option<PathBuf>,
+    /// Prometheus for kubernetes envs [default: the daemon config's `prometheus`].
+    #[arg(long, value_name = "URL")]
+    prometheus: Option<String>,
+}
+
+impl Targets {
+    /// (local stack dir, Prometheus URL): flags, then the config, then defaults.
+    pub fn resolve(&self, cfg: &crate::config::DaemonConfig) -> (PathBuf, Option<String>) {
+        (
+            self.local
+                .clone()
+                .or_else(|| cfg.local_stack.clone())
+                .unwrap_or_else(|| PathBuf::from(".platform-capstone/local")),
+            self.prometheus.clone().or_else(|| cfg.prometheus.clone()),
+        )
+    }
 }
 
 /// Output format of commands whose output is data.
@@ -107,6 +136,7 @@ pub fn main() -> ExitCode {
         Command::Approve(a) => release::approve(a),
         Command::Audit(a) => release::audit(a),
         Command::Drift(a) => drift::run(a),
+        Command::Drill(a) => drill::run(a),
         Command::Daemon(a) => daemon::run(a),
     };
     match result {

@@ -8,10 +8,10 @@ use crate::config::{DaemonConfig, Env};
 use crate::engine::store::{Phase, Store};
 use crate::engine::{EnvOutcome, EnvRelease, Reporter, wiring};
 use crate::gates::run::Checks;
-use crate::model::{Digest, Outcome, pins_from_kustomization, set_digest_pins};
+use crate::model::{Digest, Outcome, pins_from_kustomization};
 use crate::rollout::IntervalResult;
 use crate::signing::{Identity, Signer};
-use crate::source::{CommitOutcome, FileChange, Git2Repo, GitError, GitRepo, TreeReader};
+use crate::source::{Git2Repo, GitRepo};
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -60,17 +60,8 @@ pub struct Common {
     /// Daemon config: remote, cache and state dirs, signing key, identity.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
-    /// The local stack's state dir (podman envs).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "PLATFORM_CAPSTONE_LOCAL",
-        default_value = ".platform-capstone/local"
-    )]
-    local: PathBuf,
-    /// Prometheus for kubernetes envs (podman envs use the local stack's).
-    #[arg(long, value_name = "URL")]
-    prometheus: Option<String>,
+    #[command(flatten)]
+    targets: super::Targets,
     #[arg(short, long, value_enum, default_value_t)]
     output: Output,
 }
@@ -222,31 +213,7 @@ fn pin_version(
         images.push(format!("{}@{d}", p.repository()));
         digests.insert(p.name.clone(), d);
     }
-    let message = format!(
-        "release {version} to {}\n\nImages:\n{}\n\nRelease-Id: {release}\nVersion: {version}\n",
-        env.name,
-        images
-            .iter()
-            .map(|i| format!("  {i}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    let f = file.clone();
-    let outcome = repo.commit_change(&env.branch, &message, &mut |tree: &dyn TreeReader| {
-        let text = tree.read_string(&f)?;
-        let new =
-            set_digest_pins(&f, &text, &digests).map_err(|e| GitError::Change(e.to_string()))?;
-        Ok((new != text).then(|| {
-            vec![FileChange {
-                path: f.clone(),
-                content: Some(new.into_bytes()),
-            }]
-        }))
-    })?;
-    let commit = match outcome {
-        CommitOutcome::Committed { commit, .. } => commit,
-        CommitOutcome::NothingToDo => repo.resolve(&env.branch)?,
-    };
+    let commit = crate::engine::pin::commit_pins(repo, env, &digests, &images, version, release)?;
     Ok((commit, images))
 }
 
@@ -385,7 +352,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 .as_ref()
                 .and_then(|n| envs.iter().find(|e| &e.name == n))
         };
-        let ad = wiring::adapters(env, &a.common.local, a.common.prometheus.as_deref())?;
+        let (local, prometheus) = a.common.targets.resolve(&cfg);
+        let ad = wiring::adapters(env, &local, prometheus.as_deref())?;
         let r = EnvRelease {
             env,
             next,

@@ -76,6 +76,11 @@ struct RawDaemon {
     /// Branch of the config repo the daemon commits drift reports to
     /// (`reports/<env>.md` and `.json`); none: reports stay in the state dir.
     reports_branch: Option<String>,
+    /// Cosign private key signing the images of scheduled drills (the
+    /// release key the envs trust); no scheduled image drills without it.
+    drill_key: Option<PathBuf>,
+    /// The static demo binary scheduled drills build their images from.
+    demo_binary: Option<PathBuf>,
 }
 
 /// A validated daemon configuration.
@@ -97,6 +102,8 @@ pub struct DaemonConfig {
     pub local_stack: Option<PathBuf>,
     pub prometheus: Option<String>,
     pub reports_branch: Option<String>,
+    pub drill_key: Option<PathBuf>,
+    pub demo_binary: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +254,8 @@ impl DaemonConfig {
             local_stack: raw.local_stack,
             prometheus: raw.prometheus,
             reports_branch: raw.reports_branch,
+            drill_key: raw.drill_key,
+            demo_binary: raw.demo_binary,
         })
     }
 }

@@ -40,6 +40,18 @@ struct RawEnv {
     /// Drift detection schedule and mode.
     #[serde(default)]
     drift: RawDrift,
+    /// Scheduled drills (game days) the daemon runs in this environment.
+    #[serde(default)]
+    drill: Vec<RawDrill>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDrill {
+    /// Cron expression (UTC) of the game day.
+    schedule: String,
+    /// rollback, bad-signature, config-drift, git-outage, metrics-outage, crash-mid-rollout.
+    scenario: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,6 +253,8 @@ pub struct Env {
     pub gates: Gates,
     pub promotion: PromotionPolicy,
     pub drift: Drift,
+    /// Drills the daemon runs on a schedule: (cron, scenario).
+    pub drills: Vec<(cron::Schedule, crate::drill::Scenario)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -870,6 +884,21 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
         None => bake,
     };
 
+    let mut drills = Vec::new();
+    for (i, d) in raw.drill.iter().enumerate() {
+        let schedule = c.cron(&format!("drill[{i}].schedule"), &d.schedule);
+        let scenario = <crate::drill::Scenario as clap::ValueEnum>::from_str(&d.scenario, false);
+        match (schedule, scenario) {
+            (Some(s), Ok(sc)) => drills.push((s, sc)),
+            (_, Err(_)) => c.add(
+                &format!("drill[{i}].scenario"),
+                format!("{:?} is not a drill", d.scenario),
+                "use rollback, bad-signature, config-drift, git-outage, metrics-outage or crash-mid-rollout",
+            ),
+            _ => {}
+        }
+    }
+
     let env = Env {
         name: name.to_string(),
         file: file.to_string(),
@@ -906,6 +935,7 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
             regression_window,
             revert_within,
         },
+        drills,
     };
     (env, c.problems)
 }

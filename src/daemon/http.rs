@@ -83,6 +83,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/envs/{env}/retry", post(retry))
         .route("/api/v1/envs/{env}/drift", post(drift_now))
         .route("/api/v1/drift", get(drift_all))
+        .route("/api/v1/drills", get(drills))
         .route("/api/v1/drift/{env}", get(drift_env))
         .route(
             "/api/v1/webhook",
@@ -272,6 +273,29 @@ async fn drift_all(State(s): State<Arc<Shared>>) -> Response {
         .filter_map(|n| store.latest_report(n).ok().flatten())
         .collect();
     axum::Json(reports).into_response()
+}
+
+/// Drill history (newest first, at most 100): what the state dir keeps.
+async fn drills(State(s): State<Arc<Shared>>) -> Response {
+    let Some(store) = store(&s) else {
+        return api_error(ApiError::Unavailable("state poisoned".into()));
+    };
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(store.dir().join("drills"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort_by(|a, b| b.file_name().cmp(&a.file_name()));
+    let runs: Vec<crate::drill::DrillRun> = files
+        .iter()
+        .take(100)
+        .filter_map(|p| serde_json::from_slice(&std::fs::read(p).ok()?).ok())
+        .collect();
+    axum::Json(runs).into_response()
 }
 
 /// One env's latest drift report: JSON, or Markdown with `?format=markdown`.

@@ -103,6 +103,20 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Claims `env` for a drift check or drill: false when one runs there.
+    fn claim(&self, env: &str) -> bool {
+        self.drift_running
+            .lock()
+            .map(|mut r| r.insert(env.to_string()))
+            .unwrap_or(false)
+    }
+
+    fn unclaim(&self, env: &str) {
+        if let Ok(mut r) = self.drift_running.lock() {
+            r.remove(env);
+        }
+    }
+
     /// The control of `env`, created on first use.
     pub fn control(&self, env: &str) -> Arc<Control> {
         match self.controls.lock() {
@@ -662,6 +676,7 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
     // A deadline, not a duration: other wake-ups must not push the poll back.
     let mut poll_at = tokio::time::Instant::now();
     let mut scheduler = schedule::Scheduler::new(Vec::new(), chrono::Utc::now());
+    let mut job_key: Vec<(String, String)> = Vec::new();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| DaemonError::Start(format!("SIGTERM handler: {e}")))?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -695,6 +710,11 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
             tracing::info!(job, "scheduled job due");
             if let Some(env) = job.strip_prefix("drift:") {
                 start_drift(&shared, &cfg, &config_file, env);
+            }
+            if let Some((env, scenario)) =
+                job.strip_prefix("drill:").and_then(|j| j.split_once(':'))
+            {
+                start_drill(&shared, &cfg, &config_file, env, scenario);
             }
         }
         // Only window openings retry waiting releases.
@@ -775,23 +795,32 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
         }
         // Promotion windows of every env: a window opening retries waiting releases.
         // Drift checks on each env's own schedule.
-        let jobs: Vec<(String, cron::Schedule)> = envs
+        let jobs: Vec<(String, cron::Schedule)> =
+            envs.iter()
+                .flat_map(|e| {
+                    e.promotion
+                        .windows
+                        .iter()
+                        .map(move |w| (format!("window:{}", e.name), w.schedule.clone()))
+                        .chain(
+                            e.drift
+                                .schedule
+                                .iter()
+                                .map(move |s| (format!("drift:{}", e.name), s.clone())),
+                        )
+                        .chain(e.drills.iter().map(move |(s, sc)| {
+                            (format!("drill:{}:{}", e.name, sc.name()), s.clone())
+                        }))
+                })
+                .collect();
+        // A new job list (added, removed or re-timed jobs) restarts the scheduler.
+        let key: Vec<(String, String)> = jobs
             .iter()
-            .flat_map(|e| {
-                e.promotion
-                    .windows
-                    .iter()
-                    .map(move |w| (format!("window:{}", e.name), w.schedule.clone()))
-                    .chain(
-                        e.drift
-                            .schedule
-                            .iter()
-                            .map(move |s| (format!("drift:{}", e.name), s.clone())),
-                    )
-            })
+            .map(|(n, s)| (n.clone(), s.to_string()))
             .collect();
-        if jobs.len() != scheduler.len() {
+        if key != job_key {
             scheduler = schedule::Scheduler::new(jobs, chrono::Utc::now());
+            job_key = key;
         }
         let now = chrono::Utc::now();
         for env in &envs {
@@ -869,12 +898,7 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
 /// env): heal and SLO hand-over as the env's config says, the report kept
 /// in the state dir and, with `reports_branch`, committed there.
 fn start_drift(shared: &Arc<Shared>, cfg: &DaemonConfig, config_file: &Path, env: &str) {
-    let fresh = shared
-        .drift_running
-        .lock()
-        .map(|mut r| r.insert(env.to_string()))
-        .unwrap_or(false);
-    if !fresh {
+    if !shared.claim(env) {
         tracing::debug!(env, "drift check already running");
         return;
     }
@@ -894,9 +918,69 @@ fn start_drift(shared: &Arc<Shared>, cfg: &DaemonConfig, config_file: &Path, env
             }
             Err(e) => tracing::warn!(error = %e, "drift check failed"),
         }
-        if let Ok(mut r) = shared.drift_running.lock() {
-            r.remove(&env);
+        shared.unclaim(&env);
+    });
+}
+
+/// A scheduled drill (game day) on a thread of its own; one at a time per
+/// env (it shares the drift guard: a drill and a drift check never overlap).
+fn start_drill(
+    shared: &Arc<Shared>,
+    cfg: &DaemonConfig,
+    config_file: &Path,
+    env: &str,
+    scenario: &str,
+) {
+    let Ok(scenario) = <crate::drill::Scenario as clap::ValueEnum>::from_str(scenario, false)
+    else {
+        return;
+    };
+    if !shared.claim(env) {
+        tracing::info!(env, "drill skipped: a drift check or drill is running");
+        return;
+    }
+    let (shared, cfg, config_file, env) = (
+        shared.clone(),
+        cfg.clone(),
+        config_file.to_path_buf(),
+        env.to_string(),
+    );
+    std::thread::spawn(move || {
+        let span = tracing::info_span!("drill", env = %env, scenario = scenario.name());
+        let _g = span.enter();
+        let key = cfg.drill_key.as_ref().and_then(|p| {
+            let pem = std::fs::read_to_string(p)
+                .map_err(
+                    |e| tracing::warn!(error = %e, path = %p.display(), "drill_key unreadable"),
+                )
+                .ok()?;
+            crate::gates::cosign::load_signing_key(&pem)
+                .map_err(|e| tracing::warn!(error = %e, "drill_key is not a cosign key"))
+                .ok()
+        });
+        let ctx = crate::drill::run::DrillContext {
+            cfg: &cfg,
+            config_file: &config_file,
+            local: cfg
+                .local_stack
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".platform-capstone/local")),
+            prometheus: cfg.prometheus.clone(),
+            cosign_key: key,
+            demo_binary: cfg.demo_binary.clone(),
+            fault_error_ratio: 0.3,
+            fault_latency_ms: 300,
+            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("platform-capstone")),
+        };
+        let run = crate::drill::run::run(&ctx, scenario, &env, &mut |l| tracing::debug!("{l}"));
+        for l in run.summary_lines() {
+            if run.success() {
+                tracing::info!("{l}");
+            } else {
+                tracing::warn!(error = ?run.error, "{l}");
+            }
         }
+        shared.unclaim(&env);
     });
 }
 
@@ -914,9 +998,24 @@ fn drift_once(cfg: &DaemonConfig, config_file: &Path, env: &str) -> Result<Strin
         .local_stack
         .clone()
         .unwrap_or_else(|| PathBuf::from(".platform-capstone/local"));
-    let adapters =
-        wiring::adapters(e, &local, cfg.prometheus.as_deref()).map_err(|e| e.to_string())?;
     let store = Store::new(&cfg.state_dir);
+    let adapters = match wiring::adapters(e, &local, cfg.prometheus.as_deref()) {
+        Ok(a) => a,
+        Err(err) => {
+            // The target cannot be looked at: a report that says so.
+            let mut r = crate::drift::report::EnvReport::skipped(
+                env,
+                e.drift.mode,
+                chrono::Utc::now(),
+                String::new(),
+            );
+            r.skipped = None;
+            r.config_error = Some(err.to_string());
+            let md = crate::drift::report::markdown(std::slice::from_ref(&r));
+            store.save_report(env, &r, &md).map_err(|e| e.to_string())?;
+            return Err(err.to_string());
+        }
+    };
     let actor = format!("{} <{}> (daemon)", cfg.identity.name, cfg.identity.email);
     let before = store.latest_report(env).ok().flatten();
     let report = crate::drift::run::check(

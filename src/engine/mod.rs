@@ -13,6 +13,7 @@
 //! promotion commit and record), `recover` (rollback and revert),
 //! `wiring` (config → repo, envs and adapters, for the CLI and the daemon).
 
+pub mod pin;
 pub mod promote;
 pub mod recover;
 pub mod store;
@@ -54,6 +55,10 @@ pub trait Reporter {
     fn step(&mut self, _name: &str, _result: &str) {}
     fn interval(&mut self, _step: &str, _n: usize, _result: &IntervalResult) {}
     fn info(&mut self, _line: &str) {}
+    /// A moment drills time: `canary_traffic` (the canary starts taking
+    /// traffic), `detected` (the analysis aborted), `stable` (all traffic
+    /// back on stable), `reverted` (the revert commit is pushed).
+    fn mark(&mut self, _event: &str) {}
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -693,6 +698,9 @@ impl Engine<'_> {
             if !first_release {
                 self.route(env, &stable_eps, &canary_eps, weight)?;
             }
+            if state.record.steps.is_empty() {
+                out.mark("canary_traffic");
+            }
             let name = rollout::step_name(weight);
             if state.record.steps.last().is_none_or(|s| s.name != name) {
                 state.record.steps.push(StepRecord {
@@ -727,10 +735,12 @@ impl Engine<'_> {
                 Next::Complete => break,
                 Next::Abort { kind, reason } => {
                     state.record.timings.insert("analysis_ms".into(), ms(t));
+                    out.mark("detected");
                     let detected = Instant::now();
                     // Traffic back on stable and the canary gone, first.
                     let to_stable =
                         recover::rollback(self, env, state, first_release, &stable_eps)?;
+                    out.mark("stable");
                     state
                         .record
                         .timings
@@ -928,7 +938,10 @@ impl Engine<'_> {
                 .map_err(Self::target_err)?;
             recover::rollback(self, env, state, false, &stable.endpoints)?;
         }
+        let t = Instant::now();
         let revert = recover::revert(self, env, state, reason)?;
+        state.record.timings.insert("revert_ms".into(), ms(t));
+        out.mark("reverted");
         out.info(&format!(
             "reverted {} on {}: {}",
             &state.commit[..12.min(state.commit.len())],

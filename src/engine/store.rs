@@ -195,7 +195,9 @@ impl Store {
         &self,
         env: &str,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
-        self.read(&format!("drift/{env}.json"))
+        Ok(self
+            .read::<Option<chrono::DateTime<chrono::Utc>>>(&format!("drift/{env}.json"))?
+            .flatten())
     }
 
     pub fn save_drift_since(

@@ -475,6 +475,69 @@ impl Git2Repo {
         }
     }
 
+    /// One fetch of `specs` from `remote` (no tags, no FETCH_HEAD).
+    fn fetch_specs(
+        &self,
+        remote: &Remote,
+        specs: &[String],
+        prune: bool,
+    ) -> Result<(), git2::Error> {
+        let mut r = self.repo.remote_anonymous(&remote.url)?;
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(credentials_callback(remote.ssh_key.as_deref()))
+            .update_fetchhead(false)
+            .download_tags(git2::AutotagOption::None);
+        if prune {
+            opts.prune(git2::FetchPrune::On);
+        }
+        r.fetch(specs, Some(&mut opts), None)
+    }
+
+    /// Stages `changes` into an in-memory `index`: paths confined (no `..`,
+    /// `.`, absolute), content written as blobs (an in-memory index cannot
+    /// hash content itself), `None` removes the path.
+    fn stage(&self, index: &mut git2::Index, changes: &[FileChange]) -> Result<(), GitError> {
+        for ch in changes {
+            let comps = super::confine::split(&ch.path)?;
+            if comps.iter().any(|c| c == ".." || c == ".") {
+                return Err(ReadError::Escapes {
+                    path: ch.path.clone(),
+                }
+                .into());
+            }
+            let path = comps.join("/");
+            match &ch.content {
+                Some(bytes) => {
+                    let blob = self
+                        .repo
+                        .blob(bytes)
+                        .map_err(GitError::git(format!("write {path}")))?;
+                    let entry = git2::IndexEntry {
+                        ctime: git2::IndexTime::new(0, 0),
+                        mtime: git2::IndexTime::new(0, 0),
+                        dev: 0,
+                        ino: 0,
+                        mode: 0o100644,
+                        uid: 0,
+                        gid: 0,
+                        file_size: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                        id: blob,
+                        flags: 0,
+                        flags_extended: 0,
+                        path: path.clone().into_bytes(),
+                    };
+                    index
+                        .add(&entry)
+                        .map_err(GitError::git(format!("stage {path}")))?;
+                }
+                None => index
+                    .remove_path(Path::new(&path))
+                    .map_err(GitError::git(format!("remove {path}")))?,
+            }
+        }
+        Ok(())
+    }
+
     /// Writes `files` (whole files, repo-relative, confined) to `branch`
     /// outside `env/*` — the drift `reports` branch — as one signed commit,
     /// creating the branch as a root commit when the remote has none. CAS
@@ -496,19 +559,8 @@ impl Git2Repo {
         for attempt in 1..=self.push_attempts {
             // The branch as the remote has it now (absent: None).
             if let Some(remote) = &self.remote {
-                let mut r =
-                    self.repo
-                        .remote_anonymous(&remote.url)
-                        .map_err(|source| GitError::Fetch {
-                            remote: remote.url.clone(),
-                            source,
-                        })?;
-                let mut opts = FetchOptions::new();
-                opts.remote_callbacks(credentials_callback(remote.ssh_key.as_deref()))
-                    .update_fetchhead(false)
-                    .download_tags(git2::AutotagOption::None);
                 let spec = format!("+{refname}:{refname}");
-                if let Err(e) = r.fetch(&[spec.as_str()], Some(&mut opts), None) {
+                if let Err(e) = self.fetch_specs(remote, &[spec], false) {
                     // A branch the remote does not have is created below.
                     if !e.message().contains("couldn't find remote ref") {
                         return Err(GitError::Fetch {
@@ -531,37 +583,7 @@ impl Git2Repo {
                     .map_err(GitError::git("read tree"))?;
                 index.read_tree(&tree).map_err(GitError::git("index"))?;
             }
-            for f in files {
-                let comps = super::confine::split(&f.path)?;
-                if comps.iter().any(|c| c == ".." || c == ".") {
-                    return Err(ReadError::Escapes {
-                        path: f.path.clone(),
-                    }
-                    .into());
-                }
-                let path = comps.join("/");
-                let Some(bytes) = &f.content else { continue };
-                let blob = self
-                    .repo
-                    .blob(bytes)
-                    .map_err(GitError::git(format!("write {path}")))?;
-                index
-                    .add(&git2::IndexEntry {
-                        ctime: git2::IndexTime::new(0, 0),
-                        mtime: git2::IndexTime::new(0, 0),
-                        dev: 0,
-                        ino: 0,
-                        mode: 0o100644,
-                        uid: 0,
-                        gid: 0,
-                        file_size: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
-                        id: blob,
-                        flags: 0,
-                        flags_extended: 0,
-                        path: path.into_bytes(),
-                    })
-                    .map_err(GitError::git("stage"))?;
-            }
+            self.stage(&mut index, files)?;
             let tree = index
                 .write_tree_to(&self.repo)
                 .map_err(GitError::git("write tree"))?;
@@ -780,23 +802,11 @@ impl GitRepo for Git2Repo {
         let start = Instant::now();
         let before = self.heads()?;
         if let Some(remote) = &self.remote {
-            let mut r =
-                self.repo
-                    .remote_anonymous(&remote.url)
-                    .map_err(|source| GitError::Fetch {
-                        remote: remote.url.clone(),
-                        source,
-                    })?;
-            let mut opts = FetchOptions::new();
-            opts.remote_callbacks(credentials_callback(remote.ssh_key.as_deref()))
-                .prune(git2::FetchPrune::On)
-                .update_fetchhead(false)
-                .download_tags(git2::AutotagOption::None);
             let specs = [
                 format!("+refs/heads/{ENV_BRANCH_PREFIX}*:refs/heads/{ENV_BRANCH_PREFIX}*"),
                 format!("+{NOTES_REF}:{NOTES_REF}"),
             ];
-            r.fetch(&specs, Some(&mut opts), None)
+            self.fetch_specs(remote, &specs, true)
                 .map_err(|source| GitError::Fetch {
                     remote: remote.url.clone(),
                     source,
@@ -906,46 +916,7 @@ impl GitRepo for Git2Repo {
             index
                 .read_tree(&base_tree)
                 .map_err(GitError::git("index"))?;
-            for ch in &changes {
-                let comps = super::confine::split(&ch.path)?;
-                if comps.iter().any(|c| c == ".." || c == ".") {
-                    return Err(ReadError::Escapes {
-                        path: ch.path.clone(),
-                    }
-                    .into());
-                }
-                let path = comps.join("/");
-                match &ch.content {
-                    Some(bytes) => {
-                        // An in-memory index cannot hash content itself:
-                        // write the blob, then stage its id.
-                        let blob = me
-                            .repo
-                            .blob(bytes)
-                            .map_err(GitError::git(format!("write {path}")))?;
-                        let entry = git2::IndexEntry {
-                            ctime: git2::IndexTime::new(0, 0),
-                            mtime: git2::IndexTime::new(0, 0),
-                            dev: 0,
-                            ino: 0,
-                            mode: 0o100644,
-                            uid: 0,
-                            gid: 0,
-                            file_size: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
-                            id: blob,
-                            flags: 0,
-                            flags_extended: 0,
-                            path: path.clone().into_bytes(),
-                        };
-                        index
-                            .add(&entry)
-                            .map_err(GitError::git(format!("stage {path}")))?;
-                    }
-                    None => index
-                        .remove_path(Path::new(&path))
-                        .map_err(GitError::git(format!("remove {path}")))?,
-                }
-            }
+            me.stage(&mut index, &changes)?;
             let tree = index
                 .write_tree_to(&me.repo)
                 .map_err(GitError::git("write tree"))?;

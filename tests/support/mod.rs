@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod sigstore;
+pub mod world;
 
 use platform_capstone::signing::{self, Identity, Signer};
 use platform_capstone::source::Git2Repo;

@@ -1,0 +1,997 @@
+//! Drills, the edges: each scenario breaks something real on purpose —
+//! a faulty but properly signed version, a version signed by a stranger,
+//! a live edit through podman, the config repo gone, Prometheus killed,
+//! the engine killed mid-canary — and checks that the platform behaves,
+//! timing each phase. Every drill releases only into its own env (never
+//! promotes) and returns the env to where it started; a drill that cannot
+//! (or whose checks fail) is a failure.
+//!
+//! The scenarios that build images or kill components need the local
+//! stack (podman envs); on other targets they say so instead of running.
+
+use super::{DrillRun, Scenario};
+use crate::audit::{self, Note};
+use crate::config::{BurnWindow, DaemonConfig, Env, Severity, TargetKind};
+use crate::drift::slo;
+use crate::engine::store::{LastGood, Phase, Store};
+use crate::engine::wiring::{self, Adapters};
+use crate::engine::{EngineError, EnvOutcome, EnvRelease, Reporter};
+use crate::local::Stack;
+use crate::local::images::{self, Published, Variant};
+use crate::ports::{Track, Workload};
+use crate::rollout::IntervalResult;
+use crate::signing::Signer;
+use crate::source::{Git2Repo, GitRepo};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+/// What drills need beyond the daemon config.
+pub struct DrillContext<'a> {
+    pub cfg: &'a DaemonConfig,
+    pub config_file: &'a Path,
+    /// The local stack's state dir (podman envs).
+    pub local: PathBuf,
+    pub prometheus: Option<String>,
+    /// Signs drill images; its public key must be trusted by the env
+    /// (`policies/trust.toml`), as the release CI key is.
+    pub cosign_key: Option<p256::ecdsa::SigningKey>,
+    /// The static demo binary drill images are built from.
+    pub demo_binary: Option<PathBuf>,
+    /// The fault the rollback drill ships.
+    pub fault_error_ratio: f64,
+    pub fault_latency_ms: u64,
+    /// This program, for the crash drill's child processes.
+    pub exe: PathBuf,
+}
+
+/// Called at each engine mark (the metrics-outage drill kills Prometheus there).
+type OnMark<'a> = Box<dyn FnMut(&str) + 'a>;
+
+/// Progress lines and the moments the engine marks.
+struct Marks<'a> {
+    at: Vec<(String, Instant)>,
+    on_mark: Option<OnMark<'a>>,
+    say: &'a mut dyn FnMut(&str),
+}
+
+impl<'a> Marks<'a> {
+    fn new(say: &'a mut dyn FnMut(&str)) -> Self {
+        Self {
+            at: Vec::new(),
+            on_mark: None,
+            say,
+        }
+    }
+
+    fn when(&self, e: &str) -> Option<Instant> {
+        self.at.iter().find(|(n, _)| n == e).map(|(_, t)| *t)
+    }
+}
+
+impl Reporter for Marks<'_> {
+    fn step(&mut self, name: &str, result: &str) {
+        (self.say)(&format!("  {name}: {result}"));
+    }
+    fn interval(&mut self, step: &str, n: usize, result: &IntervalResult) {
+        let r = match result {
+            IntervalResult::Healthy => "healthy".to_string(),
+            IntervalResult::Unhealthy(why) => format!("unhealthy: {why}"),
+            IntervalResult::Inconclusive(why) => format!("inconclusive: {why}"),
+        };
+        (self.say)(&format!("  {step}: interval {n}: {r}"));
+    }
+    fn info(&mut self, line: &str) {
+        (self.say)(&format!("  {line}"));
+    }
+    fn mark(&mut self, event: &str) {
+        self.at.push((event.to_string(), Instant::now()));
+        if let Some(f) = self.on_mark.as_mut() {
+            f(event);
+        }
+    }
+}
+
+fn ms_between(a: Option<Instant>, b: Option<Instant>) -> Option<u64> {
+    Some(b?.checked_duration_since(a?)?.as_millis() as u64)
+}
+
+/// Everything a scenario works with.
+struct Ground {
+    repo: Git2Repo,
+    signer: Signer,
+    store: Store,
+    env: Env,
+    adapters: Adapters,
+    start: LastGood,
+}
+
+fn ground(ctx: &DrillContext<'_>, env: &str) -> Result<Ground, String> {
+    let (mut repo, signer) =
+        wiring::open(ctx.cfg, ctx.config_file, &ctx.cfg.cache_dir.join("drill"))
+            .map_err(|e| e.to_string())?;
+    repo.fetch().map_err(|e| e.to_string())?;
+    let envs = wiring::envs(&repo).map_err(|e| e.to_string())?;
+    let env = envs
+        .into_iter()
+        .find(|e| e.name == env)
+        .ok_or_else(|| format!("--env {env}: no such environment"))?;
+    let store = Store::new(&ctx.cfg.state_dir);
+    if let Some(s) = store.release(&env.name).map_err(|e| e.to_string())?
+        && s.phase != Phase::Finished
+    {
+        return Err(format!(
+            "{} is in progress in {}; drill when the env is quiet",
+            s.release, env.name
+        ));
+    }
+    let start = store
+        .last_good(&env.name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "nothing has been released in {} yet: release a good version first (a drill needs a stable release to come back to)",
+                env.name
+            )
+        })?;
+    let adapters =
+        wiring::adapters(&env, &ctx.local, ctx.prometheus.as_deref()).map_err(|e| e.to_string())?;
+    Ok(Ground {
+        repo,
+        signer,
+        store,
+        env,
+        adapters,
+        start,
+    })
+}
+
+fn local_stack(ctx: &DrillContext<'_>, env: &Env, what: &str) -> Result<Stack, String> {
+    if env.target.kind != TargetKind::Podman {
+        return Err(format!(
+            "the {what} drill runs on the local stack (podman envs); {} is {:?}",
+            env.name, env.target.kind
+        ));
+    }
+    Stack::new(&ctx.local).map_err(|e| e.to_string())
+}
+
+/// Builds, pushes, signs and attests one demo image tagged `tag`.
+fn build(
+    ctx: &DrillContext<'_>,
+    env: &Env,
+    tag: &str,
+    extra_env: Vec<(String, String)>,
+    key: &p256::ecdsa::SigningKey,
+    say: &mut dyn FnMut(&str),
+) -> Result<Published, String> {
+    let stack = local_stack(ctx, env, "image-building")?;
+    let state = stack
+        .load()
+        .ok_or("the local stack is not up: run `platform-capstone local up`")?;
+    let binary = ctx
+        .demo_binary
+        .as_ref()
+        .ok_or("--demo-binary is required to build drill images")?;
+    let mut vars = vec![("VERSION".to_string(), tag.to_string())];
+    vars.extend(extra_env);
+    let mut out = images::publish(
+        &stack.podman_config(),
+        binary,
+        &Stack::registry_host(&state),
+        &[Variant {
+            tag: tag.to_string(),
+            env: vars,
+        }],
+        key,
+        &mut |l| say(l),
+    )?;
+    out.pop().ok_or_else(|| "nothing was published".to_string())
+}
+
+fn release_id(g: &Ground) -> Result<String, String> {
+    let ids: Vec<String> = audit::all_records(&g.repo.notes().map_err(|e| e.to_string())?)
+        .into_iter()
+        .map(|r| r.release)
+        .collect();
+    Ok(audit::next_release_id(
+        ids.iter().map(String::as_str),
+        chrono::Utc::now().date_naive(),
+    ))
+}
+
+/// The drill's release: `img` pinned in the env's overlay under a new
+/// release id (recorded in `run`). (pin commit, release id).
+fn pin(
+    g: &mut Ground,
+    run: &mut DrillRun,
+    img: &Published,
+    tag: &str,
+) -> Result<(String, String), String> {
+    let release = release_id(g)?;
+    let commit = crate::engine::pin::pin_images(
+        &mut g.repo,
+        &g.env,
+        std::slice::from_ref(&img.reference),
+        tag,
+        &release,
+    )
+    .map_err(|e| e.to_string())?;
+    run.release = Some(release.clone());
+    Ok((commit, release))
+}
+
+/// Runs the engine for `commit` in the env only (no promotion).
+fn engine_run(
+    g: &mut Ground,
+    commit: &str,
+    release: &str,
+    marks: &mut Marks<'_>,
+) -> Result<EnvOutcome, EngineError> {
+    let r = EnvRelease {
+        env: &g.env,
+        next: None,
+        commit,
+        release,
+        actor: "platform-capstone drill",
+    };
+    let never = AtomicBool::new(false);
+    wiring::run_env(
+        &mut g.repo,
+        &g.store,
+        &g.signer,
+        &g.adapters,
+        &r,
+        &never,
+        &never,
+        marks,
+    )
+}
+
+/// The images `commit` of the env renders.
+fn images_at(g: &Ground, commit: &str) -> Result<Vec<String>, String> {
+    let tree = g.repo.reader(commit).map_err(|e| e.to_string())?;
+    crate::render::render(tree.as_ref(), &g.env.overlay)
+        .map(|r| crate::render::images(&r))
+        .map_err(|e| e.to_string())
+}
+
+fn live_images(g: &Ground) -> Result<Vec<String>, String> {
+    let live = g
+        .adapters
+        .target
+        .live(&g.env.target.namespace)
+        .map_err(|e| e.to_string())?;
+    let mut out: Vec<String> = live
+        .iter()
+        .flat_map(|o| {
+            o.object["spec"]["template"]["spec"]["containers"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["image"].as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Puts the env back where the drill found it: the starting release live
+/// and known good, and the branch pinning its images (a signed revert of
+/// the drill's pin commit when it is still there). Returns what it did.
+fn restore(g: &mut Ground, pin: Option<&str>) -> Result<Vec<String>, String> {
+    let mut did = Vec::new();
+    g.repo.fetch().map_err(|e| e.to_string())?;
+    let head = g.repo.resolve(&g.env.branch).map_err(|e| e.to_string())?;
+    if let Some(pin) = pin
+        && images_at(g, &head)? != g.start.images
+    {
+        let msg = format!(
+            "drill: return {} to its starting state\n\nThe drill's release commit {pin} is reverted; {} runs again.\n\nReverts: {pin}\n",
+            g.env.name, g.start.release
+        );
+        g.repo
+            .revert(&g.env.branch, pin, &msg)
+            .map_err(|e| e.to_string())?;
+        did.push(format!("reverted {}", &pin[..12.min(pin.len())]));
+    }
+    let current = g.store.last_good(&g.env.name).map_err(|e| e.to_string())?;
+    let live = live_images(g)?;
+    let start_images: Vec<String> = {
+        let mut v = g.start.images.clone();
+        v.sort();
+        v
+    };
+    let live_ok = start_images.iter().all(|i| live.contains(i)) && live.len() == start_images.len();
+    if current.as_ref().map(|c| (&c.release, &c.commit))
+        != Some((&g.start.release, &g.start.commit))
+        || !live_ok
+    {
+        let start = g.start.clone();
+        let env = g.env.clone();
+        let never = AtomicBool::new(false);
+        wiring::with_engine(
+            &mut g.repo,
+            &g.store,
+            &g.signer,
+            &g.adapters,
+            &env,
+            &start.commit,
+            &never,
+            &never,
+            |e| crate::engine::recover::restore(e, &env, &start),
+        )
+        .map_err(|e| e.to_string())?;
+        g.store
+            .save_last_good(&g.env.name, &g.start)
+            .map_err(|e| e.to_string())?;
+        did.push(format!("{} live again", g.start.release));
+    }
+    Ok(did)
+}
+
+/// Whether the env is where the drill found it.
+fn is_restored(g: &mut Ground) -> Result<bool, String> {
+    g.repo.fetch().map_err(|e| e.to_string())?;
+    let head = g.repo.resolve(&g.env.branch).map_err(|e| e.to_string())?;
+    let mut want = g.start.images.clone();
+    want.sort();
+    let mut at_head = images_at(g, &head)?;
+    at_head.sort();
+    let good = g.store.last_good(&g.env.name).map_err(|e| e.to_string())?;
+    Ok(at_head == want
+        && live_images(g)? == want
+        && good.is_some_and(|x| x.release == g.start.release))
+}
+
+/// Traffic (when the env has synthetic traffic) over `window`, then each
+/// SLO of the stable version judged over it: burn below 1x and no
+/// regression against the baseline recorded at promotion.
+fn post_check(g: &Ground, window: Duration) -> (bool, String) {
+    if let Some(url) = &g.adapters.traffic {
+        let rate = (g.env.rollout.min_requests * 4 / window.as_secs().max(1)).clamp(10, 100) as u32;
+        let _ = crate::adapters::traffic::run(url, rate, window, None);
+        std::thread::sleep(Duration::from_millis(2500));
+    } else {
+        std::thread::sleep(window);
+    }
+    let span = window + Duration::from_millis(2500);
+    let w = BurnWindow {
+        long: span,
+        short: span,
+        factor: 1.0,
+        severity: Severity::Ticket,
+    };
+    let mut parts = Vec::new();
+    let mut ok = true;
+    for s in &g.env.slos {
+        let vars = [
+            ("namespace", g.env.target.namespace.as_str()),
+            ("app", g.env.target.app.as_str()),
+            ("env", g.env.name.as_str()),
+            ("version", g.start.version.as_str()),
+            ("track", "stable"),
+            ("interval", &slo::promql_duration(span)),
+        ];
+        let answer = crate::adapters::prometheus::render_query(&s.query, &vars).and_then(|q| {
+            g.adapters
+                .metrics
+                .instant(&q, None)
+                .map_err(|e| e.to_string())
+        });
+        let answers = [(span, answer)].into_iter().collect();
+        let judged = slo::judge(
+            s,
+            std::slice::from_ref(&w),
+            span,
+            &answers,
+            g.start.baseline.get(&s.name).copied(),
+        );
+        let num = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or("none".into());
+        let burn = judged
+            .burn_rates
+            .values()
+            .next()
+            .copied()
+            .flatten()
+            .map(|b| format!("{b:.2}x"))
+            .unwrap_or("—".into());
+        parts.push(format!(
+            "{} {} (baseline {}, burn {burn}){}",
+            s.name,
+            num(judged.current),
+            num(judged.baseline),
+            if judged.is_ok() { "" } else { " NOT BACK" }
+        ));
+        ok &= judged.is_ok();
+    }
+    let line = if ok {
+        format!(
+            "error budget and latency returned to baseline ({})",
+            parts.join("; ")
+        )
+    } else {
+        format!("not back at baseline: {}", parts.join("; "))
+    };
+    (ok, line)
+}
+
+/// Polls until the env's route answers 200 ten times in a row (or the
+/// target says stable is ready, without synthetic traffic).
+fn wait_healthy(g: &Ground, timeout: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + timeout;
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?;
+    let stable = Workload {
+        namespace: g.env.target.namespace.clone(),
+        app: g.env.target.app.clone(),
+        track: Track::Stable,
+    };
+    let mut streak = 0;
+    while Instant::now() < deadline {
+        let ready = g
+            .adapters
+            .target
+            .readiness(&stable)
+            .is_ok_and(|r| r.desired > 0 && r.ready == r.desired);
+        let answered = match &g.adapters.traffic {
+            Some(url) => client
+                .get(url)
+                .send()
+                .is_ok_and(|r| r.status().is_success()),
+            None => true,
+        };
+        if ready && answered {
+            streak += 1;
+            if streak >= 10 {
+                return Some(Instant::now());
+            }
+        } else {
+            streak = 0;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn key<'c>(ctx: &'c DrillContext<'_>) -> Result<&'c p256::ecdsa::SigningKey, String> {
+    ctx.cosign_key
+        .as_ref()
+        .ok_or_else(|| "--key (the release signing key the env trusts) is required".to_string())
+}
+
+fn stamp() -> String {
+    chrono::Utc::now().format("%Y%m%d%H%M%S").to_string()
+}
+
+/// Runs one drill; never panics, never returns early without a report.
+pub fn run(
+    ctx: &DrillContext<'_>,
+    scenario: Scenario,
+    env: &str,
+    say: &mut dyn FnMut(&str),
+) -> DrillRun {
+    let mut run = DrillRun::new(scenario, env);
+    let mut g = match ground(ctx, env) {
+        Ok(g) => g,
+        Err(e) => {
+            run.error = Some(e);
+            return run;
+        }
+    };
+    let result = match scenario {
+        Scenario::Rollback => rollback(ctx, &mut g, &mut run, say),
+        Scenario::BadSignature => bad_signature(ctx, &mut g, &mut run, say),
+        Scenario::ConfigDrift => config_drift(ctx, &mut g, &mut run, say),
+        Scenario::GitOutage => git_outage(ctx, &mut g, &mut run, say),
+        Scenario::MetricsOutage => metrics_outage(ctx, &mut g, &mut run, say),
+        Scenario::CrashMidRollout => crash_mid_rollout(ctx, &mut g, &mut run, say),
+    };
+    if let Err(e) = result {
+        run.error = Some(e);
+    }
+    // Whatever happened, the env goes back; then we look.
+    let pin = run.release.as_ref().and_then(|_| {
+        g.store
+            .release(&g.env.name)
+            .ok()
+            .flatten()
+            .map(|s| s.commit)
+    });
+    match restore(&mut g, pin.as_deref()) {
+        Ok(did) if !did.is_empty() => say(&format!("restored: {}", did.join(", "))),
+        Ok(_) => {}
+        Err(e) => {
+            run.error
+                .get_or_insert(format!("could not restore {}: {e}", g.env.name));
+        }
+    }
+    run.restored = is_restored(&mut g).unwrap_or(false);
+    save(ctx, &mut g, &run);
+    run
+}
+
+/// The report in the state dir and the audit entry in the notes.
+fn save(ctx: &DrillContext<'_>, g: &mut Ground, run: &DrillRun) {
+    let stamp = run.started.format("%Y%m%dT%H%M%SZ");
+    let dir = ctx.cfg.state_dir.join("drills").join(&run.env);
+    let _ = std::fs::create_dir_all(&dir);
+    let base = dir.join(format!("{stamp}-{}", run.scenario.name()));
+    if let Ok(j) = serde_json::to_vec_pretty(run) {
+        let _ = crate::fsutil::write_atomic(&base.with_extension("json"), &j, None);
+    }
+    let _ =
+        crate::fsutil::write_atomic(&base.with_extension("md"), run.markdown().as_bytes(), None);
+    // The audit entry: on the env head the drill ended at.
+    if let Ok(head) = g.repo.resolve(&g.env.branch) {
+        let record = run.clone();
+        let _ = g.repo.update_note(&head, &mut |old| {
+            let mut n = Note::parse(old);
+            n.drills.push(record.clone());
+            n.to_text()
+        });
+    }
+}
+
+fn rollback(
+    ctx: &DrillContext<'_>,
+    g: &mut Ground,
+    run: &mut DrillRun,
+    say: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let key = key(ctx)?;
+    let tag = format!("drill-{}-bad", stamp());
+    say(&format!(
+        "building {tag}: {:.0}% errors, +{} ms, signed with the release key",
+        ctx.fault_error_ratio * 100.0,
+        ctx.fault_latency_ms
+    ));
+    let img = build(
+        ctx,
+        &g.env,
+        &tag,
+        vec![
+            (
+                "FAULT_ERROR_RATIO".into(),
+                ctx.fault_error_ratio.to_string(),
+            ),
+            ("FAULT_LATENCY_MS".into(), ctx.fault_latency_ms.to_string()),
+        ],
+        key,
+        say,
+    )?;
+    let (pin, release) = pin(g, run, &img, &tag)?;
+    say(&format!("releasing {tag} into {} as {release}", g.env.name));
+    let mut marks = Marks::new(say);
+    let outcome = engine_run(g, &pin, &release, &mut marks);
+    let healthy = wait_healthy(g, Duration::from_secs(120));
+    let (fault, detected, stable, reverted) = (
+        marks.when("canary_traffic"),
+        marks.when("detected"),
+        marks.when("stable"),
+        marks.when("reverted"),
+    );
+    match &outcome {
+        Ok(EnvOutcome::Failed {
+            reason,
+            revert: Some(c),
+        }) => {
+            run.check("fault caught by the health gate", true, reason.clone());
+            run.check("revert commit pushed", true, c.clone());
+        }
+        Ok(other) => {
+            run.check(
+                "fault caught by the health gate",
+                false,
+                format!("the faulty version was not stopped: {other:?}"),
+            );
+        }
+        Err(e) => return Err(format!("the release did not run: {e}")),
+    }
+    run.check(
+        "live healthy on the last good release",
+        healthy.is_some(),
+        if healthy.is_some() {
+            "stable ready and answering"
+        } else {
+            "not healthy within 120 s"
+        },
+    );
+    // The engine times the route change itself; the mark also covers
+    // removing the canary.
+    let to_stable = g
+        .store
+        .release(&g.env.name)
+        .ok()
+        .flatten()
+        .filter(|s| s.release == release)
+        .and_then(|s| s.record.timings.get("to_stable_ms").copied())
+        .or(ms_between(detected, stable));
+    for (name, v) in [
+        ("detect", ms_between(fault, detected)),
+        ("to_stable", to_stable),
+        ("revert", ms_between(detected, reverted)),
+        ("healthy", ms_between(detected, healthy)),
+        ("total", ms_between(fault, healthy)),
+    ] {
+        if let Some(v) = v {
+            run.phase(name, v);
+        }
+    }
+    let window = (g.env.rollout.analysis_interval * 2).max(Duration::from_secs(10));
+    let (ok, line) = post_check(g, window);
+    run.check("post check (PromQL)", ok, line.clone());
+    run.post_check = Some(line);
+    Ok(())
+}
+
+fn bad_signature(
+    ctx: &DrillContext<'_>,
+    g: &mut Ground,
+    run: &mut DrillRun,
+    say: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let (pem, _) = crate::gates::cosign::generate_key_pair().map_err(|e| e.to_string())?;
+    let stranger = crate::gates::cosign::load_signing_key(&pem).map_err(|e| e.to_string())?;
+    let tag = format!("drill-{}-untrusted", stamp());
+    say(&format!("building {tag}, signed by a key nobody trusts"));
+    let img = build(ctx, &g.env, &tag, Vec::new(), &stranger, say)?;
+    let (pin, release) = pin(g, run, &img, &tag)?;
+    let t = Instant::now();
+    let mut marks = Marks::new(say);
+    let outcome = engine_run(g, &pin, &release, &mut marks);
+    run.phase("gate", t.elapsed().as_millis() as u64);
+    match outcome {
+        Ok(EnvOutcome::Failed { reason, revert }) => {
+            run.check(
+                "stopped by the signature gate",
+                reason.contains("artifact_signature"),
+                reason.clone(),
+            );
+            run.check(
+                "the commit reverted",
+                revert.is_some(),
+                revert.unwrap_or_else(|| "no revert".into()),
+            );
+        }
+        other => run.check("stopped by the signature gate", false, format!("{other:?}")),
+    }
+    let live = live_images(g)?;
+    run.check(
+        "never reached the target",
+        !live.contains(&img.reference),
+        format!("live: {}", live.join(", ")),
+    );
+    Ok(())
+}
+
+fn config_drift(
+    ctx: &DrillContext<'_>,
+    g: &mut Ground,
+    run: &mut DrillRun,
+    say: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let stack = local_stack(ctx, &g.env, "config-drift")?;
+    let podman = stack.podman().map_err(|e| e.to_string())?;
+    say("editing live pods behind the tool's back (podman): DRILL_EDIT=1");
+    let t = Instant::now();
+    podman
+        .tamper(&g.env.target.namespace, &|env| {
+            env.push(("DRILL_EDIT".into(), "1".into()));
+        })
+        .map_err(|e| e.to_string())?;
+    let edited = Instant::now();
+    run.phase("edit", t.elapsed().as_millis() as u64);
+    let heal = g.env.drift.mode == crate::config::DriftMode::Heal;
+    let actor = "platform-capstone drill";
+    let mut quiet = Marks::new(say);
+    let report = crate::drift::run::check(
+        &mut g.repo,
+        &g.store,
+        &g.signer,
+        &g.adapters,
+        &g.env,
+        actor,
+        heal,
+        &mut quiet,
+    )
+    .map_err(|e| e.to_string())?;
+    run.phase("detect", edited.elapsed().as_millis() as u64);
+    let found = report.drifted.iter().any(|o| {
+        matches!(&o.status, crate::drift::Status::Modified { diff } if diff.contains("DRILL_EDIT"))
+    });
+    run.check("live edit detected with its diff", found, report.summary());
+    if heal {
+        let healed = !report.healed.is_empty();
+        run.check("healed (heal mode)", healed, report.healed.join(", "));
+        let again = crate::drift::run::observe(
+            &g.repo,
+            &g.store,
+            g.adapters.target.as_ref(),
+            g.adapters.metrics.as_ref(),
+            &g.env,
+            chrono::Utc::now(),
+        )
+        .map_err(|e| e.to_string())?
+        .0;
+        run.check(
+            "in sync after healing",
+            again.drifted.is_empty(),
+            again.summary(),
+        );
+        run.phase("heal", edited.elapsed().as_millis() as u64);
+    }
+    Ok(())
+}
+
+fn git_outage(
+    ctx: &DrillContext<'_>,
+    g: &mut Ground,
+    run: &mut DrillRun,
+    say: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let Some(path) = crate::source::local_path_of(&ctx.cfg.remote) else {
+        return Err(format!(
+            "the git-outage drill takes a file:// remote away by renaming it; {} is not one (block it at the network instead)",
+            ctx.cfg.remote
+        ));
+    };
+    let aside = path.with_extension("drill-away");
+    let before = live_images(g)?;
+    let head = g.repo.resolve(&g.env.branch).map_err(|e| e.to_string())?;
+    say(&format!("taking the remote away ({})", path.display()));
+    std::fs::rename(&path, &aside).map_err(|e| format!("{}: {e}", path.display()))?;
+    let t = Instant::now();
+    let fetched = g.repo.fetch();
+    let infra = matches!(&fetched, Err(e) if e.is_infrastructure());
+    run.check(
+        "the outage is an infrastructure error (pause, never revert)",
+        infra,
+        match &fetched {
+            Err(e) => e.to_string(),
+            Ok(_) => "fetch succeeded with the remote gone".into(),
+        },
+    );
+    // The daemon fetches before every reconcile and dispatches nothing
+    // when that fails: the live release must stay as it is meanwhile.
+    std::thread::sleep(ctx.cfg.poll_interval.min(Duration::from_secs(5)));
+    let still = live_images(g)?;
+    run.check(
+        "the last good release keeps running",
+        still == before,
+        format!("live: {}", still.join(", ")),
+    );
+    let good = g.store.last_good(&g.env.name).map_err(|e| e.to_string())?;
+    run.check(
+        "nothing reverted or replaced while git is away",
+        good.is_some_and(|x| x.release == g.start.release)
+            && g.repo.resolve(&g.env.branch).ok() == Some(head.clone()),
+        "",
+    );
+    std::fs::rename(&aside, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    run.phase("outage", t.elapsed().as_millis() as u64);
+    let back = Instant::now();
+    let ok = g.repo.fetch().is_ok();
+    run.phase("recover", back.elapsed().as_millis() as u64);
+    run.check("fetches again once the remote is back", ok, "");
+    Ok(())
+}
+
+fn metrics_outage(
+    ctx: &DrillContext<'_>,
+    g: &mut Ground,
+    run: &mut DrillRun,
+    say: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let key = key(ctx)?;
+    let stack = local_stack(ctx, &g.env, "metrics-outage")?;
+    let pid = stack
+        .load()
+        .and_then(|s| s.pids.get("prometheus").copied())
+        .ok_or("the local stack's Prometheus is not running")?;
+    let tag = format!("drill-{}", stamp());
+    let img = build(ctx, &g.env, &tag, Vec::new(), key, say)?;
+    let (pin, release) = pin(g, run, &img, &tag)?;
+    let next_head = g
+        .env
+        .next
+        .as_ref()
+        .and_then(|n| g.repo.heads().ok()?.get(&format!("env/{n}")).cloned());
+    let killed = std::cell::Cell::new(None::<Instant>);
+    let outcome = {
+        let mut marks = Marks {
+            at: Vec::new(),
+            on_mark: Some(Box::new(|e: &str| {
+                if e == "canary_traffic" {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-9", &pid.to_string()])
+                        .status();
+                    killed.set(Some(Instant::now()));
+                }
+            })),
+            say,
+        };
+        engine_run(g, &pin, &release, &mut marks)
+    };
+    let killed_at = killed.get();
+    let stopped = Instant::now();
+    // Prometheus back before anything else, and scraping again: the drill
+    // leaves the env as it found it, metrics included.
+    let back = Instant::now();
+    stack
+        .up(&[], crate::local::PortChoice::Auto, &mut |_| {})
+        .map_err(|e| format!("bringing Prometheus back: {e}"))?;
+    let scraping = crate::adapters::process::wait_until(
+        "Prometheus to scrape the env again",
+        Duration::from_secs(60),
+        || {
+            matches!(
+                g.adapters.metrics.instant("sum(up)", None),
+                Ok(crate::ports::Sample::Value(v)) if v > 0.0
+            )
+        },
+    );
+    run.check(
+        "Prometheus back and scraping",
+        scraping.is_ok(),
+        format!("{} ms", back.elapsed().as_millis()),
+    );
+    // Rate windows need a few samples before analysis can trust them.
+    std::thread::sleep(g.env.rollout.analysis_interval.max(Duration::from_secs(3)));
+    match &outcome {
+        Ok(EnvOutcome::Inconclusive { reason }) => {
+            run.check("analysis inconclusive", true, reason.clone());
+        }
+        other => run.check("analysis inconclusive", false, format!("{other:?}")),
+    }
+    let head = g.repo.resolve(&g.env.branch).map_err(|e| e.to_string())?;
+    run.check(
+        "nothing reverted",
+        head == pin,
+        format!("{} head {}", g.env.branch, &head[..12]),
+    );
+    let next_now = g
+        .env
+        .next
+        .as_ref()
+        .and_then(|n| g.repo.heads().ok()?.get(&format!("env/{n}")).cloned());
+    run.check("nothing promoted", next_now == next_head, "");
+    let live = live_images(g)?;
+    run.check(
+        "traffic back on the last good release",
+        !live.contains(&img.reference),
+        live.join(", "),
+    );
+    if let Some(k) = killed_at {
+        run.phase(
+            "outage_to_stop",
+            stopped.duration_since(k).as_millis() as u64,
+        );
+    } else {
+        run.check(
+            "Prometheus killed during analysis",
+            false,
+            "the canary never took traffic",
+        );
+    }
+    Ok(())
+}
+
+fn crash_mid_rollout(
+    ctx: &DrillContext<'_>,
+    g: &mut Ground,
+    run: &mut DrillRun,
+    say: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let key = key(ctx)?;
+    let tag = format!("drill-{}", stamp());
+    let img = build(ctx, &g.env, &tag, Vec::new(), key, say)?;
+    let file = ctx.cfg.state_dir.join(format!("drills/{tag}.yaml"));
+    if let Some(p) = file.parent() {
+        std::fs::create_dir_all(p).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(&file, format!("images:\n  - {}\n", img.reference))
+        .map_err(|e| e.to_string())?;
+    let child = |args: &[&str], crash: Option<&str>| {
+        let mut c = std::process::Command::new(&ctx.exe);
+        c.args(args)
+            .arg("--config")
+            .arg(ctx.config_file)
+            .env("PLATFORM_CAPSTONE_LOCAL", &ctx.local)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        match crash {
+            Some(p) => c.env("PLATFORM_CAPSTONE_CRASH_AT", p),
+            None => c.env_remove("PLATFORM_CAPSTONE_CRASH_AT"),
+        };
+        c.output()
+    };
+    say(&format!(
+        "releasing {tag} into {}; the engine is killed when the canary is up",
+        g.env.name
+    ));
+    let t = Instant::now();
+    let file_s = file.to_string_lossy().to_string();
+    let first = child(
+        &[
+            "release",
+            "--version",
+            &file_s,
+            "--env",
+            &g.env.name,
+            "--until",
+            &g.env.name,
+        ],
+        Some("canary"),
+    )
+    .map_err(|e| e.to_string())?;
+    run.phase("to_crash", t.elapsed().as_millis() as u64);
+    let state = g.store.release(&g.env.name).map_err(|e| e.to_string())?;
+    let crashed =
+        !first.status.success() && state.as_ref().is_some_and(|s| s.phase == Phase::Canary);
+    run.check(
+        "killed mid-canary (state saved at canary)",
+        crashed,
+        format!("exit {:?}", first.status.code()),
+    );
+    let Some(state) = state else {
+        return Err("no release state after the crash".into());
+    };
+    run.release = Some(state.release.clone());
+    let t = Instant::now();
+    let second = child(
+        &[
+            "release",
+            "--resume",
+            &state.release,
+            "--until",
+            &g.env.name,
+        ],
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    run.phase("resume_to_done", t.elapsed().as_millis() as u64);
+    let out = String::from_utf8_lossy(&second.stdout);
+    run.check(
+        "resumed and completed",
+        second.status.success() && out.contains("release complete"),
+        out.lines().last().unwrap_or_default().to_string(),
+    );
+    let canary = Workload {
+        namespace: g.env.target.namespace.clone(),
+        app: g.env.target.app.clone(),
+        track: Track::Canary,
+    };
+    let left = g
+        .adapters
+        .target
+        .readiness(&canary)
+        .map(|r| r.desired)
+        .unwrap_or(1);
+    run.check(
+        "no canary left behind",
+        left == 0,
+        format!("{left} canary pods"),
+    );
+    g.repo.fetch().map_err(|e| e.to_string())?;
+    let log = g
+        .repo
+        .notes()
+        .map(|n| audit::all_records(&n))
+        .unwrap_or_default();
+    let records = log
+        .iter()
+        .filter(|r| r.release == state.release && r.env == g.env.name)
+        .count();
+    run.check(
+        "one audit record for the release",
+        records == 1,
+        format!("{records}"),
+    );
+    let _ = std::fs::remove_file(&file);
+    Ok(())
+}

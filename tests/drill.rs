@@ -1,0 +1,214 @@
+//! Every drill scenario on the real local stack, through the binary: each
+//! passes, its report holds measured timings, and the env is back where
+//! it started; a fault the gate cannot catch (SLOs set too loose on
+//! purpose) makes the rollback drill fail and exit non-zero.
+
+use crate::support::world::{Down, World, live_image};
+use crate::support::{self, git};
+use platform_capstone::local::{PortChoice, Stack, images};
+use std::path::Path;
+
+fn drill(
+    w: &World,
+    scenario: &str,
+    key: &Path,
+    extra: &[&str],
+) -> (Option<i32>, serde_json::Value) {
+    let bin = support::demo_binary();
+    let o = w
+        .cmd(&[
+            "drill",
+            "--config",
+            "daemon.toml",
+            "--env",
+            "dev",
+            "--scenario",
+            scenario,
+            "-o",
+            "json",
+        ])
+        .arg("--key")
+        .arg(key)
+        .arg("--demo-binary")
+        .arg(&bin)
+        .args(extra)
+        .output()
+        .expect("drill");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    eprintln!(
+        "$ platform-capstone drill --scenario {scenario}\n{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("drill json");
+    (o.status.code(), v["runs"][0].clone())
+}
+
+fn phase(run: &serde_json::Value, name: &str) -> u64 {
+    run["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .find(|p| p[0] == name)
+        .and_then(|p| p[1].as_u64())
+        .unwrap_or_else(|| panic!("no phase {name}: {run}"))
+}
+
+#[test]
+fn every_drill_passes_on_the_real_stack_and_a_loose_gate_fails_the_rollback_drill() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().to_path_buf();
+    let local = dir.join("local");
+    let stack = Stack::new(&local).expect("stack");
+    let _down = Down(&stack);
+    let state = stack
+        .up(
+            &[("demo-dev".to_string(), "demo".to_string())],
+            PortChoice::Auto,
+            &mut |_| {},
+        )
+        .expect("local up");
+    let registry = Stack::registry_host(&state);
+    let (w, keys) = World::create(
+        &dir,
+        &local,
+        &registry,
+        &|_, _| {},
+        "poll_interval = \"2s\"\n",
+    );
+    let (remote, cosign) = (w.remote.clone(), keys.cosign);
+    let key_file = dir.join("cosign.key");
+    std::fs::write(&key_file, &keys.cosign_private).expect("key");
+    let good = images::publish(
+        &stack.podman_config(),
+        &support::demo_binary(),
+        &registry,
+        &[images::good_and_bad("1.0.0")[0].clone()],
+        &cosign,
+        &mut |l| eprintln!("{l}"),
+    )
+    .expect("publish")
+    .remove(0);
+    let (code, out) = w.release(&["--version", "1.0.0", "--until", "dev"]);
+    assert_eq!(code, Some(0), "{out}");
+    let start_head_tree = git(&remote, &["rev-parse", "env/dev^{tree}"]);
+
+    // rollback: §2's lines from real measurements.
+    let (code, run) = drill(&w, "rollback", &key_file, &[]);
+    assert_eq!(code, Some(0), "{run}");
+    assert_eq!(run["restored"], true);
+    for p in ["detect", "to_stable", "revert", "healthy", "total"] {
+        assert!(phase(&run, p) > 0 || p == "to_stable", "{p}: {run}");
+    }
+    assert!(phase(&run, "total") >= phase(&run, "detect"));
+    let post = run["post_check"].as_str().expect("post check");
+    assert!(
+        post.starts_with("error budget and latency returned to baseline (availability"),
+        "{post}"
+    );
+    let text = w
+        .cmd(&[
+            "drill",
+            "--config",
+            "daemon.toml",
+            "--scenario",
+            "rollback",
+            "--env",
+            "dev",
+        ])
+        .arg("--key")
+        .arg(&key_file)
+        .arg("--demo-binary")
+        .arg(support::demo_binary())
+        .output()
+        .expect("drill text");
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("rollback: success in "),
+        "§2's first line:\n{stdout}"
+    );
+    assert!(
+        stdout.lines().nth(1).is_some_and(
+            |l| l.starts_with("post_check: error budget and latency returned to baseline")
+        ),
+        "{stdout}"
+    );
+    assert!(text.status.success());
+    let revert = git(&remote, &["log", "--format=%s", "-3", "env/dev"]);
+    assert!(revert.contains("revert rel-"), "{revert}");
+    assert_eq!(
+        git(&remote, &["rev-parse", "env/dev^{tree}"]),
+        start_head_tree,
+        "dev's tree is back where it started"
+    );
+    assert_eq!(live_image(&stack, "demo-dev"), good.reference);
+    let reports: Vec<_> = std::fs::read_dir(dir.join("state/drills/dev"))
+        .expect("reports")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        reports.iter().any(|f| f.ends_with("-rollback.md"))
+            && reports.iter().any(|f| f.ends_with("-rollback.json")),
+        "{reports:?}"
+    );
+    let note = git(
+        &remote,
+        &["notes", "--ref", "platform-capstone", "show", "env/dev"],
+    );
+    assert!(
+        note.contains("\"drills\"") && note.contains("\"rollback\""),
+        "{note}"
+    );
+
+    // The other scenarios pass and leave dev as they found it.
+    for scenario in [
+        "bad-signature",
+        "config-drift",
+        "git-outage",
+        "metrics-outage",
+        "crash-mid-rollout",
+    ] {
+        let (code, run) = drill(&w, scenario, &key_file, &[]);
+        assert_eq!(code, Some(0), "{scenario}: {run}");
+        assert_eq!(run["restored"], true, "{scenario}");
+        assert!(
+            !run["phases"].as_array().expect("phases").is_empty(),
+            "{scenario}: measured phases"
+        );
+        assert_eq!(live_image(&stack, "demo-dev"), good.reference, "{scenario}");
+    }
+
+    // SLOs set too loose on purpose: the fault passes the gate, the drill
+    // says so, exits non-zero, and still puts dev back.
+    let work = dir.join("config");
+    git(&work, &["checkout", "-q", "env/dev"]);
+    git(&work, &["pull", "-q", "--ff-only", "origin", "env/dev"]);
+    let p = work.join("envs/dev.toml");
+    let t = std::fs::read_to_string(&p).expect("env");
+    let loose = t
+        .replace("objective = 0.995", "objective = 0.1")
+        .replace("max_regression = 0.01", "max_regression = 1.0")
+        .replace("threshold = \"250ms\"", "threshold = \"10s\"")
+        .replace("max_regression = 0.25", "max_regression = 5.0");
+    assert_ne!(loose, t);
+    std::fs::write(&p, loose).expect("write");
+    git(
+        &work,
+        &["commit", "-q", "-am", "dev: SLOs loosened (drill test)"],
+    );
+    git(&work, &["push", "-q", "origin", "env/dev"]);
+    // (Errors only: latency regression is capped at 10x by validation.)
+    let (code, run) = drill(&w, "rollback", &key_file, &["--fault-latency-ms", "0"]);
+    assert_eq!(code, Some(1), "{run}");
+    let caught = run["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["what"] == "fault caught by the health gate")
+        .expect("check")
+        .clone();
+    assert_eq!(caught["ok"], false, "{run}");
+    assert_eq!(run["restored"], true, "{run}");
+    assert_eq!(live_image(&stack, "demo-dev"), good.reference);
+}
