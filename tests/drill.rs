@@ -96,10 +96,19 @@ fn every_drill_passes_on_the_real_stack_and_a_loose_gate_fails_the_rollback_dril
     let (code, run) = drill(&w, "rollback", &key_file, &[]);
     assert_eq!(code, Some(0), "{run}");
     assert_eq!(run["restored"], true);
-    for p in ["detect", "to_stable", "revert", "healthy", "total"] {
+    for p in [
+        "detect",
+        "to_stable",
+        "fault_to_stable",
+        "revert",
+        "healthy",
+        "recovery",
+        "drill",
+    ] {
         assert!(phase(&run, p) > 0 || p == "to_stable", "{p}: {run}");
     }
-    assert!(phase(&run, "total") >= phase(&run, "detect"));
+    assert!(phase(&run, "recovery") >= phase(&run, "detect"));
+    assert!(phase(&run, "drill") >= phase(&run, "recovery"));
     let post = run["post_check"].as_str().expect("post check");
     assert!(
         post.starts_with("error budget and latency returned to baseline (availability"),
@@ -211,4 +220,15 @@ fn every_drill_passes_on_the_real_stack_and_a_loose_gate_fails_the_rollback_dril
     assert_eq!(caught["ok"], false, "{run}");
     assert_eq!(run["restored"], true, "{run}");
     assert_eq!(live_image(&stack, "demo-dev"), good.reference);
+
+    // The runbooks' first looks after a drill: the audit trail and the stack.
+    let (code, out) = w.run(&["audit", "list", "--env", "dev", "--config", "daemon.toml"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("failed"),
+        "the drills' reverted releases are listed:\n{out}"
+    );
+    let (code, out) = w.run(&["local", "status"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("demo-dev"), "{out}");
 }

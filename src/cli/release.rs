@@ -430,7 +430,7 @@ pub struct ApproveArgs {
     /// The daemon config (to write the approval into the config repo yourself).
     #[arg(long, value_name = "FILE", required_unless_present = "daemon")]
     config: Option<PathBuf>,
-    /// A running daemon's URL (e.g. http://127.0.0.1:8470): post the approval there.
+    /// A running daemon's URL (e.g. http://127.0.0.1:8087): post the approval there.
     #[arg(
         long,
         value_name = "URL",

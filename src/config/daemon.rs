@@ -282,14 +282,22 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported() {
-        let text =
-            "remote = \"\"\nlisten = \"nope\"\npoll_interval = \"0s\"\nlog_format = \"xml\"\n";
+        let text = "remote = \"\"\nlisten = \"nope\"\npoll_interval = \"0s\"\nlog_format = \"xml\"\nreports_branch = \"env/reports\"\n";
         let problems = DaemonConfig::parse("d.toml", text).unwrap_err();
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(
             fields,
-            vec!["remote", "listen", "poll_interval", "log_format"]
+            vec![
+                "remote",
+                "listen",
+                "poll_interval",
+                "log_format",
+                "reports_branch"
+            ]
         );
+        let bad = DaemonConfig::parse("d.toml", "remote = \"x\"\nreports_branch = \"a..b\"\n")
+            .unwrap_err();
+        assert_eq!(bad[0].field, "reports_branch");
     }
 
     #[test]

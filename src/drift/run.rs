@@ -206,17 +206,7 @@ pub fn check(
                             other => format!("{}/{}: {other:?}\n", o.kind, o.name),
                         })
                         .collect();
-                    let healed = wiring::with_engine(
-                        repo,
-                        store,
-                        signer,
-                        adapters,
-                        env,
-                        &good.commit,
-                        &std::sync::atomic::AtomicBool::new(false),
-                        &std::sync::atomic::AtomicBool::new(false),
-                        |e| crate::engine::recover::restore(e, env, &good),
-                    );
+                    let healed = wiring::restore_good(repo, store, signer, adapters, env, &good);
                     match healed {
                         Ok(()) => {
                             let heal = Heal {

@@ -107,11 +107,12 @@ impl DrillRun {
         self.phases.push((name.to_string(), ms));
     }
 
-    /// The whole drill's measured time: the `total` phase, else the sum.
+    /// The whole drill's measured time: the `drill` phase (start to end,
+    /// image build and post check included), else the sum of the phases.
     pub fn total_ms(&self) -> u64 {
         self.phases
             .iter()
-            .find(|(n, _)| n == "total")
+            .find(|(n, _)| n == "drill")
             .map(|(_, v)| *v)
             .unwrap_or_else(|| self.phases.iter().map(|(_, v)| v).sum())
     }
@@ -273,7 +274,7 @@ mod tests {
 
         let mut ok = DrillRun::new(Scenario::Rollback, "dev");
         ok.phase("detect", 12_000);
-        ok.phase("total", 30_000);
+        ok.phase("drill", 30_000);
         ok.check("reverted", true, "abc");
         ok.restored = true;
         ok.post_check = Some("error budget and latency returned to baseline".into());

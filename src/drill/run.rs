@@ -309,19 +309,13 @@ fn restore(g: &mut Ground, pin: Option<&str>) -> Result<Vec<String>, String> {
         != Some((&g.start.release, &g.start.commit))
         || !live_ok
     {
-        let start = g.start.clone();
-        let env = g.env.clone();
-        let never = AtomicBool::new(false);
-        wiring::with_engine(
+        wiring::restore_good(
             &mut g.repo,
             &g.store,
             &g.signer,
             &g.adapters,
-            &env,
-            &start.commit,
-            &never,
-            &never,
-            |e| crate::engine::recover::restore(e, &env, &start),
+            &g.env,
+            &g.start,
         )
         .map_err(|e| e.to_string())?;
         g.store
@@ -341,9 +335,21 @@ fn is_restored(g: &mut Ground) -> Result<bool, String> {
     let mut at_head = images_at(g, &head)?;
     at_head.sort();
     let good = g.store.last_good(&g.env.name).map_err(|e| e.to_string())?;
+    // And live matches what git says, field by field (a drill's live edit is gone).
+    let (report, _) = crate::drift::run::observe(
+        &g.repo,
+        &g.store,
+        g.adapters.target.as_ref(),
+        g.adapters.metrics.as_ref(),
+        &g.env,
+        chrono::Utc::now(),
+    )
+    .map_err(|e| e.to_string())?;
     Ok(at_head == want
         && live_images(g)? == want
-        && good.is_some_and(|x| x.release == g.start.release))
+        && good.is_some_and(|x| x.release == g.start.release)
+        && report.config_error.is_none()
+        && report.drifted.is_empty())
 }
 
 /// Traffic (when the env has synthetic traffic) over `window`, then each
@@ -511,6 +517,8 @@ pub fn run(
         }
     }
     run.restored = is_restored(&mut g).unwrap_or(false);
+    let whole = (chrono::Utc::now() - run.started).num_milliseconds().max(0) as u64;
+    run.phase("drill", whole);
     save(ctx, &mut g, &run);
     run
 }
@@ -611,12 +619,14 @@ fn rollback(
         .filter(|s| s.release == release)
         .and_then(|s| s.record.timings.get("to_stable_ms").copied())
         .or(ms_between(detected, stable));
+    let detect = ms_between(fault, detected);
     for (name, v) in [
-        ("detect", ms_between(fault, detected)),
+        ("detect", detect),
         ("to_stable", to_stable),
+        ("fault_to_stable", detect.zip(to_stable).map(|(a, b)| a + b)),
         ("revert", ms_between(detected, reverted)),
         ("healthy", ms_between(detected, healthy)),
-        ("total", ms_between(fault, healthy)),
+        ("recovery", ms_between(fault, healthy)),
     ] {
         if let Some(v) = v {
             run.phase(name, v);
@@ -705,7 +715,18 @@ fn config_drift(
         matches!(&o.status, crate::drift::Status::Modified { diff } if diff.contains("DRILL_EDIT"))
     });
     run.check("live edit detected with its diff", found, report.summary());
-    if heal {
+    if !heal {
+        // Report mode leaves the edit to people; the drill undoes its own.
+        wiring::restore_good(
+            &mut g.repo,
+            &g.store,
+            &g.signer,
+            &g.adapters,
+            &g.env,
+            &g.start,
+        )
+        .map_err(|e| e.to_string())?;
+    } else {
         let healed = !report.healed.is_empty();
         run.check("healed (heal mode)", healed, report.healed.join(", "));
         let again = crate::drift::run::observe(

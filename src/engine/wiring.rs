@@ -219,6 +219,31 @@ pub fn with_engine<R>(
     })
 }
 
+/// Runs `good` as `env`'s stable again (re-rendered from its commit,
+/// applied, all traffic to it): what heal and drills use to put an env
+/// back. Not under the env lock: callers that race a release take it.
+pub fn restore_good(
+    repo: &mut dyn GitRepo,
+    store: &super::store::Store,
+    signer: &Signer,
+    adapters: &Adapters,
+    env: &Env,
+    good: &super::store::LastGood,
+) -> Result<(), super::EngineError> {
+    let idle = std::sync::atomic::AtomicBool::new(false);
+    with_engine(
+        repo,
+        store,
+        signer,
+        adapters,
+        env,
+        &good.commit,
+        &idle,
+        &idle,
+        |e| super::recover::restore(e, env, good),
+    )
+}
+
 /// Runs one env's release with its adapters: what `release` and the
 /// daemon both call. Holds the env's lock (see `Store::lock_env`).
 #[allow(clippy::too_many_arguments)]
