@@ -101,6 +101,7 @@ fn drift_is_reported_masked_healed_and_slo_burn_reverts_on_the_real_stack() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().to_path_buf();
     let local = dir.join("local");
+    let _turn = crate::support::real_stack();
     let stack = Stack::new(&local).expect("stack");
     let _down = Down(&stack);
     let state = stack

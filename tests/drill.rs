@@ -58,6 +58,7 @@ fn every_drill_passes_on_the_real_stack_and_a_loose_gate_fails_the_rollback_dril
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().to_path_buf();
     let local = dir.join("local");
+    let _turn = crate::support::real_stack();
     let stack = Stack::new(&local).expect("stack");
     let _down = Down(&stack);
     let state = stack

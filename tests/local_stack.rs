@@ -63,6 +63,7 @@ fn settle_scrape() {
 #[test]
 fn the_local_stack_runs_routes_measures_and_leaves_nothing_behind() {
     let state_dir = tempfile::tempdir().expect("tmp");
+    let _turn = crate::support::real_stack();
     let stack = Stack::new(state_dir.path()).expect("stack");
     let _down = Down(&stack);
     let routes = vec![(NS.to_string(), APP.to_string())];

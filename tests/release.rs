@@ -24,6 +24,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().to_path_buf();
     let local = dir.join("local");
+    let _turn = crate::support::real_stack();
     let stack = Stack::new(&local).expect("stack");
     let _down = Down(&stack);
     let routes: Vec<(String, String)> = ["demo-dev", "demo-staging", "demo-prod"]
@@ -482,7 +483,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
     assert_eq!(code, Some(0), "{out}");
     platform_capstone::adapters::process::wait_until(
         "the approved release to be promoted into prod",
-        Duration::from_secs(120),
+        Duration::from_secs(240),
         || env_detail("staging").contains(&format!("{waiting}: promoted to prod")),
     )
     .expect("promoted after the API approval");

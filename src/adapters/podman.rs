@@ -275,10 +275,20 @@ fn mask_env(container: &mut Mapping, secret: &[String]) {
     }
 }
 
+/// Sorts a container's env by name: podman does not keep the order a pod
+/// file gave (`kube play` builds it from a map), so neither side of a
+/// comparison may depend on it.
+fn sort_env(container: &mut Mapping) {
+    if let Some(env) = container.get_mut("env").and_then(Value::as_sequence_mut) {
+        env.sort_by(|a, b| str_at(a, &["name"]).cmp(&str_at(b, &["name"])));
+    }
+}
+
 /// Desired objects as [`Podman::live`] reports them, for drift: each
 /// Deployment reduced to what a pod shows (replicas, template labels, and
-/// per container name, image, resolved env and args), Secret-derived env
-/// values masked. Other kinds are not observable here and are left out.
+/// per container name, image, resolved env (sorted by name: podman keeps
+/// no order) and args), Secret-derived env values masked. Other kinds are
+/// not observable here and are left out.
 pub fn observable(namespace: &str, objects: &[Value]) -> Result<Vec<Value>, TargetError> {
     let sources = env_sources(objects)?;
     let mut out = Vec::new();
@@ -305,6 +315,7 @@ pub fn observable(namespace: &str, objects: &[Value]) -> Result<Vec<Value>, Targ
             };
             let secret = resolve_env(&mut full, &sources, &id)?;
             mask_env(&mut full, &secret);
+            sort_env(&mut full);
             let mut m = Mapping::new();
             for key in ["name", "image", "env", "args"] {
                 if let Some(v) = full.get(key) {
@@ -958,6 +969,7 @@ impl Target for Podman {
                     m.insert(s("env"), Value::Sequence(env));
                 }
                 mask_env(&mut m, &secret);
+                sort_env(&mut m);
                 let args: Vec<Value> = c["Config"]["Cmd"]
                     .as_array()
                     .into_iter()

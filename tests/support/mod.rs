@@ -11,6 +11,15 @@ use platform_capstone::source::Git2Repo;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Real-stack tests take turns: each brings up a whole stack (podman,
+/// HAProxy, Prometheus, registry) and judges real traffic in short
+/// analysis intervals; two at once on a 2-core CI machine starve each
+/// other's intervals into "inconclusive". Hold the guard for the test.
+pub fn real_stack() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs the stock git CLI in `dir` with no user/system config; panics with
 /// stderr on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
