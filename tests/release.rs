@@ -481,10 +481,21 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         "token",
     ]);
     assert_eq!(code, Some(0), "{out}");
+    // The audit record says so (the env's detail moves on at the next poll).
+    let outcome_in = |release: &str, env: &str| -> Option<String> {
+        api.get(format!("{}/api/v1/releases/{release}", daemon.base))
+            .send()
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())?
+            .as_array()?
+            .iter()
+            .find(|r| r["env"] == env)
+            .and_then(|r| r["outcome"].as_str().map(str::to_string))
+    };
     platform_capstone::adapters::process::wait_until(
         "the approved release to be promoted into prod",
         Duration::from_secs(240),
-        || env_detail("staging").contains(&format!("{waiting}: promoted to prod")),
+        || outcome_in(&waiting, "staging").as_deref() == Some("promoted"),
     )
     .expect("promoted after the API approval");
 

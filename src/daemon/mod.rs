@@ -327,17 +327,19 @@ impl Worker {
                 )
             }
         };
-        let done = audit::Note::parse(repo.note(commit).map_err(|e| e.to_string())?.as_deref())
-            .records
-            .iter()
-            .any(|r| {
-                r.release == release
-                    && r.env == env.name
-                    && (["complete", "promoted", "failed"].contains(&r.outcome.as_str())
-                        || (r.outcome == "aborted" && !retry))
-            });
-        if done {
-            return Ok(format!("{release} already done in {}", env.name));
+        let note = audit::Note::parse(repo.note(commit).map_err(|e| e.to_string())?.as_deref());
+        let done = note.records.iter().find(|r| {
+            r.release == release
+                && r.env == env.name
+                && (["complete", "promoted", "failed"].contains(&r.outcome.as_str())
+                    || (r.outcome == "aborted" && !retry))
+        });
+        if let Some(r) = done {
+            // Say what happened, not only that nothing is left to do.
+            return Ok(format!(
+                "{release}: {} in {} (nothing left to do)",
+                r.outcome, env.name
+            ));
         }
         let local = self
             .cfg
