@@ -563,6 +563,26 @@ impl Podman {
             .map_err(TargetError::Unavailable)
     }
 
+    /// `podman kube play` of a pod file written as `name` in the work dir:
+    /// owner-only (resolved Secret values are in it) and gone after play.
+    fn play(&self, name: &str, content: &[u8]) -> Result<(), TargetError> {
+        let dir = &self.config.work_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| TargetError::Unavailable(format!("{}: {e}", dir.display())))?;
+        let file = dir.join(name);
+        crate::fsutil::write_atomic(&file, content, Some(0o600))
+            .map_err(|e| TargetError::Unavailable(format!("{}: {e}", file.display())))?;
+        let played = self.podman(&[
+            "kube",
+            "play",
+            "--network",
+            "slirp4netns:port_handler=slirp4netns",
+            &file.to_string_lossy(),
+        ]);
+        let _ = std::fs::remove_file(&file);
+        played.map(|_| ())
+    }
+
     /// Changes live state behind the tool's back, as someone with podman
     /// access would (the config-drift drill, tests): every managed pod of
     /// `namespace` is removed and played again from a hand-written
@@ -630,25 +650,11 @@ impl Podman {
                     "ports": [{"containerPort": container_port, "hostIP": "127.0.0.1", "hostPort": port}],
                 }]},
             });
-            std::fs::create_dir_all(&self.config.work_dir).map_err(|e| {
-                TargetError::Unavailable(format!("{}: {e}", self.config.work_dir.display()))
-            })?;
-            let file = self
-                .config
-                .work_dir
-                .join(format!("{}.tampered.json", pod.name));
-            crate::fsutil::write_atomic(&file, manifest.to_string().as_bytes(), Some(0o600))
-                .map_err(|e| TargetError::Unavailable(format!("{}: {e}", file.display())))?;
             self.podman(&["pod", "rm", "-f", &pod.name])?;
-            let played = self.podman(&[
-                "kube",
-                "play",
-                "--network",
-                "slirp4netns:port_handler=slirp4netns",
-                &file.to_string_lossy(),
-            ]);
-            let _ = std::fs::remove_file(&file);
-            played?;
+            self.play(
+                &format!("{}.tampered.json", pod.name),
+                manifest.to_string().as_bytes(),
+            )?;
             out.push(pod.name);
         }
         Ok(out)
@@ -815,21 +821,9 @@ impl Target for Podman {
         let started: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
         let result = (|| {
             for plan in &plans {
-                let file = self.config.work_dir.join(format!("{}.yaml", plan.name));
                 let yaml = crate::yaml::to_string(std::slice::from_ref(&plan.doc))
                     .map_err(|e| TargetError::Unavailable(e.to_string()))?;
-                // Resolved Secret values are in this file: owner-only, and gone after play.
-                crate::fsutil::write_atomic(&file, yaml.as_bytes(), Some(0o600))
-                    .map_err(|e| TargetError::Unavailable(format!("{}: {e}", file.display())))?;
-                let played = self.podman(&[
-                    "kube",
-                    "play",
-                    "--network",
-                    "slirp4netns:port_handler=slirp4netns",
-                    &file.to_string_lossy(),
-                ]);
-                let _ = std::fs::remove_file(&file);
-                played?;
+                self.play(&format!("{}.yaml", plan.name), yaml.as_bytes())?;
             }
             let probes: BTreeMap<&str, Option<&str>> = plans
                 .iter()
