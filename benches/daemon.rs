@@ -303,7 +303,7 @@ fn main() {
         let d = start(root.path(), &url, &state, "1h", Some(&secret));
         let base = d.base.clone();
         let hook = move || {
-            use hmac::{KeyInit, Mac};
+            use hmac::Mac;
             let body = br#"{"ref":"refs/heads/env/dev"}"#;
             let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s").expect("key");
             mac.update(body);

@@ -5,8 +5,8 @@
 //! `cargo bench --bench drift`
 
 use platform_capstone::ports::LiveObject;
-use serde_yaml::Value;
 use std::time::Instant;
+use yaml_serde::Value;
 
 fn main() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -29,7 +29,7 @@ fn main() {
             let mut l = d.clone();
             l["metadata"]["uid"] = format!("uid-{i}").into();
             l["metadata"]["resourceVersion"] = "12345".into();
-            l["status"] = serde_yaml::from_str("{replicas: 3, readyReplicas: 3}").expect("yaml");
+            l["status"] = yaml_serde::from_str("{replicas: 3, readyReplicas: 3}").expect("yaml");
             if i % 100 == 0 {
                 l["spec"]["replicas"] = 9.into();
             }

@@ -78,7 +78,7 @@ fn main() {
                 break;
             }
             let mut o = o.clone();
-            if let Some(serde_yaml::Value::Mapping(meta)) = o.get_mut("metadata") {
+            if let Some(yaml_serde::Value::Mapping(meta)) = o.get_mut("metadata") {
                 meta.insert("name".into(), format!("app-{n}").into());
             }
             if let Some(c) = o

@@ -53,8 +53,8 @@ fn main() {
     .expect("images");
     let images_ms = ms(t);
 
-    let objects = |image: &str| -> Vec<serde_yaml::Value> {
-        serde_yaml::from_str::<Vec<serde_yaml::Value>>(&format!(
+    let objects = |image: &str| -> Vec<yaml_serde::Value> {
+        yaml_serde::from_str::<Vec<yaml_serde::Value>>(&format!(
             "- apiVersion: apps/v1
   kind: Deployment
   metadata: {{name: demo}}

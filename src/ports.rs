@@ -84,7 +84,7 @@ pub struct LiveObject {
     pub kind: String,
     pub namespace: String,
     pub name: String,
-    pub object: serde_yaml::Value,
+    pub object: yaml_serde::Value,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +112,7 @@ pub trait Target {
     fn apply(
         &self,
         workload: &Workload,
-        objects: &[serde_yaml::Value],
+        objects: &[yaml_serde::Value],
         release: &str,
     ) -> Result<Readiness, TargetError>;
     /// After the router moved to what `apply` returned: removes what the
@@ -132,8 +132,8 @@ pub trait Target {
     fn observable(
         &self,
         _namespace: &str,
-        desired: &[serde_yaml::Value],
-    ) -> Result<Vec<serde_yaml::Value>, TargetError> {
+        desired: &[yaml_serde::Value],
+    ) -> Result<Vec<yaml_serde::Value>, TargetError> {
         Ok(desired.to_vec())
     }
 }

@@ -4,7 +4,7 @@
 //! embeds them) are replaced by a stable digest. Equal values mask equally,
 //! so a changed Secret still shows up as a change.
 
-use serde_yaml::{Mapping, Value};
+use yaml_serde::{Mapping, Value};
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -40,7 +40,7 @@ fn mask_values(data: &mut Mapping) {
     for (_, v) in data.iter_mut() {
         let raw = match &*v {
             Value::String(s) => s.as_bytes().to_vec(),
-            other => serde_yaml::to_string(other)
+            other => yaml_serde::to_string(other)
                 .unwrap_or_default()
                 .into_bytes(),
         };
@@ -54,19 +54,19 @@ mod tests {
 
     #[test]
     fn secret_values_and_last_applied_are_masked_stably() {
-        let mut s: Value = serde_yaml::from_str(
+        let mut s: Value = yaml_serde::from_str(
             "kind: Secret\nmetadata:\n  annotations:\n    kubectl.kubernetes.io/last-applied-configuration: '{\"data\":{\"p\":\"aHVudGVyMg==\"}}'\ndata:\n  p: aHVudGVyMg==\nstringData:\n  q: hunter2\n",
         )
         .unwrap();
         mask_object(&mut s);
-        let text = serde_yaml::to_string(&s).unwrap();
+        let text = yaml_serde::to_string(&s).unwrap();
         assert!(
             !text.contains("hunter2") && !text.contains("aHVudGVyMg"),
             "{text}"
         );
         assert!(text.contains(&mask(b"aHVudGVyMg==")));
-        let mut c: Value = serde_yaml::from_str("kind: ConfigMap\ndata:\n  p: visible\n").unwrap();
+        let mut c: Value = yaml_serde::from_str("kind: ConfigMap\ndata:\n  p: visible\n").unwrap();
         mask_object(&mut c);
-        assert!(serde_yaml::to_string(&c).unwrap().contains("visible"));
+        assert!(yaml_serde::to_string(&c).unwrap().contains("visible"));
     }
 }

@@ -2,14 +2,14 @@
 //!
 //! In: bounded by size ([`MAX_YAML_BYTES`]), document count
 //! ([`MAX_DOCUMENTS`]), nesting depth and alias expansion (libyaml via
-//! `serde_yaml` refuses nesting over 128 levels and "repetition limit
+//! `yaml_serde` refuses nesting over 128 levels and "repetition limit
 //! exceeded" for alias bombs before expanding them). Every error names
 //! the file.
 //!
 //! Out: keys sorted, sequences not indented under their key, documents
 //! separated by `---` — the layout `kubectl kustomize` prints.
 
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 /// Largest YAML text accepted, whatever the reader's own limit.
 pub const MAX_YAML_BYTES: usize = 8 * 1024 * 1024;
@@ -41,7 +41,7 @@ fn check_size(file: &str, text: &str) -> Result<(), YamlError> {
     Ok(())
 }
 
-fn parse_error(file: &str, e: serde_yaml::Error) -> YamlError {
+fn parse_error(file: &str, e: yaml_serde::Error) -> YamlError {
     let mut message = e.to_string();
     if message.contains("repetition limit") {
         message = format!("{message} (an alias bomb?); expand anchors by hand or remove them");
@@ -57,14 +57,14 @@ fn parse_error(file: &str, e: serde_yaml::Error) -> YamlError {
 /// Deserializes one YAML document.
 pub fn from_str<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, YamlError> {
     check_size(file, text)?;
-    serde_yaml::from_str(text).map_err(|e| parse_error(file, e))
+    yaml_serde::from_str(text).map_err(|e| parse_error(file, e))
 }
 
 /// Every non-empty document of a multi-document file.
 pub fn documents(file: &str, text: &str) -> Result<Vec<Value>, YamlError> {
     check_size(file, text)?;
     let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
+    for doc in yaml_serde::Deserializer::from_str(text) {
         if out.len() >= MAX_DOCUMENTS {
             return Err(YamlError::TooManyDocuments {
                 file: file.to_string(),
@@ -100,13 +100,13 @@ pub fn sort_keys(v: &mut Value) {
 fn key_str(k: &Value) -> String {
     match k {
         Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other).unwrap_or_default(),
+        other => yaml_serde::to_string(other).unwrap_or_default(),
     }
 }
 
 /// Prints documents as `kubectl kustomize` does: sorted keys, go-yaml's
 /// quoting and folding, `---` between documents (see `yaml_emit`).
-pub fn to_string(docs: &[Value]) -> Result<String, serde_yaml::Error> {
+pub fn to_string(docs: &[Value]) -> Result<String, yaml_serde::Error> {
     Ok(crate::yaml_emit::documents(docs))
 }
 

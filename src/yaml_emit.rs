@@ -8,10 +8,10 @@
 //! double-quote any string a YAML 1.1 reader would take for a bool,
 //! number, null or timestamp. Keys sorted, two-space indent, sequences not
 //! indented under their key, long plain and quoted scalars folded past
-//! column 80. Written by hand: serde_yaml's emitter quotes differently
+//! column 80. Written by hand: yaml_serde's emitter quotes differently
 //! (`'8080'`, unquoted `yes`) and does not fold.
 
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 const WIDTH: usize = 80;
 const INDENT: usize = 2;
@@ -366,7 +366,7 @@ impl Emitter {
             Value::Bool(b) => self.put(if *b { "true" } else { "false" }),
             Value::Number(n) => self.put(&n.to_string()),
             Value::Tagged(t) => {
-                let text = serde_yaml::to_string(&Value::Tagged(t.clone())).unwrap_or_default();
+                let text = yaml_serde::to_string(&Value::Tagged(t.clone())).unwrap_or_default();
                 self.put(text.trim_end());
             }
         }
@@ -524,7 +524,7 @@ fn key_text(k: &Value) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
         Value::Null => "null".into(),
-        other => serde_yaml::to_string(other)
+        other => yaml_serde::to_string(other)
             .unwrap_or_default()
             .trim_end()
             .to_string(),

@@ -38,7 +38,7 @@ fn signal(child: &Child, sig: &str) {
 }
 
 fn hmac_hex(secret: &[u8], body: &[u8]) -> String {
-    use hmac::{KeyInit, Mac};
+    use hmac::Mac;
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("key");
     mac.update(body);
     mac.finalize()

@@ -16,7 +16,7 @@ fn date(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
 }
 
-fn objects(root: &Path, overlay: &str) -> Vec<serde_yaml::Value> {
+fn objects(root: &Path, overlay: &str) -> Vec<yaml_serde::Value> {
     render::render(&DirReader::open(root).expect("open"), overlay)
         .expect("render")
         .objects

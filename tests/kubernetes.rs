@@ -71,7 +71,7 @@ fn scripted(reply: Reply) -> (Kube, Arc<Mutex<Vec<Seen>>>, std::thread::JoinHand
     (kube, seen, server)
 }
 
-fn dev_objects() -> Vec<serde_yaml::Value> {
+fn dev_objects() -> Vec<yaml_serde::Value> {
     support::blueprint_dev(None)
 }
 
@@ -284,7 +284,7 @@ fn unsupported_kinds_are_refused_before_any_request() {
     let (kube, seen, server) = scripted(api_server(0));
     let mut objects = dev_objects();
     objects.push(
-        serde_yaml::from_str("apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: x}")
+        yaml_serde::from_str("apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: x}")
             .expect("yaml"),
     );
     let err = kube

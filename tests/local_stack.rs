@@ -37,7 +37,7 @@ fn workload(track: Track) -> Workload {
 }
 
 /// The blueprint's dev overlay, rendered, its image set to `reference`.
-fn dev_objects(reference: &str) -> Vec<serde_yaml::Value> {
+fn dev_objects(reference: &str) -> Vec<yaml_serde::Value> {
     support::blueprint_dev(Some(reference))
 }
 

@@ -120,7 +120,7 @@ fn selects(svc: &Value, deployment: &Value) -> bool {
 /// The objects to apply for `w`, labelled and placed: pure.
 pub fn plan_apply(
     w: &Workload,
-    objects: &[serde_yaml::Value],
+    objects: &[yaml_serde::Value],
     release: &str,
 ) -> Result<Vec<Value>, TargetError> {
     let mut docs = Vec::new();
@@ -341,7 +341,7 @@ impl Target for Kube {
     fn apply(
         &self,
         w: &Workload,
-        objects: &[serde_yaml::Value],
+        objects: &[yaml_serde::Value],
         release: &str,
     ) -> Result<Readiness, TargetError> {
         let plan = plan_apply(w, objects, release)?;
@@ -436,7 +436,7 @@ impl Target for Kube {
         let mut out = Vec::new();
         for (kind, ..) in KINDS {
             for o in self.managed(kind, namespace)? {
-                let object = serde_yaml::to_value(&o)
+                let object = yaml_serde::to_value(&o)
                     .map_err(|e| TargetError::Unavailable(e.to_string()))?;
                 out.push(LiveObject {
                     kind: kind.to_string(),

@@ -31,11 +31,11 @@ use crate::ports::{
     APP_LABEL, LiveObject, MANAGED_BY, MANAGED_BY_VALUE, NAMESPACE_LABEL, RELEASE_LABEL, Readiness,
     TRACK_LABEL, Target, TargetError, Track, Workload,
 };
-use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
+use yaml_serde::{Mapping, Value};
 
 pub const GENERATION_LABEL: &str = "platform-capstone.dev/generation";
 pub const OBJECT_LABEL: &str = "platform-capstone.dev/object";
@@ -331,7 +331,7 @@ pub fn observable(namespace: &str, objects: &[Value]) -> Result<Vec<Value>, Targ
             "spec": {"replicas": replicas, "template": {"spec": {}}},
         });
         let mut doc: Value =
-            serde_yaml::to_value(doc).map_err(|e| TargetError::Unavailable(e.to_string()))?;
+            yaml_serde::to_value(doc).map_err(|e| TargetError::Unavailable(e.to_string()))?;
         if let Some(t) = doc.get_mut("spec").and_then(|s| s.get_mut("template")) {
             t["metadata"] = Value::Mapping(Mapping::new());
             t["metadata"]["labels"] = labels;
@@ -984,7 +984,7 @@ impl Target for Podman {
                 })
                 .map(|(k, v)| (s(k), s(v)))
                 .collect();
-            let doc = serde_yaml::to_value(serde_json::json!({
+            let doc = yaml_serde::to_value(serde_json::json!({
                 "apiVersion": "apps/v1",
                 "kind": "Deployment",
                 "metadata": {"name": name, "namespace": namespace},

@@ -239,7 +239,6 @@ pub fn descriptor(
         size: bytes.len() as i64,
         urls: None,
         annotations,
-        artifact_type: None,
     }
 }
 

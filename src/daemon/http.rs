@@ -20,7 +20,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hmac::{KeyInit, Mac};
+use hmac::Mac;
 use sha2::Digest;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

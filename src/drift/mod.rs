@@ -20,8 +20,8 @@ pub mod run;
 pub mod slo;
 
 use crate::ports::{LiveObject, MANAGED_BY, MANAGED_BY_VALUE};
-use serde_yaml::Value;
 use std::collections::BTreeMap;
+use yaml_serde::Value;
 
 /// Fields servers own or default, ignored for every kind (`*`) or one kind.
 pub const DEFAULT_IGNORES: &[(&str, &str)] = &[
@@ -362,7 +362,7 @@ mod tests {
     use super::*;
 
     fn v(s: &str) -> Value {
-        serde_yaml::from_str(s).unwrap()
+        yaml_serde::from_str(s).unwrap()
     }
 
     fn live(kind: &str, name: &str, obj: Value) -> LiveObject {

@@ -226,7 +226,7 @@ impl Engine<'_> {
         &self,
         env: &Env,
         commit: &str,
-    ) -> Result<(Vec<serde_yaml::Value>, Vec<String>), EngineError> {
+    ) -> Result<(Vec<yaml_serde::Value>, Vec<String>), EngineError> {
         let tree = self.repo.reader(commit)?;
         let rendered = crate::render::render(tree.as_ref(), &env.overlay)
             .map_err(|e| EngineError::Invalid(format!("{}: {e}", env.overlay)))?;
@@ -553,7 +553,7 @@ impl Engine<'_> {
         &self,
         env: &Env,
         r: &EnvRelease<'_>,
-        objects: &[serde_yaml::Value],
+        objects: &[yaml_serde::Value],
         images: &[String],
     ) -> Result<Checks, EngineError> {
         let tree = self.repo.reader(r.commit)?;
@@ -609,7 +609,7 @@ impl Engine<'_> {
         &mut self,
         env: &Env,
         r: &EnvRelease<'_>,
-        objects: &[serde_yaml::Value],
+        objects: &[yaml_serde::Value],
         state: &mut ReleaseState,
         out: &mut dyn Reporter,
     ) -> Result<Option<EnvOutcome>, EngineError> {

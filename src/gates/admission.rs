@@ -110,7 +110,7 @@ impl AdmissionGate {
     /// Evaluates every object; `today` decides severity phases.
     pub fn evaluate(
         &mut self,
-        objects: &[serde_yaml::Value],
+        objects: &[yaml_serde::Value],
         today: NaiveDate,
     ) -> Result<Verdict, GateError> {
         self.engine
@@ -257,7 +257,7 @@ fn rule_id(message: &str) -> String {
     }
 }
 
-fn describe(obj: &serde_yaml::Value) -> String {
+fn describe(obj: &yaml_serde::Value) -> String {
     let get = |k: &str| obj.get(k).and_then(|v| v.as_str()).unwrap_or("?");
     let meta = obj.get("metadata");
     let name = meta

@@ -254,8 +254,8 @@ pub fn set_digest_pins(
             p
         })
         .collect();
-    let strip = |t: &str| -> Result<serde_yaml::Value, PinError> {
-        let mut v: serde_yaml::Value =
+    let strip = |t: &str| -> Result<yaml_serde::Value, PinError> {
+        let mut v: yaml_serde::Value =
             crate::yaml::from_str(file, t).map_err(|e| PinError::Yaml {
                 file: file.to_string(),
                 message: e.to_string(),

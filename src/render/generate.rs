@@ -13,8 +13,8 @@
 use super::kustomization::{Generator, GeneratorOptions};
 use super::object::{Object, get_str};
 use base64::Engine;
-use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
+use yaml_serde::{Mapping, Value};
 
 /// Where a generator's inputs come from: reads relative to the kustomization dir.
 pub trait Files {
@@ -282,7 +282,7 @@ fn scalar(v: &Value) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
         Value::Null => String::new(),
-        other => serde_yaml::to_string(other).unwrap_or_default(),
+        other => yaml_serde::to_string(other).unwrap_or_default(),
     }
 }
 

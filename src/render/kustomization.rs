@@ -31,7 +31,7 @@ pub const SUPPORTED_FIELDS: &[&str] = &[
 pub struct Kustomization {
     pub api_version: Option<String>,
     pub kind: Option<String>,
-    pub metadata: Option<serde_yaml::Value>,
+    pub metadata: Option<yaml_serde::Value>,
     #[serde(default)]
     pub resources: Vec<String>,
     #[serde(default)]

@@ -23,8 +23,8 @@ use crate::source::{Node, ReadError, TreeReader};
 use crate::yaml::{self, YamlError};
 use kustomization::Kustomization;
 use object::Object;
-use serde_yaml::Value;
 use std::collections::HashSet;
+use yaml_serde::Value;
 
 /// Names a kustomization file may have, in kustomize's order of preference.
 pub const KUSTOMIZATION_FILES: &[&str] =

@@ -2,7 +2,7 @@
 //! every (name, namespace) it has had, so patches written against a base
 //! name and references to a renamed ConfigMap still find it.
 
-use serde_yaml::{Mapping, Value};
+use yaml_serde::{Mapping, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Id {

@@ -5,7 +5,7 @@
 //! values and none implements Kubernetes' strategic merge; the merge-key
 //! table below is the part of the OpenAPI schema kustomize consults.
 
-use serde_yaml::{Mapping, Value};
+use yaml_serde::{Mapping, Value};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PatchError {
@@ -347,7 +347,7 @@ mod tests {
     use super::*;
 
     fn y(s: &str) -> Value {
-        serde_yaml::from_str(s).unwrap()
+        yaml_serde::from_str(s).unwrap()
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::kustomization::Target;
 use super::object::Object;
-use serde_yaml::Mapping;
+use yaml_serde::Mapping;
 
 #[derive(Debug)]
 pub struct Selector {

@@ -8,8 +8,8 @@
 
 use super::kustomization::Image;
 use super::object::{Object, child_map, get_str, is_cluster_scoped};
-use serde_yaml::{Mapping, Value};
 use std::collections::{BTreeMap, HashMap};
+use yaml_serde::{Mapping, Value};
 
 /// Calls `f` on every node at `path` ("spec/template/metadata/labels"),
 /// traversing sequences; creates missing mappings when `create`.

@@ -169,7 +169,7 @@ pub fn demo_binary() -> PathBuf {
 
 /// The blueprint's dev overlay rendered; with `image`, every workload's
 /// first container runs it.
-pub fn blueprint_dev(image: Option<&str>) -> Vec<serde_yaml::Value> {
+pub fn blueprint_dev(image: Option<&str>) -> Vec<yaml_serde::Value> {
     let dir = blueprint_dir();
     let reader = platform_capstone::source::DirReader::open(dir.path()).expect("open");
     let rendered = platform_capstone::render::render(&reader, "overlays/dev").expect("render");
