@@ -23,9 +23,14 @@ use std::time::Duration;
 fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().to_path_buf();
-    let local = dir.join("local");
+    // A state dir far longer than a Unix socket path may be: the stack's
+    // sockets live in its short runtime dir, never under the state dir.
+    let local = dir.join(format!("local-state-{}", "long".repeat(40)));
+    assert!(local.as_os_str().len() > 150);
     let _turn = crate::support::real_stack();
     let stack = Stack::new(&local).expect("stack");
+    assert!(stack.haproxy_socket().as_os_str().len() < 90, "{stack:?}");
+    assert!(!stack.run.starts_with(&dir));
     let _down = Down(&stack);
     let routes: Vec<(String, String)> = ["demo-dev", "demo-staging", "demo-prod"]
         .iter()

@@ -151,8 +151,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             let state = stack.up(&routes, choice, &mut |l| say(l))?;
             println!(
-                "local stack up in {}\n  registry   localhost:{}\n  prometheus {}\n  haproxy    exporter 127.0.0.1:{}, socket {}",
+                "local stack up in {} (sockets in {})\n  registry   localhost:{}\n  prometheus {}\n  haproxy    exporter 127.0.0.1:{}, socket {}",
                 stack.dir.display(),
+                stack.run.display(),
                 state.ports.registry,
                 Stack::prometheus_url(&state),
                 state.ports.haproxy_exporter,
@@ -173,7 +174,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if output == Output::Json {
                 super::print_json(&status)?;
             } else {
-                let mut out = format!("state dir: {}\n", status.state_dir);
+                let mut out = format!(
+                    "state dir: {}\nruntime dir: {}\n",
+                    status.state_dir, status.runtime_dir
+                );
                 if status.components.is_empty() {
                     out.push_str("not set up: run `platform-capstone local up`\n");
                 }

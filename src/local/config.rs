@@ -111,7 +111,9 @@ http:
     )
 }
 
-pub fn containers_conf(podman_dir: &Path) -> String {
+/// `podman_dir` holds what persists (events log, networks); `run` the
+/// runtime state, sockets included (short: see `local::runtime_dir`).
+pub fn containers_conf(podman_dir: &Path, run: &Path) -> String {
     format!(
         "# Project-local podman settings (brief §5); CONTAINERS_CONF points here.
 [containers]
@@ -128,12 +130,12 @@ tmp_dir = {tmp}
 network_config_dir = {networks}
 ",
         events = quoted(&podman_dir.join("events.log")),
-        tmp = quoted(&podman_dir.join("tmp")),
+        tmp = quoted(&run.join("tmp")),
         networks = quoted(&podman_dir.join("networks"))
     )
 }
 
-pub fn storage_conf(podman_dir: &Path) -> String {
+pub fn storage_conf(podman_dir: &Path, run: &Path) -> String {
     format!(
         "# Project-local container storage; CONTAINERS_STORAGE_CONF points here.
 [storage]
@@ -141,7 +143,7 @@ driver = \"vfs\"
 runroot = {run}
 graphroot = {graph}
 ",
-        run = quoted(&podman_dir.join("run")),
+        run = quoted(&run.join("run")),
         graph = quoted(&podman_dir.join("storage"))
     )
 }

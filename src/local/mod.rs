@@ -11,6 +11,13 @@
 //! listening. `status` says what is up and where. Processes are tracked by
 //! pid *and* command line, so a recycled pid is never mistaken for ours.
 //!
+//! Sockets never live under the state dir: a Unix socket path is limited
+//! to 107 bytes and a state dir can be any length (a newcomer's default
+//! temp dir is already long). HAProxy's runtime socket and podman's tmp
+//! and run dirs (slirp4netns puts `<tmp>/<64-hex id>.net` there) go under
+//! a short runtime dir derived from the state dir's path ([`runtime_dir`]),
+//! created by `up` and removed by `down`.
+//!
 //! Modules: `config` (the generated files, pure), `images` (the demo
 //! images: buildah from scratch, push, sign, attest).
 
@@ -46,6 +53,15 @@ pub const DEFAULT_PORTS: Ports = Ports {
 };
 /// First frontend port; one per route, counting up.
 pub const DEFAULT_ROUTE_PORT: u16 = 18080;
+/// Longest path a Unix socket can have (`sun_path` holds 108 bytes with
+/// the terminating NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+/// What podman appends to its tmp dir for the longest socket it makes
+/// there: slirp4netns's API socket, `/<64-hex container id>.net`.
+const PODMAN_TMP_SOCKET: usize = 1 + 64 + ".net".len();
+/// Overrides where runtime dirs are made (default: `$XDG_RUNTIME_DIR`,
+/// else `/run` for root, else `/tmp`).
+pub const RUNTIME_DIR_ENV: &str = "PLATFORM_CAPSTONE_RUNTIME_DIR";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -73,6 +89,10 @@ pub enum LocalError {
     },
     #[error("{0}")]
     Podman(String),
+    #[error(
+        "{path}: a socket here would be {len} bytes, over the {MAX_SOCKET_PATH}-byte limit of Unix sockets; set {RUNTIME_DIR_ENV} to a shorter directory (the stack's sockets go there)"
+    )]
+    SocketPathTooLong { path: String, len: usize },
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> LocalError + '_ {
@@ -86,6 +106,10 @@ pub struct StackState {
     pub routes: Vec<Route>,
     /// Component name → pid.
     pub pids: BTreeMap<String, u32>,
+    /// The runtime dir podman's storage was set up with (absent: a stack
+    /// from before runtime dirs, whose podman state lives in the state dir).
+    #[serde(default)]
+    pub runtime_dir: Option<PathBuf>,
 }
 
 /// How `up` picks ports for a new stack.
@@ -108,6 +132,8 @@ pub struct ComponentStatus {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StackStatus {
     pub state_dir: String,
+    /// Sockets and podman's runtime state.
+    pub runtime_dir: String,
     pub components: Vec<ComponentStatus>,
     pub routes: Vec<Route>,
     pub pods: Vec<PodStatus>,
@@ -123,8 +149,97 @@ pub struct PodStatus {
     pub release: String,
 }
 
+#[derive(Debug)]
 pub struct Stack {
     pub dir: PathBuf,
+    /// Sockets and podman's runtime state ([`runtime_dir`]).
+    pub run: PathBuf,
+}
+
+/// The effective user id (the owner of `/proc/self`), without `unsafe`.
+fn euid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}
+
+/// Where runtime dirs are made: `$PLATFORM_CAPSTONE_RUNTIME_DIR`, else
+/// `$XDG_RUNTIME_DIR`, else `/run` when root can write it, else `/tmp`.
+fn runtime_base() -> PathBuf {
+    let dir = |v: &str| {
+        std::env::var_os(v)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute() && p.is_dir())
+    };
+    if let Some(d) = dir(RUNTIME_DIR_ENV).or_else(|| dir("XDG_RUNTIME_DIR")) {
+        return d;
+    }
+    let run = Path::new("/run");
+    if euid() == 0 && run.is_dir() && tempfile::tempdir_in(run).is_ok() {
+        return run.to_path_buf();
+    }
+    PathBuf::from("/tmp")
+}
+
+/// The runtime dir of the stack whose (canonical) state dir is `state_dir`:
+/// `<base>/pc-<12 hex>`, the hex a digest of the state dir and the user,
+/// so two stacks never share one and its length never depends on the
+/// state dir's.
+pub fn runtime_dir(base: &Path, state_dir: &Path, uid: u32) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(state_dir.as_os_str().as_encoded_bytes());
+    h.update(uid.to_be_bytes());
+    let hex: String = h.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    base.join(format!("pc-{hex}"))
+}
+
+/// Every socket path the stack will create under `run`, with its length
+/// (the podman one as the longest it can be).
+fn socket_paths(run: &Path) -> Vec<(PathBuf, usize)> {
+    let haproxy = run.join("haproxy.sock");
+    let tmp = run.join("tmp");
+    vec![
+        (haproxy.clone(), haproxy.as_os_str().len()),
+        (tmp.clone(), tmp.as_os_str().len() + PODMAN_TMP_SOCKET),
+    ]
+}
+
+/// Every socket under `run` fits a Unix socket path, or the error names the fix.
+fn check_socket_paths(run: &Path) -> Result<(), LocalError> {
+    for (path, len) in socket_paths(run) {
+        if len > MAX_SOCKET_PATH {
+            return Err(LocalError::SocketPathTooLong {
+                path: path.display().to_string(),
+                len,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Makes `dir` (mode 0700) or checks that the one there is a real
+/// directory of ours that nobody else can write: in `/tmp` anyone could
+/// have made it first.
+fn ensure_private_dir(dir: &Path) -> Result<(), LocalError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(dir)(e)),
+    }
+    let m = std::fs::symlink_metadata(dir).map_err(io(dir))?;
+    if !m.file_type().is_dir() || m.uid() != euid() || m.mode() & 0o022 != 0 {
+        return Err(LocalError::Io(format!(
+            "{}: exists but is not a private directory of this user; remove it, or set {RUNTIME_DIR_ENV}",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Whether `program` is on PATH.
@@ -178,15 +293,9 @@ impl Stack {
     pub fn new(dir: &Path) -> Result<Self, LocalError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let dir = std::fs::canonicalize(dir).map_err(io(dir))?;
-        // Unix socket paths are limited to 108 bytes.
-        let sock = dir.join("haproxy.sock");
-        if sock.as_os_str().len() > 100 {
-            return Err(LocalError::Io(format!(
-                "{}: the state dir path is too long for HAProxy's socket (over 100 bytes); use a shorter --state-dir",
-                dir.display()
-            )));
-        }
-        Ok(Self { dir })
+        let run = runtime_dir(&runtime_base(), &dir, euid());
+        check_socket_paths(&run)?;
+        Ok(Self { dir, run })
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -196,7 +305,7 @@ impl Stack {
         self.path("stack.json")
     }
     pub fn haproxy_socket(&self) -> PathBuf {
-        self.path("haproxy.sock")
+        self.run.join("haproxy.sock")
     }
     fn podman_dir(&self) -> PathBuf {
         self.path("podman")
@@ -298,8 +407,14 @@ impl Stack {
                 self.path("prometheus/prometheus.yml"),
                 config::prometheus_yml(&state.ports, &pd.join("scrape-targets.json")),
             ),
-            (pd.join("containers.conf"), config::containers_conf(&pd)),
-            (pd.join("storage.conf"), config::storage_conf(&pd)),
+            (
+                pd.join("containers.conf"),
+                config::containers_conf(&pd, &self.run),
+            ),
+            (
+                pd.join("storage.conf"),
+                config::storage_conf(&pd, &self.run),
+            ),
             (
                 pd.join("registries.conf"),
                 config::registries_conf(state.ports.registry),
@@ -369,6 +484,7 @@ impl Stack {
         Ok(StackState {
             ports: base,
             routes: out,
+            runtime_dir: existing.as_ref().and_then(|s| s.runtime_dir.clone()),
             pids: existing.map(|s| s.pids).unwrap_or_default(),
         })
     }
@@ -458,6 +574,11 @@ impl Stack {
     ) -> Result<StackState, LocalError> {
         check_programs(REQUIRED)?;
         let mut state = self.plan(routes, ports)?;
+        ensure_private_dir(&self.run)?;
+        if state.runtime_dir.as_deref() != Some(self.run.as_path()) {
+            self.move_podman_runtime(&state, progress)?;
+            state.runtime_dir = Some(self.run.clone());
+        }
         let mut changed = Vec::new();
         for (path, content) in self.files(&state) {
             if let Some(parent) = path.parent() {
@@ -522,6 +643,51 @@ impl Stack {
         Ok(state)
     }
 
+    /// Podman records its tmp and run dirs in its database and refuses to
+    /// start with others: a stack set up elsewhere (an older layout, or a
+    /// state dir that moved) has its pods removed and podman's storage
+    /// reset with the configuration it was made with. Images come back
+    /// from the registry; releases re-apply what they need.
+    fn move_podman_runtime(
+        &self,
+        state: &StackState,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), LocalError> {
+        let pd = self.podman_dir();
+        if !pd.join("storage").exists() {
+            return Ok(());
+        }
+        progress(&format!(
+            "podman: runtime state moves to {}; resetting the stack's podman storage once",
+            self.run.display()
+        ));
+        if on_path("podman") && self.podman_config().containers_conf.exists() {
+            let podman = self.podman()?;
+            let _ = process::run(
+                podman
+                    .command()
+                    .args(["pod", "rm", "--all", "--force", "--time", "5"]),
+                Duration::from_secs(120),
+                None,
+            );
+            let _ = process::run(
+                podman.command().args(["system", "reset", "--force"]),
+                Duration::from_secs(120),
+                None,
+            );
+        }
+        let mut dirs = vec![pd.join("storage"), pd.join("run"), pd.join("tmp")];
+        dirs.extend(state.runtime_dir.iter().cloned());
+        for d in dirs {
+            match std::fs::remove_dir_all(&d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&d)(e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Removes every managed pod and stops every process; then checks that
     /// nothing listens any more.
     pub fn down(&self, progress: &mut dyn FnMut(&str)) -> Result<(), LocalError> {
@@ -572,7 +738,13 @@ impl Stack {
                 still
             )));
         }
-        let _ = std::fs::remove_file(self.haproxy_socket());
+        // Podman keeps nothing there that outlives its pods; the next
+        // `up` makes it again.
+        match std::fs::remove_dir_all(&self.run) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&self.run)(e)),
+        }
         Ok(())
     }
 
@@ -634,6 +806,7 @@ impl Stack {
         }
         StackStatus {
             state_dir: self.dir.display().to_string(),
+            runtime_dir: self.run.display().to_string(),
             components,
             routes: state.map(|s| s.routes).unwrap_or_default(),
             pods,
@@ -648,4 +821,46 @@ fn http_ok(url: &str) -> bool {
         .ok()
         .and_then(|c| c.get(url).send().ok())
         .is_some_and(|r| r.status().is_success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_dirs_are_short_whatever_the_state_dir_and_never_shared() {
+        let long = PathBuf::from(format!("/tmp/{}", "state-dir-".repeat(30)));
+        for base in ["/run", "/tmp", "/run/user/1000"] {
+            let a = runtime_dir(Path::new(base), &long, 0);
+            assert_eq!(a.as_os_str().len(), base.len() + "/pc-".len() + 12);
+            assert!(check_socket_paths(&a).is_ok(), "{}", a.display());
+            assert_eq!(a, runtime_dir(Path::new(base), &long, 0), "stable");
+            assert_ne!(a, runtime_dir(Path::new(base), Path::new("/srv/x"), 0));
+            assert_ne!(a, runtime_dir(Path::new(base), &long, 1000), "per user");
+        }
+        // A base too long for slirp4netns's `<tmp>/<64 hex>.net`: refused
+        // up front, naming the variable that fixes it.
+        let deep = PathBuf::from(format!("/{}", "d".repeat(40)));
+        let err = check_socket_paths(&runtime_dir(&deep, &long, 0))
+            .expect_err("too long")
+            .to_string();
+        assert!(
+            err.contains("over the 107-byte limit") && err.contains(RUNTIME_DIR_ENV),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_runtime_dir_made_by_someone_else_is_refused() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = tmp.path().join("pc-x");
+        ensure_private_dir(&d).expect("made");
+        ensure_private_dir(&d).expect("ours: reused");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(ensure_private_dir(&d).is_err(), "world-writable");
+        let link = tmp.path().join("pc-link");
+        std::os::unix::fs::symlink(tmp.path(), &link).expect("symlink");
+        assert!(ensure_private_dir(&link).is_err(), "a symlink");
+    }
 }
