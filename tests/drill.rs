@@ -196,19 +196,23 @@ fn every_drill_passes_on_the_real_stack_and_a_loose_gate_fails_the_rollback_dril
     git(&work, &["pull", "-q", "--ff-only", "origin", "env/dev"]);
     let p = work.join("envs/dev.toml");
     let t = std::fs::read_to_string(&p).expect("env");
-    let loose = t
+    // Availability alone, and loose: the latency SLO goes (a p99 against a
+    // few-millisecond baseline is at the mercy of a busy machine), and the
+    // error budget swallows the 30% fault whole.
+    let latency = t
+        .find("[[slo]]\nname = \"latency-p99\"")
+        .expect("latency slo");
+    let gates = t.find("[gates]").expect("gates");
+    let loose = format!("{}{}", &t[..latency], &t[gates..])
         .replace("objective = 0.995", "objective = 0.1")
-        .replace("max_regression = 0.01", "max_regression = 1.0")
-        .replace("threshold = \"250ms\"", "threshold = \"10s\"")
-        .replace("max_regression = 0.25", "max_regression = 5.0");
-    assert_ne!(loose, t);
+        .replace("max_regression = 0.01", "max_regression = 1.0");
+    assert!(loose.contains("objective = 0.1") && !loose.contains("latency-p99"));
     std::fs::write(&p, loose).expect("write");
     git(
         &work,
         &["commit", "-q", "-am", "dev: SLOs loosened (drill test)"],
     );
     git(&work, &["push", "-q", "origin", "env/dev"]);
-    // (Errors only: latency regression is capped at 10x by validation.)
     let (code, run) = drill(&w, "rollback", &key_file, &["--fault-latency-ms", "0"]);
     assert_eq!(code, Some(1), "{run}");
     let caught = run["checks"]

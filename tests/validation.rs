@@ -188,6 +188,20 @@ fn each_field_problem_names_file_field_and_fix() {
         ),
         (
             "envs/dev.toml",
+            "max_regression = 0.01",
+            "max_regression = 0.01\nmin_regression = \"10ms\"",
+            "slo[0].min_regression",
+            "only to latency SLOs",
+        ),
+        (
+            "envs/dev.toml",
+            "max_regression = 0.25",
+            "max_regression = 0.25\nmin_regression = \"2m\"",
+            "slo[1].min_regression",
+            "",
+        ),
+        (
+            "envs/dev.toml",
             "{{interval}}",
             "{{intreval}}",
             "slo[0].query",

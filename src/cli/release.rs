@@ -66,8 +66,11 @@ pub struct Common {
     output: Output,
 }
 
-/// §2's lines, live: plain lines when not a terminal, a spinner for the
-/// interval in progress when it is.
+/// §2's lines, live. They always go to stdout, in §2's order: `checks:`
+/// and its gates, then `rollout:` and one line per finished step. Interval
+/// progress is a spinner when stdout and stderr are both a terminal;
+/// otherwise a plain stderr line under the step, after `rollout:`, so it
+/// never lands inside the `checks:` block.
 struct Printer {
     json: bool,
     spinner: Option<indicatif::ProgressBar>,
@@ -77,7 +80,8 @@ struct Printer {
 impl Printer {
     fn new(json: bool) -> Self {
         use std::io::IsTerminal;
-        let spinner = (!json && std::io::stderr().is_terminal()).then(|| {
+        let live = !json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+        let spinner = live.then(|| {
             let pb = indicatif::ProgressBar::new_spinner();
             pb.enable_steady_tick(Duration::from_millis(120));
             pb
@@ -94,8 +98,24 @@ impl Printer {
             return;
         }
         match &self.spinner {
-            Some(pb) => pb.println(s),
+            Some(pb) => pb.suspend(|| println!("{s}")),
             None => println!("{s}"),
+        }
+    }
+
+    /// Progress, not result: the spinner's message, or a stderr line.
+    fn progress(&self, s: &str) {
+        match &self.spinner {
+            Some(pb) => pb.set_message(s.trim().to_string()),
+            None if !self.json => eprintln!("{s}"),
+            None => {}
+        }
+    }
+
+    fn rollout_header(&mut self) {
+        if !self.printed_rollout {
+            self.line("rollout:");
+            self.printed_rollout = true;
         }
     }
 }
@@ -133,11 +153,11 @@ impl Reporter for Printer {
             }
         }
     }
+    fn rollout(&mut self) {
+        self.rollout_header();
+    }
     fn step(&mut self, name: &str, result: &str) {
-        if !self.printed_rollout {
-            self.line("rollout:");
-            self.printed_rollout = true;
-        }
+        self.rollout_header();
         self.line(&format!("  {name}: {result}"));
     }
     fn interval(&mut self, step: &str, n: usize, result: &IntervalResult) {
@@ -146,17 +166,16 @@ impl Reporter for Printer {
             IntervalResult::Unhealthy(x) => format!("unhealthy: {x}"),
             IntervalResult::Inconclusive(x) => format!("inconclusive: {x}"),
         };
-        match &self.spinner {
-            Some(pb) => pb.set_message(format!("{step}: interval {n}: {r}")),
-            None if !self.json => eprintln!("  {step}: interval {n}: {r}"),
-            None => {}
-        }
+        self.rollout_header();
+        self.progress(&format!("    {step}: interval {n}: {r}"));
     }
     fn info(&mut self, line: &str) {
+        if self.json {
+            return;
+        }
         match &self.spinner {
-            Some(pb) => pb.println(format!("  ({line})")),
-            None if !self.json => eprintln!("  ({line})"),
-            None => {}
+            Some(pb) => pb.suspend(|| eprintln!("  ({line})")),
+            None => eprintln!("  ({line})"),
         }
     }
 }

@@ -118,6 +118,11 @@ struct RawSlo {
     /// Allowed canary regression over the stable baseline: absolute for
     /// `error_ratio` (0.01 = one point), relative for `latency` (0.25 = +25%).
     max_regression: Option<f64>,
+    /// Latency SLOs: a regression counts only when the canary is also
+    /// this much slower than stable in absolute terms (default 25ms): a
+    /// few-millisecond p99 moves by tens of percent with one slow request
+    /// or one histogram bucket.
+    min_regression: Option<String>,
     /// PromQL template; `{{namespace}}`, `{{version}}`, `{{interval}}`, … are filled in.
     query: String,
 }
@@ -297,8 +302,14 @@ pub struct Slo {
     pub objective: f64,
     pub threshold: Option<Duration>,
     pub max_regression: Option<f64>,
+    /// Latency only: the smallest absolute regression that counts (zero
+    /// for error ratios, whose `max_regression` is absolute already).
+    pub min_regression: Duration,
     pub query: String,
 }
+
+/// Default `min_regression` of latency SLOs.
+pub const DEFAULT_MIN_REGRESSION: Duration = Duration::from_millis(25);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -761,6 +772,24 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
                 );
             }
         }
+        let min_regression = match (kind, &s.min_regression) {
+            (SloKind::Latency, Some(d)) => c.duration(
+                &f("min_regression"),
+                d,
+                Duration::ZERO,
+                Duration::from_secs(60),
+            ),
+            (SloKind::Latency, None) => DEFAULT_MIN_REGRESSION,
+            (SloKind::ErrorRatio, Some(_)) => {
+                c.add(
+                    &f("min_regression"),
+                    "min_regression applies only to latency SLOs",
+                    "remove it; max_regression of an error_ratio SLO is absolute already",
+                );
+                Duration::ZERO
+            }
+            (SloKind::ErrorRatio, None) => Duration::ZERO,
+        };
         check_template(&mut c, &f("query"), &s.query);
         slos.push(Slo {
             name: s.name.clone(),
@@ -768,6 +797,7 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
             objective: s.objective,
             threshold,
             max_regression: s.max_regression,
+            min_regression,
             query: s.query.clone(),
         });
     }

@@ -172,7 +172,14 @@ pub fn judge(
             (Ok(now), Some(base), Some(max)) => {
                 let (limit, how) = match slo.kind {
                     SloKind::ErrorRatio => (base + max, format!("+{max}")),
-                    SloKind::Latency => (base * (1.0 + max), format!("+{:.0}%", max * 100.0)),
+                    SloKind::Latency => (
+                        (base * (1.0 + max)).max(base + slo.min_regression.as_secs_f64()),
+                        format!(
+                            "+{:.0}%, at least +{} ms",
+                            max * 100.0,
+                            slo.min_regression.as_millis()
+                        ),
+                    ),
                 };
                 if *now > limit {
                     SloStatus::Regressed {
@@ -208,6 +215,7 @@ mod tests {
             objective: 0.999,
             threshold: None,
             max_regression: Some(0.01),
+            min_regression: Duration::ZERO,
             query: String::new(),
         }
     }
@@ -316,8 +324,18 @@ mod tests {
             objective: 0.99,
             threshold: Some(Duration::from_millis(250)),
             max_regression: Some(0.25),
+            min_regression: Duration::from_millis(25),
             query: String::new(),
         };
+        // +50% on a 5 ms baseline is under the 25 ms floor: not a regression.
+        let r = judge(
+            &lat,
+            &w,
+            Duration::from_secs(5 * M),
+            &all(0.0075),
+            Some(0.005),
+        );
+        assert_eq!(r.status, SloStatus::Ok);
         let r = judge(&lat, &w, Duration::from_secs(5 * M), &all(0.2), Some(0.1));
         match &r.status {
             SloStatus::Regressed { detail } => assert!(detail.contains("+25%"), "{detail}"),

@@ -52,6 +52,8 @@ pub struct Services<'a> {
 pub trait Reporter {
     fn env(&mut self, _env: &str) {}
     fn checks(&mut self, _checks: &Checks) {}
+    /// The rollout begins: steps and intervals follow.
+    fn rollout(&mut self) {}
     fn step(&mut self, _name: &str, _result: &str) {}
     fn interval(&mut self, _step: &str, _n: usize, _result: &IntervalResult) {}
     fn info(&mut self, _line: &str) {}
@@ -319,6 +321,52 @@ impl Engine<'_> {
             measurements,
         };
         (result, record)
+    }
+
+    /// Waits until Prometheus scrapes the new version before its first
+    /// interval: new pods are not scraped at once (Prometheus batches
+    /// discovery updates for up to 5 s), and an interval measured before
+    /// that reads 0/0 (NaN) for a version that served traffic. Done when
+    /// every SLO query for the version answers with data (a number or
+    /// NaN, not "no data" — a rate needs two scrapes), with light
+    /// synthetic traffic meanwhile; bounded, after which the intervals
+    /// judge what they see (no data is inconclusive, never healthy).
+    fn warm_up(&self, env: &Env, version: &str, track: Track) {
+        let bound = (env.rollout.analysis_interval * 3)
+            .clamp(Duration::from_secs(10), Duration::from_secs(60));
+        let deadline = Instant::now() + bound;
+        let window = format!(
+            "{}s",
+            (env.rollout.analysis_interval + self.svc.scrape_settle)
+                .as_secs()
+                .max(1)
+        );
+        let vars = [
+            ("namespace", env.target.namespace.as_str()),
+            ("app", env.target.app.as_str()),
+            ("env", env.name.as_str()),
+            ("version", version),
+            ("track", track.as_str()),
+            ("interval", window.as_str()),
+        ];
+        let scraped = || {
+            env.slos.iter().all(|slo| {
+                render_query(&slo.query, &vars).is_ok_and(|q| {
+                    matches!(
+                        self.svc.metrics.instant(&q, None),
+                        Ok(crate::ports::Sample::Value(_) | crate::ports::Sample::NaN)
+                    )
+                })
+            })
+        };
+        while !scraped() && Instant::now() < deadline {
+            match &self.svc.traffic {
+                Some(url) => {
+                    let _ = crate::adapters::traffic::run(url, 10, Duration::from_secs(1), None);
+                }
+                None => std::thread::sleep(Duration::from_secs(1)),
+            }
+        }
     }
 
     fn route(
@@ -683,6 +731,7 @@ impl Engine<'_> {
             state.baseline_version.clone()
         };
         let t = Instant::now();
+        out.rollout();
         while let Some(&weight) = steps.get(state.progress.step) {
             if self.abort.load(std::sync::atomic::Ordering::Relaxed) {
                 recover::rollback(self, env, state, first_release, &stable_eps)?;
@@ -700,6 +749,7 @@ impl Engine<'_> {
             }
             if state.record.steps.is_empty() {
                 out.mark("canary_traffic");
+                self.warm_up(env, &version, track);
             }
             let name = rollout::step_name(weight);
             if state.record.steps.last().is_none_or(|s| s.name != name) {

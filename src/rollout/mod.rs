@@ -11,6 +11,10 @@
 //!   at least `min_requests`;
 //! - no data, NaN, a provider error or too little traffic is
 //!   `inconclusive` — never healthy;
+//! - too little (or an unknown amount of) traffic is `inconclusive` even
+//!   when a ratio breaches: two requests that both failed say nothing
+//!   about a 30% fault, and judging them made the verdict depend on how
+//!   fast the machine drove traffic;
 //! - `intervals_per_step` healthy intervals move to the next step;
 //!   more than `failure_limit` unhealthy intervals abort (the release is
 //!   bad: revert); more than `inconclusive_limit` inconclusive intervals
@@ -61,13 +65,14 @@ pub fn judge_interval(
     let mut measurements = Vec::new();
     let mut unhealthy = Vec::new();
     let mut inconclusive = Vec::new();
-    match number(requests) {
-        Ok(n) if n < min_requests as f64 => inconclusive.push(format!(
+    // Without enough traffic no measurement is evidence either way.
+    let too_little = match number(requests) {
+        Ok(n) if n < min_requests as f64 => Some(format!(
             "{n:.1} requests to the canary, under the floor of {min_requests}"
         )),
-        Ok(_) => {}
-        Err(e) => inconclusive.push(format!("request count: {e}")),
-    }
+        Ok(_) => None,
+        Err(e) => Some(format!("request count: {e}")),
+    };
     for (slo, (canary, baseline)) in slos.iter().zip(samples) {
         let base = number(baseline).ok();
         let c = match number(canary) {
@@ -112,6 +117,7 @@ pub fn judge_interval(
                 if let (Some(b), Some(max)) = (base, slo.max_regression)
                     && b > 0.0
                     && c > b * (1.0 + max)
+                    && c - b > slo.min_regression.as_secs_f64()
                 {
                     notes.push(format!(
                         "{:.0} ms regresses over stable {:.0} ms by more than {:.0}%",
@@ -135,8 +141,10 @@ pub fn judge_interval(
             note,
         });
     }
-    // A measured breach outranks missing data: the canary is bad.
-    let result = if !unhealthy.is_empty() {
+    // Enough traffic: a measured breach outranks missing data elsewhere.
+    let result = if let Some(why) = too_little {
+        IntervalResult::Inconclusive(why)
+    } else if !unhealthy.is_empty() {
         IntervalResult::Unhealthy(unhealthy.join("; "))
     } else if !inconclusive.is_empty() {
         IntervalResult::Inconclusive(inconclusive.join("; "))
@@ -274,6 +282,7 @@ mod tests {
                 objective: 0.995,
                 threshold: None,
                 max_regression: Some(0.01),
+                min_regression: Duration::ZERO,
                 query: String::new(),
             },
             Slo {
@@ -282,6 +291,7 @@ mod tests {
                 objective: 0.99,
                 threshold: Some(Duration::from_millis(250)),
                 max_regression: Some(0.25),
+                min_regression: Duration::from_millis(25),
                 query: String::new(),
             },
         ]
@@ -343,11 +353,30 @@ mod tests {
         assert!(
             matches!(judge_interval(&s, &slow, &v(100.0), 20).0, IntervalResult::Unhealthy(r) if r.contains("latency-p99"))
         );
+        // A relative regression smaller than min_regression is noise: a
+        // 5 ms p99 that reads 7.5 ms after one slow request.
+        let noise = [(v(0.0), v(0.0)), (v(0.0075), v(0.005))];
+        assert_eq!(
+            judge_interval(&s, &noise, &v(100.0), 20).0,
+            IntervalResult::Healthy
+        );
         let regress = [(v(0.0), v(0.0)), (v(0.2), v(0.1))];
         assert!(
             matches!(judge_interval(&s, &regress, &v(100.0), 20).0, IntervalResult::Unhealthy(r) if r.contains("regresses"))
         );
-        // A breach outranks missing data elsewhere.
+        // Too few requests to judge: a breach is no verdict either (two
+        // failed requests out of two say nothing about a 30% fault).
+        let all_failed = [(v(1.0), v(0.0)), (v(0.9), v(0.01))];
+        assert!(
+            matches!(judge_interval(&s, &all_failed, &v(2.0), 20).0, IntervalResult::Inconclusive(r) if r.contains("floor"))
+        );
+        assert!(matches!(
+            judge_interval(&s, &all_failed, &Err("down".into()), 20).0,
+            IntervalResult::Inconclusive(r) if r.contains("request count")
+        ));
+        let (_, measured) = judge_interval(&s, &all_failed, &v(2.0), 20);
+        assert_eq!(measured[0].canary, Some(1.0), "still recorded");
+        // With enough traffic, a breach outranks missing data elsewhere.
         let mixed = [(v(0.3), v(0.0)), (Ok(Sample::NoData), v(0.01))];
         assert!(matches!(
             judge_interval(&s, &mixed, &v(100.0), 20).0,
