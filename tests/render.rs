@@ -307,3 +307,76 @@ fn diff_masks_secret_values_but_shows_that_they_changed() {
         "no difference exits 0"
     );
 }
+
+/// `render --overlay` on plain disk (no git work tree) reads bases in
+/// parent directories as `kubectl kustomize` does, wherever it is run
+/// from; a file outside every kustomization's reach is still refused, the
+/// error names `--root`, and nothing is printed.
+#[test]
+fn render_overlay_on_plain_disk_reads_parent_bases_and_names_root_when_refused() {
+    let run = |cwd: &Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
+            .current_dir(cwd)
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    let bp = crate::support::blueprint_dir();
+    let reader = DirReader::open(bp.path()).expect("open");
+    let expected = render::render(&reader, "overlays/prod")
+        .expect("render")
+        .to_yaml();
+    for (cwd, overlay) in [
+        (bp.path().to_path_buf(), "overlays/prod".to_string()),
+        (bp.path().join("overlays/prod"), ".".to_string()),
+        (
+            std::env::temp_dir(),
+            bp.path().join("overlays/prod").display().to_string(),
+        ),
+    ] {
+        let o = run(&cwd, &["render", "--overlay", &overlay]);
+        assert!(
+            o.status.success(),
+            "{overlay} from {}: {}",
+            cwd.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout), expected, "{overlay}");
+    }
+
+    // A patch reaching past every kustomization: refused, --root named.
+    let dir = tempfile::tempdir().expect("tmp");
+    write(
+        dir.path(),
+        &[
+            (
+                "secret.yaml",
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  k: hunter2\n",
+            ),
+            (
+                "app/base/kustomization.yaml",
+                "resources:\n  - deploy.yaml\n",
+            ),
+            ("app/base/deploy.yaml", DEPLOY),
+            (
+                "app/prod/kustomization.yaml",
+                "resources:\n  - ../base\n  - ../../secret.yaml\n",
+            ),
+        ],
+    );
+    let o = run(dir.path(), &["render", "--overlay", "app/prod"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("../../secret.yaml") && err.contains("--root"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty() && !err.contains("hunter2"), "{err}");
+    // Widened on purpose, it renders.
+    let o = run(
+        dir.path(),
+        &["render", "--overlay", "app/prod", "--root", "."],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("kind: Secret"));
+}

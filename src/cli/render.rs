@@ -5,7 +5,7 @@ use crate::config;
 use crate::render;
 use crate::source::{DirReader, Git2Repo, GitRepo, TreeReader};
 use anyhow::Context;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -23,8 +23,11 @@ pub struct Args {
     /// A kustomization directory on disk.
     #[arg(long, conflicts_with_all = ["env", "rev"], required_unless_present = "env")]
     overlay: Option<PathBuf>,
-    /// Nothing outside this directory may be read (default: the git work
-    /// tree holding --overlay, else the overlay directory itself).
+    /// Nothing outside this directory may be read. Default: the git work
+    /// tree holding --overlay when it also holds every base and component
+    /// the overlay uses; otherwise the nearest directory holding the
+    /// overlay and all of them (as `kubectl kustomize` reads bases in
+    /// parent directories). A `.git` directory is never read.
     #[arg(long, requires = "overlay")]
     root: Option<PathBuf>,
     /// An environment of the config repo (its overlay, read from git).
@@ -57,7 +60,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             let (root, rel) = confinement_root(dir, a.root.as_deref())?;
             let reader = DirReader::open(&root)
                 .with_context(|| format!("render --overlay {}", dir.display()))?;
-            render::render(&reader, &rel)?
+            render::render(&reader, &rel).map_err(|e| with_root_hint(e, &root))?
         }
         (None, Some(env)) => {
             let repo = Git2Repo::open_local(&a.repo)?;
@@ -104,19 +107,19 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The directory reads are confined to, and the overlay relative to it.
-fn confinement_root(
-    overlay: &std::path::Path,
-    root: Option<&std::path::Path>,
-) -> anyhow::Result<(PathBuf, String)> {
+fn confinement_root(overlay: &Path, root: Option<&Path>) -> anyhow::Result<(PathBuf, String)> {
     let overlay =
         std::fs::canonicalize(overlay).with_context(|| format!("{}", overlay.display()))?;
     let root = match root {
         Some(r) => std::fs::canonicalize(r).with_context(|| format!("--root {}", r.display()))?,
-        None => overlay
-            .ancestors()
-            .find(|a| a.join(".git").exists())
-            .unwrap_or(&overlay)
-            .to_path_buf(),
+        None => {
+            let dirs = kustomization_dirs(&overlay);
+            let common = common_ancestor(&dirs).unwrap_or_else(|| overlay.clone());
+            match overlay.ancestors().find(|a| a.join(".git").exists()) {
+                Some(tree) if common.starts_with(tree) => tree.to_path_buf(),
+                _ => common,
+            }
+        }
     };
     let rel = overlay.strip_prefix(&root).map_err(|_| {
         anyhow::anyhow!(
@@ -130,6 +133,82 @@ fn confinement_root(
         .context("overlay path is not UTF-8")?
         .to_string();
     Ok((root, rel))
+}
+
+/// Kustomization files are looked for under these names, in this order.
+const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+/// Bounds of the walk: a hostile overlay cannot make it read forever.
+const MAX_WALKED_DIRS: usize = 1000;
+
+/// `overlay` and every local directory it uses as a base or component,
+/// transitively (canonical paths). Only to choose the confinement root:
+/// what is unreadable here is left for the confined render to report.
+fn kustomization_dirs(overlay: &Path) -> Vec<PathBuf> {
+    let mut seen = vec![overlay.to_path_buf()];
+    let mut queue = vec![overlay.to_path_buf()];
+    while let Some(dir) = queue.pop() {
+        let Some(text) = KUSTOMIZATION_FILES.iter().find_map(|name| {
+            let f = dir.join(name);
+            let small = std::fs::metadata(&f)
+                .is_ok_and(|m| m.is_file() && m.len() <= crate::source::DEFAULT_MAX_FILE_SIZE);
+            small.then(|| std::fs::read_to_string(&f).ok()).flatten()
+        }) else {
+            continue;
+        };
+        let Ok(k) = crate::yaml::from_str::<yaml_serde::Value>(&dir.display().to_string(), &text)
+        else {
+            continue;
+        };
+        for field in ["resources", "bases", "components"] {
+            let entries = k.get(field).and_then(|v| v.as_sequence());
+            for entry in entries.into_iter().flatten().filter_map(|e| e.as_str()) {
+                if entry.contains("://") || entry.split('/').any(|c| c == ".git") {
+                    continue;
+                }
+                let Ok(path) = std::fs::canonicalize(dir.join(entry)) else {
+                    continue;
+                };
+                if path.is_dir() && !seen.contains(&path) && seen.len() < MAX_WALKED_DIRS {
+                    seen.push(path.clone());
+                    queue.push(path);
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// The deepest directory holding every one of `dirs`.
+fn common_ancestor(dirs: &[PathBuf]) -> Option<PathBuf> {
+    let (first, rest) = dirs.split_first()?;
+    let mut common = first.clone();
+    for d in rest {
+        while !d.starts_with(&common) {
+            common = common.parent()?.to_path_buf();
+        }
+    }
+    Some(common)
+}
+
+/// A read that left the root: name the root and the flag that widens it.
+fn with_root_hint(e: render::RenderError, root: &Path) -> anyhow::Error {
+    use crate::source::ReadError;
+    let escaped = matches!(
+        &e,
+        render::RenderError::Read(
+            ReadError::Escapes { .. }
+                | ReadError::SymlinkEscapes { .. }
+                | ReadError::Absolute { .. }
+        )
+    );
+    if escaped {
+        anyhow::anyhow!(
+            "{e} (reads are confined to {}; to allow it, pass --root with a directory that holds the file)",
+            root.display()
+        )
+    } else {
+        e.into()
+    }
 }
 
 /// Renders env `name`'s overlay as defined in `tree` itself.
