@@ -1,6 +1,7 @@
 //! Reads never leave the repo: `..`, absolute paths, symlinks out of the
-//! tree or in a loop, and oversized files are refused with an error naming
-//! the path — both for a commit's tree and for a directory on disk.
+//! tree or in a loop, anything under `.git` (directly or through a
+//! symlink), and oversized files are refused with an error naming the
+//! path — both for a commit's tree and for a directory on disk.
 
 use crate::support::git;
 use platform_capstone::source::{DirReader, Git2Repo, GitRepo, ReadError, TreeReader};
@@ -31,6 +32,8 @@ fn hostile_repo(dir: &Path) {
         dir.join("overlays/dev/shared.yaml"),
     )
     .expect("ln");
+    symlink("../../.git/config", dir.join("overlays/dev/gitconfig")).expect("ln");
+    symlink("../../.git", dir.join("overlays/dev/gitdir")).expect("ln");
     git(dir, &["add", "-A"]);
     git(dir, &["commit", "-qm", "hostile"]);
 }
@@ -50,7 +53,20 @@ fn check(reader: &dyn TreeReader) {
         "kind: Deployment\n"
     );
     type Expect = fn(&ReadError) -> bool;
-    let cases: [(&str, Expect); 6] = [
+    let cases: [(&str, Expect); 11] = [
+        (".git/config", |e| matches!(e, ReadError::GitDir { .. })),
+        ("overlays/../.GIT/config", |e| {
+            matches!(e, ReadError::GitDir { .. })
+        }),
+        ("overlays/dev/gitconfig", |e| {
+            matches!(e, ReadError::GitDir { .. })
+        }),
+        ("overlays/dev/gitdir/config", |e| {
+            matches!(e, ReadError::GitDir { .. })
+        }),
+        ("overlays/dev/gitdir/HEAD", |e| {
+            matches!(e, ReadError::GitDir { .. })
+        }),
         ("overlays/../../etc/passwd", |e| {
             matches!(e, ReadError::Escapes { .. })
         }),
@@ -74,6 +90,10 @@ fn check(reader: &dyn TreeReader) {
         let msg = err.to_string();
         assert!(msg.starts_with(path), "error must name the path: {msg}");
         assert!(!msg.contains("root:x:0"), "nothing may be read: {msg}");
+        assert!(
+            !msg.contains("[core]"),
+            "nothing of .git may be read: {msg}"
+        );
         // Existence checks are confined the same way.
         if !matches!(err, ReadError::TooLarge { .. }) {
             assert!(reader.exists(path).is_err(), "{path}");

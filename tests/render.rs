@@ -380,3 +380,57 @@ fn render_overlay_on_plain_disk_reads_parent_bases_and_names_root_when_refused()
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("kind: Secret"));
 }
+
+/// A CI checkout keeps its push token in `.git/config`: no generator,
+/// resource or symlink can make `render` or `validate` read it, and the
+/// token appears in no output.
+#[test]
+fn git_config_is_unreadable_by_every_path() {
+    let bp = crate::support::blueprint_dir();
+    let root = bp.path();
+    git(root, &["init", "-q", "-b", "main"]);
+    let token = "ghp_0123456789abcdefSECRET";
+    git(
+        root,
+        &[
+            "config",
+            "http.https://example.com/.extraheader",
+            &format!("AUTHORIZATION: basic {token}"),
+        ],
+    );
+    std::os::unix::fs::symlink("../../.git/config", root.join("overlays/dev/token")).expect("ln");
+    let kustomization = root.join("overlays/dev/kustomization.yaml");
+    let original = std::fs::read_to_string(&kustomization).expect("read");
+    for generator in [
+        "files:\n      - ../../.git/config",
+        "files:\n      - token",
+        "files:\n      - git=.././../.git/config",
+        "envs:\n      - ../../.git/config",
+    ] {
+        std::fs::write(
+            &kustomization,
+            format!("{original}\nsecretGenerator:\n  - name: leak\n    {generator}\n"),
+        )
+        .expect("write");
+        for args in [
+            vec!["render", "--overlay", "overlays/dev"],
+            vec!["validate", "--repo", "."],
+        ] {
+            let o = Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
+                .current_dir(root)
+                .args(&args)
+                .output()
+                .expect("run");
+            let (out, err) = (
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr),
+            );
+            assert!(!o.status.success(), "{args:?} {generator}: {out}");
+            assert!(
+                !out.contains(token) && !err.contains(token),
+                "{args:?} {generator}: {out}{err}"
+            );
+            assert!(out.contains(".git") || err.contains(".git"), "{out}{err}");
+        }
+    }
+}

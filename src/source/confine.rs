@@ -1,7 +1,8 @@
 //! Path confinement shared by every [`TreeReader`](super::TreeReader).
 //!
 //! A config repo is untrusted input: a kustomization may name `../../etc`,
-//! an absolute path, or a symlink that leaves the tree or loops. Every read
+//! an absolute path, a symlink that leaves the tree or loops, or git's own
+//! `.git` directory (credentials live there). Every read
 //! goes through [`resolve`], which walks the path one component at a time
 //! over a [`Lookup`] (a git tree or a directory), follows symlinks lexically
 //! inside the tree, and refuses anything that would leave it. The backends
@@ -117,6 +118,14 @@ pub fn resolve(lookup: &dyn Lookup, path: &str) -> Result<Resolved, ReadError> {
                 });
             }
             Node::Symlink { .. } => unreachable!("symlinks are expanded below"),
+        }
+        // Git's own files are never config: a CI checkout keeps its push
+        // token in `.git/config`. Checked on every component, so a symlink
+        // into `.git` is refused as well.
+        if component.eq_ignore_ascii_case(".git") {
+            return Err(ReadError::GitDir {
+                path: path.to_string(),
+            });
         }
         done.push(component);
         node = lookup.lookup(&done)?;

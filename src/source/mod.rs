@@ -44,6 +44,10 @@ pub enum ReadError {
         link: String,
         target: String,
     },
+    #[error(
+        "{path}: reaches into a .git directory, which is never read (it holds git's own config and credentials); name a file of the config tree"
+    )]
+    GitDir { path: String },
     #[error("{path}: too many levels of symbolic links (a loop?); fix the symlinks")]
     SymlinkLoop { path: String },
     #[error("{path}: is {size} bytes, over the {limit}-byte limit for files in a config repo")]
