@@ -71,9 +71,49 @@ fn repo(root: &Path, n: usize, state: &Path) -> (PathBuf, PathBuf) {
             .expect("overlay");
         }
     }
+    // The trust root: heads by the daemon or the platform key, policy by
+    // the platform key, which signs the config commit.
+    let line = |key: &Path, who: &str| {
+        let public = platform_capstone::signing::generate_key(key, who).expect("key");
+        platform_capstone::signing::allowed_signers_line(who, "git", &public).expect("line")
+    };
+    let platform = root.join("platform_key");
+    let platform_line = line(&platform, "platform@example.com");
+    let daemon_line = line(&root.join("key"), "bench@example.com");
+    std::fs::write(
+        root.join("allowed_signers"),
+        format!("{daemon_line}\n{platform_line}\n"),
+    )
+    .expect("signers");
+    std::fs::write(root.join("policy_signers"), format!("{platform_line}\n")).expect("signers");
+    let envs: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    std::fs::write(
+        root.join("trust.toml"),
+        format!(
+            "[trust]\nenvs = [{}]\nallowed_signers = \"{}\"\npolicy_signers = \"{}\"\n",
+            envs.join(", "),
+            root.join("allowed_signers").display(),
+            root.join("policy_signers").display()
+        ),
+    )
+    .expect("trust");
     git(&work, &["init", "-q", "-b", "main"]);
     git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-q", "-m", "config"]);
+    let signing = format!("user.signingkey={}", platform.display());
+    git(
+        &work,
+        &[
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &signing,
+            "commit",
+            "-S",
+            "-q",
+            "-m",
+            "config",
+        ],
+    );
     let branches: Vec<String> = names.iter().map(|n| format!("env/{n}")).collect();
     for b in &branches {
         git(&work, &["branch", b]);
@@ -129,9 +169,6 @@ impl Drop for Daemon {
 fn start(root: &Path, remote: &str, state: &Path, poll: &str, secret: Option<&Path>) -> Daemon {
     let port = platform_capstone::adapters::process::free_port().expect("port");
     let key = root.join("key");
-    if !key.exists() {
-        platform_capstone::signing::generate_key(&key, "bench").expect("key");
-    }
     let mut cfg = format!(
         "remote = \"{remote}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npoll_interval = \"{poll}\"\nlog_level = \"warn\"\nlocal_stack = \"{}\"\n",
         root.join(format!("cache-{port}")).display(),
@@ -142,6 +179,8 @@ fn start(root: &Path, remote: &str, state: &Path, poll: &str, secret: Option<&Pa
     if let Some(s) = secret {
         cfg.push_str(&format!("webhook_secret_file = \"{}\"\n", s.display()));
     }
+    cfg.push_str("[identity]\nname = \"bench\"\nemail = \"bench@example.com\"\n");
+    cfg.push_str(&std::fs::read_to_string(root.join("trust.toml")).expect("trust"));
     let path = root.join(format!("daemon-{port}.toml"));
     std::fs::write(&path, cfg).expect("config");
     let child = Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
@@ -199,7 +238,22 @@ fn push(work: &Path) -> String {
     let mut t = std::fs::read_to_string(&f).expect("read");
     t.push_str("# bump\n");
     std::fs::write(&f, t).expect("write");
-    git(work, &["commit", "-q", "-am", "bump"]);
+    let key = work.parent().expect("root").join("platform_key");
+    let signing = format!("user.signingkey={}", key.display());
+    git(
+        work,
+        &[
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &signing,
+            "commit",
+            "-S",
+            "-q",
+            "-am",
+            "bump",
+        ],
+    );
     git(work, &["push", "-q", "origin", "env/dev"]);
     git(work, &["rev-parse", "HEAD"])
 }

@@ -125,6 +125,20 @@ pub struct Note {
     /// Drills that ended with the env at this commit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drills: Vec<crate::drill::DrillRun>,
+    /// History rewrites (force pushes) that ended at this commit, accepted
+    /// because `trust.history_rewrite = "accept"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<RewriteRecord>,
+}
+
+/// A force push the trust root accepted: the env branch moved from `from`
+/// to this commit, which does not contain it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewriteRecord {
+    pub env: String,
+    pub from: String,
+    pub at: DateTime<Utc>,
+    pub actor: String,
 }
 
 /// One heal: what drifted (masked diffs) and what was re-applied.

@@ -174,7 +174,7 @@ pub fn init(
                 new: commit,
             })
             .collect();
-        match source::push_cas(&repo, url, None, &updates) {
+        match source::push_cas(&repo, url, None, &updates, source::DEFAULT_GIT_DEADLINE) {
             Ok(()) => {}
             Err(PushFailure::Stale { name }) => {
                 return Err(InitError::RemoteNotEmpty {

@@ -265,6 +265,32 @@ impl AllowedSigners {
         self.entries.is_empty()
     }
 
+    /// One key, for `principal`, in every namespace.
+    pub fn of_key(principal: &str, key: &PublicKey) -> Self {
+        Self {
+            entries: vec![SignerEntry {
+                principals: principal.to_string(),
+                namespaces: None,
+                valid_after: None,
+                valid_before: None,
+                key: key.clone(),
+            }],
+        }
+    }
+
+    /// Whether `key` is listed (in any namespace).
+    pub fn lists(&self, key: &PublicKey) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.key.key_data() == key.key_data())
+    }
+
+    /// These signers and `other`'s.
+    pub fn with(mut self, other: &AllowedSigners) -> Self {
+        self.entries.extend(other.entries.iter().cloned());
+        self
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -109,30 +109,27 @@ fn status_through_a_daemon_config_fetches_the_remote() {
     std::fs::write(
         &config,
         format!(
-            "remote = \"{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\n",
+            "remote = \"{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\n{}",
             f.url(),
             f.path("cache").display(),
-            f.path("state").display()
+            f.path("state").display(),
+            f.trust_section()
         ),
     )
     .expect("write");
     let s = bin(
         f.dir.path(),
-        &[
-            "status",
-            "--config",
-            config.to_str().expect("utf8"),
-            "--allowed-signers",
-            f.allowed_signers.to_str().expect("utf8"),
-        ],
+        &["status", "--config", config.to_str().expect("utf8")],
     );
     assert!(s.status.success(), "{}", stderr(&s));
     let out = stdout(&s);
+    // Checked against the pinned anchors, each env judged from its own branch.
     assert_eq!(
-        out.matches("verified (daemon@example.com)").count(),
+        out.matches("verified (platform@example.com)").count(),
         3,
         "{out}"
     );
+    assert_eq!(out.matches(" ready ").count(), 3, "{out}");
 }
 
 #[test]
@@ -345,11 +342,12 @@ fn release_refuses_bad_versions_before_writing_anything() {
     std::fs::write(
         &config,
         format!(
-            "remote = \"{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\n[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n",
+            "remote = \"{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\n[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n{}",
             f.url(),
             f.path("cache").display(),
             f.path("state").display(),
-            f.key.display()
+            f.key.display(),
+            f.trust_section()
         ),
     )
     .expect("config");
@@ -414,7 +412,7 @@ fn release_refuses_bad_versions_before_writing_anything() {
         ],
     );
     assert!(
-        stderr(&o).contains("--env qa: no such environment"),
+        stderr(&o).contains("--env qa: not a pinned environment"),
         "{}",
         stderr(&o)
     );

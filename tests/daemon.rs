@@ -6,7 +6,7 @@
 //! with an invalid config (the old one stays), and SIGTERM (a clean exit
 //! within its bound).
 
-use crate::support::Fixture;
+use crate::support::{Fixture, git};
 use platform_capstone::source::{FileChange, GitRepo, TreeReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,7 +56,7 @@ fn the_daemon_serves_verifies_watches_reloads_and_stops() {
     std::fs::write(f.path("secret"), "hook-secret\n").expect("secret");
     let config = f.path("daemon.toml");
     let body = format!(
-        "remote = \"{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npoll_interval = \"1h\"\nlog_format = \"text\"\napi_token_file = \"{}\"\nwebhook_secret_file = \"{}\"\nlocal_stack = \"{}\"\n[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n",
+        "remote = \"{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npoll_interval = \"1h\"\nlog_format = \"text\"\napi_token_file = \"{}\"\nwebhook_secret_file = \"{}\"\nlocal_stack = \"{}\"\n[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n{}",
         f.url(),
         f.path("cache").display(),
         f.path("state").display(),
@@ -64,6 +64,7 @@ fn the_daemon_serves_verifies_watches_reloads_and_stops() {
         f.path("token").display(),
         f.path("secret").display(),
         f.path("no-stack").display(),
+        f.trust_section(),
     );
     std::fs::write(&config, &body).expect("config");
     let child = Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
@@ -291,8 +292,13 @@ fn the_daemon_serves_verifies_watches_reloads_and_stops() {
         &alice,
     )
     .expect("line");
-    writer.fetch().expect("fetch");
-    writer
+    // A policy change (prod's approvers): the platform team signs it.
+    let mut platform =
+        platform_capstone::source::Git2Repo::open_remote(&f.url(), &f.path("platform-cache"), None)
+            .expect("open")
+            .with_signer(f.platform());
+    platform.fetch().expect("fetch");
+    platform
         .commit_change(
             "env/prod",
             "prod: alice approves",
@@ -326,6 +332,7 @@ fn the_daemon_serves_verifies_watches_reloads_and_stops() {
         },
         timings: Default::default(),
     };
+    writer.fetch().expect("fetch");
     writer
         .update_note(&staging, &mut |old| {
             let mut n = platform_capstone::audit::Note::parse(old);
@@ -411,6 +418,111 @@ fn the_daemon_serves_verifies_watches_reloads_and_stops() {
     });
     assert_eq!(reconcile(Some("Bearer t0ken")), 403);
 
+    // A broken env file on env/dev (signed by a policy signer) and a
+    // branch claiming to be prod: dev is broken, reported; staging and
+    // prod stay ready; the daemon stays ready; the hijack branch defines
+    // nothing.
+    platform.fetch().expect("fetch");
+    let prod_head = f.remote_rev("env/prod");
+    for (branch, file, text) in [
+        ("env/dev", "envs/dev.toml", "branch = [\n"),
+        (
+            "env/0-hijack",
+            "envs/prod.toml",
+            "branch = \"env/0-hijack\"\n",
+        ),
+    ] {
+        if branch == "env/0-hijack" {
+            git(&f.remote, &["branch", branch, "env/dev"]);
+            platform.fetch().expect("fetch");
+        }
+        platform
+            .commit_change(branch, "an edit", &mut |_: &dyn TreeReader| {
+                Ok(Some(vec![FileChange {
+                    path: file.into(),
+                    content: Some(text.as_bytes().to_vec()),
+                }]))
+            })
+            .expect("commit");
+    }
+    assert_eq!(reconcile(Some("Bearer t0ken-2")), 202);
+    wait_for("dev reported broken", Duration::from_secs(20), || {
+        get("/api/v1/envs")
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+            .is_some_and(|v| v["dev"]["status"] == "broken")
+    });
+    let envs: serde_json::Value = get("/api/v1/envs").expect("envs").json().expect("json");
+    assert!(
+        envs["dev"]["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("envs/dev.toml")),
+        "{envs}"
+    );
+    assert_eq!(envs["staging"]["status"], "ready", "{envs}");
+    assert_eq!(envs["prod"]["status"], "ready", "{envs}");
+    assert_eq!(envs["prod"]["head"], prod_head.as_str(), "{envs}");
+    assert!(envs.get("0-hijack").is_none(), "{envs}");
+    assert_eq!(get("/readyz").expect("readyz").status(), 200);
+    let metrics = get("/metrics").expect("metrics").text().expect("text");
+    assert!(
+        metrics.contains("platform_capstone_env_status{env=\"dev\",status=\"broken\"} 1"),
+        "{metrics}"
+    );
+
+    // A state dir that cannot be written: not ready (nothing could persist
+    // a rollout step), and ready again once it can.
+    let state = f.path("state");
+    let moved = f.path("state-away");
+    std::fs::rename(&state, &moved).expect("move state dir");
+    std::fs::write(&state, "not a directory").expect("file");
+    let r = get("/readyz").expect("readyz");
+    assert_eq!(r.status(), 503);
+    assert!(r.text().expect("body").contains("state dir"));
+    std::fs::remove_file(&state).expect("rm");
+    std::fs::rename(&moved, &state).expect("restore");
+    assert_eq!(get("/readyz").expect("readyz").status(), 200);
+
+    // Slowloris: clients that trickle their headers are cut off after the
+    // header timeout; the daemon keeps answering everyone else meanwhile.
+    let slow: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| {
+            use std::io::Write;
+            let mut s = std::net::TcpStream::connect(d.base.trim_start_matches("http://"))
+                .expect("connect");
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .expect("write");
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    for _ in 0..4 {
+        for mut s in slow.iter() {
+            use std::io::Write;
+            let _ = s.write_all(b"a");
+        }
+        assert_eq!(get("/healthz").expect("healthz").status(), 200);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    for mut s in slow {
+        use std::io::Read;
+        s.set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        let mut buf = [0u8; 256];
+        // Closed by the server (EOF, or a reset), not answered.
+        let n = s.read(&mut buf).unwrap_or(0);
+        let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(
+            n == 0 || got.starts_with("HTTP/1.1 408"),
+            "a slow client was answered: {got}"
+        );
+    }
+    let cut = started.elapsed();
+    assert!(
+        cut < Duration::from_secs(25),
+        "slow clients were cut only after {cut:?}"
+    );
+
     // SIGTERM: a clean exit within the bound.
     let t = Instant::now();
     signal(&d.child, "-TERM");
@@ -436,4 +548,10 @@ fn the_daemon_serves_verifies_watches_reloads_and_stops() {
     assert!(err.contains("keeping the old one"), "{err}");
     assert!(err.contains("SIGTERM"), "{err}");
     assert!(!err.contains("t0ken"), "a token leaked into the logs");
+    assert_eq!(
+        err.matches("env not released until fixed").count(),
+        1,
+        "a broken env is reported once, not every poll:\n{err}"
+    );
+    assert!(err.contains("env/0-hijack"), "{err}");
 }

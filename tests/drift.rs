@@ -7,7 +7,7 @@
 //! and reverted), but not while Prometheus is down (no data, no revert);
 //! heal mode restores a modified and a deleted pod and audits the diff.
 
-use crate::support::world::{Down, World, live_image};
+use crate::support::world::{Down, World, live_image, signed_commit};
 use crate::support::{self, git};
 use platform_capstone::adapters::podman::EnvEdit;
 use platform_capstone::local::{PortChoice, Stack, images};
@@ -89,9 +89,10 @@ fn edit_dev_env(dir: &Path, from: &str, to: &str) {
     let t = std::fs::read_to_string(&p).expect("read");
     assert!(t.contains(from), "{t}");
     std::fs::write(&p, t.replacen(from, to, 1)).expect("write");
-    git(
+    signed_commit(
         &work,
-        &["commit", "-q", "-am", "dev: drift settings (PR #21)"],
+        &dir.join("platform_key"),
+        &["-q", "-am", "dev: drift settings (PR #21)"],
     );
     git(&work, &["push", "-q", "origin", "env/dev"]);
 }
@@ -194,8 +195,8 @@ fn drift_is_reported_masked_healed_and_slo_burn_reverts_on_the_real_stack() {
         "{out}"
     );
     assert!(
-        minus.iter().any(|l| l.contains("value: <masked sha256:"))
-            && plus.iter().any(|l| l.contains("value: <masked sha256:")),
+        minus.iter().any(|l| l.contains("value: <masked hmac:"))
+            && plus.iter().any(|l| l.contains("value: <masked hmac:")),
         "the Secret-derived value changed, shown masked on both sides:\n{out}"
     );
     assert!(

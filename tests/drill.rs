@@ -3,7 +3,7 @@
 //! it started; a fault the gate cannot catch (SLOs set too loose on
 //! purpose) makes the rollback drill fail and exit non-zero.
 
-use crate::support::world::{Down, World, live_image};
+use crate::support::world::{Down, World, live_image, signed_commit};
 use crate::support::{self, git};
 use platform_capstone::local::{PortChoice, Stack, images};
 use std::path::Path;
@@ -208,9 +208,10 @@ fn every_drill_passes_on_the_real_stack_and_a_loose_gate_fails_the_rollback_dril
         .replace("max_regression = 0.01", "max_regression = 1.0");
     assert!(loose.contains("objective = 0.1") && !loose.contains("latency-p99"));
     std::fs::write(&p, loose).expect("write");
-    git(
+    signed_commit(
         &work,
-        &["commit", "-q", "-am", "dev: SLOs loosened (drill test)"],
+        &dir.join("platform_key"),
+        &["-q", "-am", "dev: SLOs loosened (drill test)"],
     );
     git(&work, &["push", "-q", "origin", "env/dev"]);
     let (code, run) = drill(&w, "rollback", &key_file, &["--fault-latency-ms", "0"]);

@@ -88,3 +88,96 @@ fn a_cache_is_used_by_one_process_and_stale_locks_are_cleared() {
         "no notes yet"
     );
 }
+
+/// A git server that answers every connection with one byte every
+/// `every`, for ever: each read succeeds, so only an overall deadline
+/// stops a client. Returns its `git://` URL.
+fn trickling_server(every: std::time::Duration) -> String {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = stream;
+                // A pkt-line length that promises more than ever comes.
+                for b in b"00ff".iter().cycle() {
+                    if s.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(every);
+                }
+            });
+        }
+    });
+    format!("git://127.0.0.1:{port}/config.git")
+}
+
+/// A peer trickling a byte every 2 s: `status` fails within its git
+/// deadline with a message naming it, and a daemon polling it still
+/// answers health checks and exits on SIGTERM within 5 s.
+#[test]
+fn a_trickling_peer_is_bounded_by_the_git_deadline() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let f = Fixture::new();
+    let url = trickling_server(Duration::from_secs(2));
+    let port = platform_capstone::adapters::process::free_port().expect("port");
+    let config = f.path("daemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "remote = \"{url}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npoll_interval = \"1s\"\ngit_timeout = \"3s\"\nlog_format = \"text\"\n[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n{}",
+            f.path("cache").display(),
+            f.path("state").display(),
+            f.key.display(),
+            f.trust_section()
+        ),
+    )
+    .expect("config");
+    let t = Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .expect("status");
+    let took = t.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("no answer within 3s"), "{err}");
+    assert!(took < Duration::from_secs(20), "status took {took:?}");
+
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reqwest::blocking::get(&health).is_ok_and(|r| r.status() == 200) {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never served /healthz"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Mid-fetch (the poll started at once and the peer trickles).
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = daemon.try_wait().expect("wait") {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(5) {
+            let _ = daemon.kill();
+            panic!("the daemon did not exit within 5 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}

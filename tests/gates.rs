@@ -184,3 +184,78 @@ fn warn_rules_warn_and_broken_policies_fail_closed() {
         AdmissionGate::load(&DirReader::open(dir.path()).expect("open")).expect_err("no policies");
     assert!(err.to_string().contains("no .rego policies"), "{err}");
 }
+
+/// conftest's conventions: every `deny_*`/`violation_*`/`warn_*` rule and a
+/// boolean `deny` are evaluated (a `deny_everything` once gave
+/// `admission_policy: pass`), and a decision rule in a package the gate
+/// does not evaluate is refused instead of silently skipped.
+#[test]
+fn conftest_prefixed_and_boolean_rules_are_evaluated_never_skipped() {
+    let dir = blueprint_dir();
+    let adm = dir.path().join("policies/admission");
+    std::fs::write(
+        adm.join("conftest.rego"),
+        "package main\nimport rego.v1\ndeny_everything contains msg if {\n  input.kind == \"Deployment\"\n  msg := \"everything: no deployments today\"\n}\nwarn_services if input.kind == \"Service\"\nis_deployment if input.kind == \"Deployment\"\n",
+    )
+    .expect("write");
+    let v = gate(dir.path())
+        .evaluate(&objects(dir.path(), "overlays/dev"), date("2026-11-25"))
+        .expect("evaluate");
+    assert_eq!(v.outcome, Outcome::Fail, "{:#?}", v.findings);
+    assert!(
+        v.findings
+            .iter()
+            .any(|f| f.rule == "everything" && f.enforced)
+    );
+    assert!(
+        v.findings
+            .iter()
+            .any(|f| f.message == "warn_services" && !f.enforced),
+        "{:#?}",
+        v.findings
+    );
+    std::fs::write(
+        adm.join("conftest.rego"),
+        "package lib\nimport rego.v1\ndeny_from_lib contains \"x\" if true\n",
+    )
+    .expect("write");
+    let err = AdmissionGate::load(&DirReader::open(dir.path()).expect("open"))
+        .expect_err("not evaluated");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("policies/admission/conftest.rego:3") && msg.contains("deny_from_lib"),
+        "{msg}"
+    );
+}
+
+/// A recursive function once aborted the process (stack overflow, exit
+/// 134) while `validate` passed: now the gate refuses it before evaluating
+/// it, naming file, line and the cycle, and the process lives on.
+#[test]
+fn a_recursive_policy_fails_the_gate_and_the_process_lives() {
+    let dir = blueprint_dir();
+    std::fs::write(
+        dir.path().join("policies/admission/loop.rego"),
+        "package main\nimport rego.v1\nspin(x) := spin(x)\ndeny contains msg if {\n  spin(input)\n  msg := \"never\"\n}\n",
+    )
+    .expect("write");
+    let err =
+        AdmissionGate::load(&DirReader::open(dir.path()).expect("open")).expect_err("recursion");
+    assert!(
+        err.to_string().contains("policies/admission/loop.rego:3")
+            && err.to_string().contains("recursion: main.spin → main.spin"),
+        "{err}"
+    );
+    // Through the binary: validate reports it and exits 1, not 134.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
+        .args(["validate", "--repo"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("loop.rego:3") && out.contains("recursion"),
+        "{out}"
+    );
+}

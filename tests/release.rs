@@ -11,7 +11,7 @@
 //! operator abort and retry, a second daemon on the same repo (one
 //! promotion commit), and a git outage.
 
-use crate::support::world::{Down, World, live_image};
+use crate::support::world::{Down, World, live_image, signed_commit};
 use crate::support::{self, git};
 use platform_capstone::local::{PortChoice, Stack, images};
 use platform_capstone::ports::Target;
@@ -115,7 +115,11 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         ),
     )
     .expect("write");
-    git(&work, &["commit", "-q", "-am", "staging: open promotions"]);
+    signed_commit(
+        &work,
+        &dir.join("platform_key"),
+        &["-q", "-am", "staging: open promotions"],
+    );
     git(&work, &["push", "-q", "origin", "env/staging"]);
     let (code, out) = w.release(&["--resume", &rel]);
     assert_eq!(code, Some(3), "{out}");
@@ -374,7 +378,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         let t = std::fs::read_to_string(&k).expect("read");
         assert!(t.contains(digest_from), "{t}");
         std::fs::write(&k, t.replace(digest_from, digest_to)).expect("write");
-        git(&work, &["commit", "-q", "-am", message]);
+        signed_commit(&work, &dir.join("platform_key"), &["-q", "-am", message]);
         git(&work, &["push", "-q", "origin", "env/dev"]);
         git(&work, &["rev-parse", "HEAD"])
     };
@@ -471,6 +475,32 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         .unwrap_or_default()
         .to_string();
     assert!(waiting.starts_with("rel-"), "{waiting}");
+    // Meanwhile a broken env file lands on env/dev (signed by a policy
+    // signer): dev is reported broken, and prod is released regardless.
+    let env_status = |env: &str| -> String {
+        api.get(format!("{}/api/v1/envs", daemon.base))
+            .send()
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+            .and_then(|v| v[env]["status"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    git(&work, &["checkout", "-q", "env/dev"]);
+    git(&work, &["pull", "-q", "--ff-only", "origin", "env/dev"]);
+    std::fs::write(work.join("envs/dev.toml"), "branch = [\n").expect("break dev");
+    signed_commit(
+        &work,
+        &dir.join("platform_key"),
+        &["-q", "-am", "dev: a broken env file"],
+    );
+    git(&work, &["push", "-q", "origin", "env/dev"]);
+    platform_capstone::adapters::process::wait_until(
+        "dev reported broken",
+        Duration::from_secs(60),
+        || env_status("dev") == "broken",
+    )
+    .expect("dev broken");
+    assert_eq!(env_status("prod"), "ready");
     let (code, out) = w.run(&[
         "approve",
         &waiting,
@@ -503,6 +533,33 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         || outcome_in(&waiting, "staging").as_deref() == Some("promoted"),
     )
     .expect("promoted after the API approval");
+    assert_eq!(
+        env_status("dev"),
+        "broken",
+        "prod went on while dev was broken"
+    );
+    // dev repaired by a signed revert; it is ready again.
+    git(&work, &["pull", "-q", "--ff-only", "origin", "env/dev"]);
+    git(
+        &work,
+        &[
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &format!("user.signingkey={}", dir.join("platform_key").display()),
+            "revert",
+            "-S",
+            "--no-edit",
+            "HEAD",
+        ],
+    );
+    git(&work, &["push", "-q", "origin", "env/dev"]);
+    platform_capstone::adapters::process::wait_until(
+        "dev ready again",
+        Duration::from_secs(60),
+        || env_status("dev") == "ready",
+    )
+    .expect("dev ready");
 
     // An operator aborts a rollout through the API: the canary goes, all
     // traffic stays on stable, nothing is reverted; retry runs it again.

@@ -298,8 +298,8 @@ fn diff_masks_secret_values_but_shows_that_they_changed() {
     ] {
         assert!(!text.contains(secret), "{secret} leaked:\n{text}");
     }
-    assert!(text.contains("-  password: <masked sha256:"), "{text}");
-    assert!(text.contains("+  password: <masked sha256:"), "{text}");
+    assert!(text.contains("-  password: <masked hmac:"), "{text}");
+    assert!(text.contains("+  password: <masked hmac:"), "{text}");
 
     assert_eq!(
         diff("env/dev", "env/dev").status.code(),
@@ -433,4 +433,91 @@ fn git_config_is_unreadable_by_every_path() {
             assert!(out.contains(".git") || err.contains(".git"), "{out}{err}");
         }
     }
+}
+
+/// Malformed Secret generators, and a Secret whose data is not a map: the
+/// value appears in no output of `validate`, `render` or `diff` — errors
+/// name the entry (`literals[1]`, `envs: file:line`), never its content.
+#[test]
+fn secret_values_never_reach_an_error_or_a_diff() {
+    let f = Fixture::new();
+    let work = f.path("work");
+    git(&work, &["checkout", "-q", "env/dev"]);
+    let k = work.join("overlays/dev/kustomization.yaml");
+    let base = std::fs::read_to_string(&k).expect("read");
+    let secret = "s3cr3t-Hunter2-value";
+    std::fs::write(
+        work.join("overlays/dev/db.env"),
+        format!("USER=app\n{secret}\n"),
+    )
+    .expect("env file");
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
+            .current_dir(&work)
+            .args(args)
+            .output()
+            .expect("run");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.success(), all)
+    };
+    for (generator, named) in [
+        (
+            format!("literals:\n  - user=app\n  - {secret}\n"),
+            "literals[1]",
+        ),
+        (format!("literals:\n  - {secret} x=1\n"), "literals[0]"),
+        ("envs:\n  - db.env\n".to_string(), "db.env:2"),
+    ] {
+        std::fs::write(
+            &k,
+            format!(
+                "{base}secretGenerator:\n- name: db\n  {}",
+                generator.replace('\n', "\n  ")
+            ),
+        )
+        .expect("write");
+        for args in [
+            vec!["validate", "--repo", "."],
+            vec!["render", "--overlay", "overlays/dev"],
+        ] {
+            let (ok, all) = run(&args);
+            assert!(!ok, "{args:?}: {all}");
+            assert!(
+                !all.contains(secret) && !all.contains("Hunter2"),
+                "{args:?} leaked:\n{all}"
+            );
+            assert!(all.contains(named), "{args:?} names {named}:\n{all}");
+        }
+    }
+    // data / stringData that are not maps: masked whole in a diff.
+    std::fs::write(&k, &base).expect("restore");
+    std::fs::write(
+        work.join("overlays/dev/odd.yaml"),
+        format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: odd\nstringData: {secret}\n"),
+    )
+    .expect("write");
+    std::fs::write(
+        &k,
+        base.replace("resources:\n", "resources:\n  - odd.yaml\n"),
+    )
+    .expect("write");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "odd secret"]);
+    let (_, all) = run(&[
+        "diff",
+        "--repo",
+        ".",
+        "--env",
+        "dev",
+        "--from",
+        "env/dev~1",
+        "--to",
+        "env/dev",
+    ]);
+    assert!(!all.contains(secret), "diff leaked:\n{all}");
+    assert!(all.contains("stringData: <masked hmac:"), "{all}");
 }

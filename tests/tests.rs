@@ -21,6 +21,8 @@
 //!   promotion, windows, approval, abort + revert, gate stop, inconclusive, kill -9
 //! - `render`: renderer failure modes, the render cache, diff masking
 //! - `systemd`: the unit verifies and scores ≤ 2.5 exposure offline
+//! - `trust`: prod is defined only by what its pinned signers signed: hijack
+//!   branch, branch swap, self-signed signer list, force push, broken file
 //! - `validation`: every env-file problem, table-driven; hostile TOML
 //! - `cli`: the binary end to end: init, validate, status, keygen
 //!
@@ -46,4 +48,5 @@ mod registry;
 mod release;
 mod render;
 mod systemd;
+mod trust;
 mod validation;

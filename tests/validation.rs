@@ -37,14 +37,14 @@ fn each_field_problem_names_file_field_and_fix() {
             "branch = \"env/dev\"",
             "branch = \"dev\"",
             "branch",
-            "not an environment branch",
+            "defined only by its own branch \"env/dev\"",
         ),
         (
             "envs/dev.toml",
             "branch = \"env/dev\"",
-            "branch = \"env/de..v\"",
+            "branch = \"env/prod\"",
             "branch",
-            "not a valid git branch name",
+            "defined only by its own branch \"env/dev\"",
         ),
         (
             "envs/dev.toml",
@@ -237,6 +237,20 @@ fn each_field_problem_names_file_field_and_fix() {
         ),
         (
             "envs/dev.toml",
+            "schedule = \"0 */15 * * * *\"",
+            "schedule = \"* * * * * *\"",
+            "drift.schedule",
+            "fires every 1s",
+        ),
+        (
+            "envs/prod.toml",
+            "duration = \"7h\"",
+            "duration = \"7h\" }, { schedule = \"0 0 0 1 1 * 2020\", duration = \"1h\"",
+            "promotion.windows[1].schedule",
+            "never fires again",
+        ),
+        (
+            "envs/dev.toml",
             "mode = \"report\"",
             "mode = \"report\"\nignore = [{ kind = \"Deployment\", path = \"spec/replicas\" }]",
             "drift.ignore[0].path",
@@ -296,7 +310,7 @@ fn each_field_problem_names_file_field_and_fix() {
             "branch = \"env/staging\"",
             "branch = \"env/dev\"",
             "branch",
-            "also the branch of dev",
+            "defined only by its own branch \"env/staging\"",
         ),
         (
             "envs/staging.toml",

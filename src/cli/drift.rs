@@ -64,23 +64,41 @@ impl Reporter for Quiet {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let cfg = DaemonConfig::load(&a.config)?;
     let (mut repo, signer) = wiring::open(&cfg, &a.config, &cfg.cache_dir)?;
-    let envs = wiring::envs(&repo)?;
+    let store = Store::new(&cfg.state_dir);
+    let (slots, _) = wiring::slots(&repo, &cfg.trust, Some(&store), false)?;
     if let Some(e) = &a.env
-        && !envs.iter().any(|x| &x.name == e)
+        && !cfg.trust.pins(e)
     {
-        let names: Vec<&str> = envs.iter().map(|e| e.name.as_str()).collect();
         bail!(
-            "--env {e}: no such environment (have: {})",
-            names.join(", ")
+            "--env {e}: not a pinned environment (trust.envs: {})",
+            cfg.trust.envs.join(", ")
         );
     }
-    let store = Store::new(&cfg.state_dir);
     let actor = format!("{} <{}> (drift)", cfg.identity.name, cfg.identity.email);
     let mut reports: Vec<EnvReport> = Vec::new();
-    for env in envs
+    for slot in slots
         .iter()
-        .filter(|e| a.env.as_ref().is_none_or(|n| n == &e.name))
+        .filter(|s| a.env.as_ref().is_none_or(|n| n == &s.name))
     {
+        // An env whose head is broken or untrusted: its own config cannot
+        // be relied on to say what drift is.
+        let Some(env) = slot.env() else {
+            let mut r = EnvReport::skipped(
+                &slot.name,
+                crate::config::DriftMode::Report,
+                chrono::Utc::now(),
+                String::new(),
+            );
+            r.skipped = None;
+            r.config_error = Some(format!(
+                "{} is {}: {}",
+                slot.name,
+                slot.status(),
+                slot.problem().unwrap_or_default()
+            ));
+            reports.push(r);
+            continue;
+        };
         let (local, prometheus) = a.targets.resolve(&cfg);
         let report = match wiring::adapters(env, &local, prometheus.as_deref()) {
             Err(e) => {

@@ -68,11 +68,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let env = match &a.env {
         Some(e) => e.clone(),
         None => {
-            let (repo, _) = wiring::open(&cfg, &a.config, &cfg.cache_dir)?;
-            wiring::envs(&repo)?
+            let _ = wiring::open(&cfg, &a.config, &cfg.cache_dir)?;
+            cfg.trust
+                .envs
                 .first()
-                .map(|e| e.name.clone())
-                .context("the config repo defines no environment")?
+                .cloned()
+                .context("trust.envs pins no environment")?
         }
     };
     let cosign_key = match &a.key {

@@ -4,6 +4,7 @@
 use super::Output;
 use crate::adapters::registry::OciRegistry;
 use crate::audit::{self, Record};
+use crate::config::trust::Trust;
 use crate::config::{DaemonConfig, Env};
 use crate::engine::store::{Phase, Store};
 use crate::engine::{EnvOutcome, EnvRelease, Reporter, wiring};
@@ -312,17 +313,24 @@ fn setup(config: &std::path::Path) -> anyhow::Result<(DaemonConfig, Git2Repo, Si
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let (cfg, mut repo, signer) = setup(&a.common.config)?;
-    let envs = wiring::envs(&repo)?;
-    let never = std::sync::atomic::AtomicBool::new(false);
     let store = Store::new(&cfg.state_dir);
+    let (slots, rewrites) = wiring::slots(&repo, &cfg.trust, Some(&store), true)?;
+    for r in &rewrites {
+        eprintln!(
+            "warning: env/{} was rewritten ({} -> {}); accepted as trust.history_rewrite says",
+            r.env, r.from, r.to
+        );
+    }
+    let names = &cfg.trust.envs;
+    let never = std::sync::atomic::AtomicBool::new(false);
     let actor = format!("{} <{}>", cfg.identity.name, cfg.identity.email);
 
     // Where to start: a new release's pin commit, or a stopped release's env.
     let (release, mut index, mut commit) = match (&a.resume, &a.version) {
         (Some(id), _) => {
             let mut found = None;
-            for (i, e) in envs.iter().enumerate() {
-                if let Some(s) = store.release(&e.name)?
+            for (i, e) in names.iter().enumerate() {
+                if let Some(s) = store.release(e)?
                     && &s.release == id
                     && (s.phase != Phase::Finished || s.record.outcome == "paused")
                 {
@@ -340,12 +348,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         (None, Some(version)) => {
             let start = match &a.env {
-                Some(name) => envs
-                    .iter()
-                    .position(|e| &e.name == name)
-                    .with_context(|| format!("--env {name}: no such environment"))?,
+                Some(name) => names.iter().position(|e| e == name).with_context(|| {
+                    format!(
+                        "--env {name}: not a pinned environment (trust.envs: {})",
+                        names.join(", ")
+                    )
+                })?,
                 None => 0,
             };
+            // Never commit on top of a head the trust root does not accept.
+            let first = wiring::ready_env(&slots, &names[start])?;
             let ids: Vec<String> = audit::all_records(&repo.notes()?)
                 .into_iter()
                 .map(|r| r.release)
@@ -354,7 +366,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 ids.iter().map(String::as_str),
                 chrono::Utc::now().date_naive(),
             );
-            let (c, _) = pin_version(&mut repo, &envs[start], version, &release)?;
+            let (c, _) = pin_version(&mut repo, first, version, &release)?;
             (release, start, c)
         }
         (None, None) => bail!("--version V or --resume ID is required"),
@@ -363,14 +375,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut printer = Printer::new(a.common.output == Output::Json);
     let mut last: Result<EnvOutcome, String>;
     loop {
-        let env = &envs[index];
-        let next = if a.until.as_deref() == Some(env.name.as_str()) {
-            None
-        } else {
-            env.next
-                .as_ref()
-                .and_then(|n| envs.iter().find(|e| &e.name == n))
-        };
+        // Judged again each env: a promotion moved the next env's head.
+        let (slots, _) = wiring::slots(&repo, &cfg.trust, Some(&store), true)?;
+        let env = wiring::ready_env(&slots, &names[index])?;
+        let until = a.until.as_deref() == Some(env.name.as_str());
+        let next = (!until).then(|| wiring::next_of(&slots, env)).flatten();
+        let mut trust = wiring::release_trust(&cfg.trust, &signer, &slots, env);
+        if until {
+            trust.next_blocked = None;
+        }
         let (local, prometheus) = a.common.targets.resolve(&cfg);
         let ad = wiring::adapters(env, &local, prometheus.as_deref())?;
         let r = EnvRelease {
@@ -379,6 +392,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             commit: &commit,
             release: &release,
             actor: &actor,
+            trust: &trust,
         };
         last = wiring::run_env(
             &mut repo,
@@ -393,13 +407,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .map_err(|e| e.to_string());
         match &last {
             Ok(EnvOutcome::Promoted { env: to, commit: c }) => {
-                index = envs
+                index = names
                     .iter()
-                    .position(|e| &e.name == to)
+                    .position(|e| e == to)
                     .context("next env vanished")?;
                 commit = match c {
                     Some(c) => c.clone(),
-                    None => repo.resolve(&envs[index].branch)?,
+                    None => repo.resolve(&Trust::branch(to))?,
                 };
             }
             _ => break,
@@ -476,21 +490,24 @@ pub fn approve(a: ApproveArgs) -> anyhow::Result<ExitCode> {
     let Some(config) = &a.config else {
         bail!("--config FILE or --daemon URL is required");
     };
-    let (_, mut repo, _) = setup(config)?;
-    let envs = wiring::envs(&repo)?;
-    let source = envs
+    let (cfg, mut repo, _) = setup(config)?;
+    let names = &cfg.trust.envs;
+    let source = names
         .iter()
-        .find(|e| e.next.as_deref() == Some(a.env.as_str()))
-        .with_context(|| format!("--env {}: no environment promotes into it", a.env))?;
-    let record = audit::all_records(&repo.notes()?)
-        .into_iter()
-        .find(|r| r.release == a.release && r.env == source.name)
+        .position(|e| e == &a.env)
+        .filter(|&i| i > 0)
+        .map(|i| &names[i - 1])
         .with_context(|| {
             format!(
-                "{}: no record of this release in {}",
-                a.release, source.name
+                "--env {}: no pinned environment promotes into it (trust.envs: {})",
+                a.env,
+                names.join(", ")
             )
         })?;
+    let record = audit::all_records(&repo.notes()?)
+        .into_iter()
+        .find(|r| r.release == a.release && &r.env == source)
+        .with_context(|| format!("{}: no record of this release in {source}", a.release))?;
     crate::engine::promote::approve(
         &mut repo,
         &key,
@@ -581,7 +598,8 @@ enum AuditCommand {
 
 fn notes_of(config: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
     let cfg = DaemonConfig::load(config)?;
-    let mut repo = Git2Repo::open_remote(&cfg.remote, &cfg.cache_dir, cfg.ssh_key.as_deref())?;
+    let mut repo = Git2Repo::open_remote(&cfg.remote, &cfg.cache_dir, cfg.ssh_key.as_deref())?
+        .with_deadline(cfg.git_timeout);
     repo.fetch()?;
     Ok(repo.notes()?)
 }

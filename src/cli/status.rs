@@ -2,6 +2,7 @@
 
 use super::Output;
 use crate::config::{self, DaemonConfig};
+use crate::engine::wiring;
 use crate::model::{ImagePin, pins_from_kustomization};
 use crate::signing::{AllowedSigners, GIT_NAMESPACE};
 use crate::source::{Git2Repo, GitRepo, SignatureState, TreeReader};
@@ -12,22 +13,24 @@ use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
 #[command(
-    long_about = "For every env/* branch: its head commit (short sha, author, age), \
-whether the commit is signed by a key in allowed_signers, and the image digests pinned \
-in the environment's overlay. Reads a local repository (--repo, default .) or, with \
---config, fetches the daemon's remote into its cache first. Signatures are checked \
-against --allowed-signers, or else against policies/allowed_signers in each branch's \
-own tree."
+    long_about = "For every environment: its branch head (short sha, author, age), who \
+signed it, whether the trust root accepts it, and the image digests pinned in its overlay. \
+With --config, the daemon's pinned environments (trust.envs) are fetched from its remote \
+into its cache and judged as the daemon judges them: head signed by a pinned signer, \
+policies/ and envs/ vouched for by a policy signer, history only moving forward (TRUST \
+says ready, untrusted or broken, and why). With --repo (default .), every env/* branch of a \
+local repository, signatures checked against --allowed-signers; never against a file in \
+the tree being judged (a commit could add its own key there)."
 )]
 pub struct Args {
     /// A local git repository holding the env branches.
     #[arg(long, conflicts_with = "config")]
     repo: Option<PathBuf>,
-    /// Daemon config: fetch its remote (one fetch) into its cache and report that.
+    /// Daemon config: fetch its remote (one fetch) and judge its pinned environments.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// allowed_signers file to verify head commits against.
-    #[arg(long, value_name = "FILE")]
+    /// allowed_signers file to verify head commits against (with --repo).
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
     allowed_signers: Option<PathBuf>,
     #[arg(short, long, value_enum, default_value_t)]
     output: Output,
@@ -45,10 +48,20 @@ pub struct EnvStatus {
     pub age_seconds: i64,
     pub summary: String,
     pub signature: SignatureReport,
+    /// With --config: ready, untrusted, broken or missing, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustReport>,
     pub images: Vec<ImagePin>,
     /// Why the env definition or pins could not be read, if so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrustReport {
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,44 +75,73 @@ pub struct SignatureReport {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let mut repo = match &a.config {
-        Some(path) => {
-            let cfg = DaemonConfig::load(path)?;
-            let repo = Git2Repo::open_remote(&cfg.remote, &cfg.cache_dir, cfg.ssh_key.as_deref())?
-                .with_max_file_size(cfg.max_file_size);
-            Box::new(repo) as Box<dyn GitRepo>
-        }
-        None => {
-            let path = a.repo.clone().unwrap_or_else(|| PathBuf::from("."));
-            Box::new(Git2Repo::open_local(&path).with_context(|| "status --repo".to_string())?)
-        }
-    };
-    repo.fetch()?;
-    let fixed_signers = match &a.allowed_signers {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
-            Some(AllowedSigners::parse(&text).map_err(|problems| {
-                anyhow::anyhow!(
-                    "{}: line {}: {}",
-                    p.display(),
-                    problems[0].line,
-                    problems[0].message
-                )
-            })?)
-        }
-        None => None,
-    };
     let now = chrono::Utc::now().timestamp();
     let mut rows = Vec::new();
-    for branch in repo.heads()?.into_keys() {
-        rows.push(branch_status(
-            repo.as_ref(),
-            &branch,
-            fixed_signers.as_ref(),
-            now,
-        )?);
+    if let Some(path) = &a.config {
+        let cfg = DaemonConfig::load(path)?;
+        let mut repo = Git2Repo::open_remote(&cfg.remote, &cfg.cache_dir, cfg.ssh_key.as_deref())?
+            .with_max_file_size(cfg.max_file_size)
+            .with_deadline(cfg.git_timeout);
+        repo.fetch()?;
+        let store = crate::engine::store::Store::new(&cfg.state_dir);
+        let (slots, _) = wiring::slots(&repo, &cfg.trust, Some(&store), false)?;
+        for slot in &slots {
+            let Some(head) = &slot.head else {
+                continue;
+            };
+            let anchors = cfg.trust.anchors(&slot.name);
+            let mut row = branch_status(
+                &repo,
+                &slot.branch,
+                Some(&slot.name),
+                anchors.map(|a| (&a.heads, a.heads_file.as_str())),
+                now,
+            )?;
+            debug_assert_eq!(&row.commit, head);
+            row.trust = Some(TrustReport {
+                status: slot.status(),
+                problem: slot.problem(),
+            });
+            rows.push(row);
+        }
+    } else {
+        let path = a.repo.clone().unwrap_or_else(|| PathBuf::from("."));
+        let mut repo = Git2Repo::open_local(&path).with_context(|| "status --repo".to_string())?;
+        repo.fetch()?;
+        let fixed = match &a.allowed_signers {
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+                Some(AllowedSigners::parse(&text).map_err(|problems| {
+                    anyhow::anyhow!(
+                        "{}: line {}: {}",
+                        p.display(),
+                        problems[0].line,
+                        problems[0].message
+                    )
+                })?)
+            }
+            None => None,
+        };
+        let shown = a
+            .allowed_signers
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        for branch in repo.heads()?.into_keys() {
+            let name = branch
+                .strip_prefix(crate::source::ENV_BRANCH_PREFIX)
+                .map(str::to_string);
+            rows.push(branch_status(
+                &repo,
+                &branch,
+                name.as_deref(),
+                fixed.as_ref().map(|s| (s, shown.as_str())),
+                now,
+            )?);
+        }
+        order_by_chain(&mut rows);
     }
-    order_by_chain(&mut rows);
     match a.output {
         Output::Json => super::print_json(&rows)?,
         Output::Text => print_table(&rows),
@@ -107,25 +149,18 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One branch's row: its head, the signature checked against `signers`
+/// (pinned outside the tree; `None`: not checked), and env `name` as the
+/// branch itself defines it.
 fn branch_status(
     repo: &dyn GitRepo,
     branch: &str,
-    fixed: Option<&AllowedSigners>,
+    name: Option<&str>,
+    signers: Option<(&AllowedSigners, &str)>,
     now: i64,
 ) -> anyhow::Result<EnvStatus> {
     let head = repo.head_info(branch)?;
     let reader = repo.reader(&head.commit)?;
-    let own_signers;
-    let signers = match fixed {
-        Some(s) => Some(s),
-        None => {
-            own_signers = reader
-                .read_string(config::ALLOWED_SIGNERS_FILE)
-                .ok()
-                .and_then(|t| AllowedSigners::parse(&t).ok());
-            own_signers.as_ref()
-        }
-    };
     let signature = match (&head.signature, signers) {
         (SignatureState::Unsigned, _) => SignatureReport {
             state: "unsigned",
@@ -135,9 +170,11 @@ fn branch_status(
         (SignatureState::Signed { .. }, None) => SignatureReport {
             state: "unverified",
             principal: None,
-            detail: Some("no allowed_signers to check against".into()),
+            detail: Some(
+                "no pinned allowed_signers to check against (pass --allowed-signers, or --config); a file in the branch itself proves nothing".into(),
+            ),
         },
-        (SignatureState::Signed { signature, payload }, Some(s)) => {
+        (SignatureState::Signed { signature, payload }, Some((s, file))) => {
             match s.verify(GIT_NAMESPACE, payload, signature, Some(head.time)) {
                 Ok(v) => SignatureReport {
                     state: "verified",
@@ -147,7 +184,7 @@ fn branch_status(
                 Err(e @ crate::signing::VerifyError::UnknownKey { .. }) => SignatureReport {
                     state: "unverified",
                     principal: None,
-                    detail: Some(e.to_string()),
+                    detail: Some(format!("{e} ({file})")),
                 },
                 Err(e) => SignatureReport {
                     state: "invalid",
@@ -157,9 +194,17 @@ fn branch_status(
             }
         }
     };
-    let (env, next, images, error) = match env_and_pins(reader.as_ref(), branch) {
-        Ok((env, next, pins)) => (Some(env), next, pins, None),
-        Err(e) => (None, None, Vec::new(), Some(e)),
+    let (env, next, images, error) = match name {
+        None => (
+            None,
+            None,
+            Vec::new(),
+            Some(format!("{branch} is not an env/* branch")),
+        ),
+        Some(n) => match own_pins(reader.as_ref(), n) {
+            Ok((next, pins)) => (Some(n.to_string()), next, pins, None),
+            Err(e) => (Some(n.to_string()), None, Vec::new(), Some(e)),
+        },
     };
     Ok(EnvStatus {
         env,
@@ -171,26 +216,24 @@ fn branch_status(
         age_seconds: (now - head.time).max(0),
         summary: head.summary,
         signature,
+        trust: None,
         images,
         error,
     })
 }
 
-/// The env whose branch this is (as defined on the branch itself) and its pins.
-fn env_and_pins(
-    tree: &dyn TreeReader,
-    branch: &str,
-) -> Result<(String, Option<String>, Vec<ImagePin>), String> {
-    let cfg = config::load_repo(tree);
-    let env = cfg
-        .envs
-        .iter()
-        .find(|e| e.branch == branch)
-        .ok_or_else(|| format!("no envs/*.toml on {branch} names branch {branch}"))?;
+/// Env `name` as its own branch defines it: its next env and its pins.
+fn own_pins(tree: &dyn TreeReader, name: &str) -> Result<(Option<String>, Vec<ImagePin>), String> {
+    let env = config::load_own_env(tree, name).map_err(|p| {
+        p.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
     let file = format!("{}/kustomization.yaml", env.overlay.trim_end_matches('/'));
     let text = tree.read_string(&file).map_err(|e| e.to_string())?;
     let pins = pins_from_kustomization(&file, &text).map_err(|e| e.to_string())?;
-    Ok((env.name.clone(), env.next.clone(), pins))
+    Ok((env.next.clone(), pins))
 }
 
 /// Orders rows along the promotion chain the branches declare.
@@ -233,9 +276,10 @@ fn print_table(rows: &[EnvStatus]) {
         "AGE",
         "AUTHOR",
         "SIGNATURE",
+        "TRUST",
         "IMAGES",
     ];
-    let table: Vec<[String; 7]> = rows
+    let table: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             let sig = match &r.signature.principal {
@@ -253,6 +297,7 @@ fn print_table(rows: &[EnvStatus]) {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
+            let trust = r.trust.as_ref().map_or("-", |t| t.status).to_string();
             [
                 r.env.clone().unwrap_or_else(|| "?".into()),
                 r.branch.clone(),
@@ -260,6 +305,7 @@ fn print_table(rows: &[EnvStatus]) {
                 age(r.age_seconds),
                 r.author.clone(),
                 sig,
+                trust,
                 images,
             ]
         })
@@ -284,5 +330,11 @@ fn print_table(rows: &[EnvStatus]) {
     line(&header.map(String::from));
     for row in &table {
         line(row);
+    }
+    // Why an env is not ready, in full, under the table.
+    for r in rows {
+        if let Some(p) = r.trust.as_ref().and_then(|t| t.problem.as_ref()) {
+            println!("{}: {p}", r.env.as_deref().unwrap_or(&r.branch));
+        }
     }
 }

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 line as `file: field: what is wrong; what to do`, not only the first. Checks: every \
 envs/<env>.toml parses strictly (unknown fields are errors); names, branches (env/…), \
 durations, cron expressions, canary steps and SLO objectives are valid; overlay \
-directories exist inside the repo; the promotion chain (next) names existing \
-environments and has no cycle; every overlay renders; the admission policies \
+directories exist inside the repo; each env names its own branch (env/<name>); the \
+promotion chain (next) names existing environments and has no cycle; every overlay renders; the admission policies \
 (policies/admission/*.rego, phases.toml), policies/vulnerability.toml, policies/trust.toml, \
 policies/allowed_signers and policies/approvers load. \
 Reads the working directory by default, or the tree of a commit with --rev. Exits 1 \
@@ -27,7 +27,8 @@ pub struct Args {
     /// Check the tree at this revision (e.g. env/prod) instead of the files on disk.
     #[arg(long)]
     rev: Option<String>,
-    /// Also check this daemon config file.
+    /// Also check this daemon config file, and the repo's envs against its
+    /// trust root (pinned envs defined, nothing unpinned, promotion order).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[arg(short, long, value_enum, default_value_t)]
@@ -93,6 +94,62 @@ fn check(tree: &dyn TreeReader) -> config::RepoConfig {
     cfg
 }
 
+/// The repo's envs against the daemon's pinned ones: every pinned env is
+/// defined, nothing unpinned pretends to be an env, and each env promotes
+/// only into the env pinned right after it.
+fn against_trust(
+    cfg: &config::RepoConfig,
+    daemon: &DaemonConfig,
+    file: &std::path::Path,
+) -> Vec<Problem> {
+    let trust = &daemon.trust;
+    let shown = file.display().to_string();
+    let mut problems = Vec::new();
+    for name in &trust.envs {
+        if cfg.env(name).is_none()
+            && !cfg
+                .problems
+                .iter()
+                .any(|p| p.file == format!("envs/{name}.toml"))
+        {
+            problems.push(Problem::new(
+                &shown,
+                "trust.envs",
+                format!("pins {name}, but envs/{name}.toml does not define it"),
+                format!("add envs/{name}.toml (on env/{name}), or unpin it"),
+            ));
+        }
+    }
+    for env in &cfg.envs {
+        if !trust.pins(&env.name) {
+            problems.push(Problem::new(
+                &env.file,
+                "",
+                format!(
+                    "{} is not pinned in {shown} (trust.envs); the daemon ignores it",
+                    env.name
+                ),
+                "pin it in the daemon's trust.envs, or remove the file",
+            ));
+        } else if let Some(next) = &env.next
+            && trust.next(&env.name) != Some(next.as_str())
+        {
+            problems.push(Problem::new(
+                &env.file,
+                "next",
+                format!(
+                    "{next:?}, but the pinned order allows only {}",
+                    trust
+                        .next(&env.name)
+                        .map_or("none".into(), |n| format!("{n:?}"))
+                ),
+                "promote into the env pinned right after this one, or into none",
+            ));
+        }
+    }
+    problems
+}
+
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let (source, mut cfg) = match &a.rev {
         Some(rev) => {
@@ -108,7 +165,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     if let Some(path) = &a.config {
         match DaemonConfig::load(path) {
-            Ok(_) => {}
+            Ok(daemon) => cfg.problems.extend(against_trust(&cfg, &daemon, path)),
             Err(config::DaemonConfigError::Invalid(list)) => cfg.problems.extend(list),
             Err(e) => cfg.problems.push(Problem::new(
                 path.display().to_string(),

@@ -25,6 +25,9 @@ fn default_poll() -> String {
 fn default_max_file_size() -> u64 {
     crate::source::DEFAULT_MAX_FILE_SIZE
 }
+fn default_git_timeout() -> String {
+    "120s".into()
+}
 fn default_log_level() -> String {
     "info".into()
 }
@@ -59,6 +62,10 @@ struct RawDaemon {
     /// Largest file read from the config repo, in bytes (default 4 MiB).
     #[serde(default = "default_max_file_size")]
     max_file_size: u64,
+    /// Overall deadline of one fetch or push (default 120s): a remote that
+    /// answers slower is an infrastructure error, never a hang.
+    #[serde(default = "default_git_timeout")]
+    git_timeout: String,
     /// trace, debug, info, warn or error; RUST_LOG overrides (default info).
     #[serde(default = "default_log_level")]
     log_level: String,
@@ -81,6 +88,8 @@ struct RawDaemon {
     drill_key: Option<PathBuf>,
     /// The static demo binary scheduled drills build their images from.
     demo_binary: Option<PathBuf>,
+    /// The trust root: pinned environments and who may sign what.
+    trust: Option<super::trust::RawTrust>,
 }
 
 /// A validated daemon configuration.
@@ -95,6 +104,7 @@ pub struct DaemonConfig {
     pub listen: SocketAddr,
     pub poll_interval: Duration,
     pub max_file_size: u64,
+    pub git_timeout: Duration,
     pub log_level: String,
     pub log_json: bool,
     pub webhook_secret_file: Option<PathBuf>,
@@ -104,6 +114,8 @@ pub struct DaemonConfig {
     pub reports_branch: Option<String>,
     pub drill_key: Option<PathBuf>,
     pub demo_binary: Option<PathBuf>,
+    /// Pinned environments and signers (see `config::trust`).
+    pub trust: super::trust::Trust,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,11 +137,18 @@ impl DaemonConfig {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(&path.display().to_string(), &text).map_err(DaemonConfigError::Invalid)
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse_in(&path.display().to_string(), base, &text).map_err(DaemonConfigError::Invalid)
     }
 
-    /// Parses config text; `file` names it in problems.
+    /// Parses config text; `file` names it in problems; files it names
+    /// (signing key, trust files) are relative to the current directory.
     pub fn parse(file: &str, text: &str) -> Result<Self, Vec<Problem>> {
+        Self::parse_in(file, Path::new("."), text)
+    }
+
+    /// Parses config text whose relative trust file paths start at `base`.
+    pub fn parse_in(file: &str, base: &Path, text: &str) -> Result<Self, Vec<Problem>> {
         let raw: RawDaemon = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
@@ -186,6 +205,18 @@ impl DaemonConfig {
                 Duration::from_secs(30)
             }
         };
+        let git_timeout = match humantime::parse_duration(&raw.git_timeout) {
+            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(3600) => d,
+            _ => {
+                problems.push(Problem::new(
+                    file,
+                    "git_timeout",
+                    format!("{:?} is not a duration in 1s..1h", raw.git_timeout),
+                    "write it like \"120s\"",
+                ));
+                crate::source::DEFAULT_GIT_DEADLINE
+            }
+        };
         if !["trace", "debug", "info", "warn", "error"].contains(&raw.log_level.as_str()) {
             problems.push(Problem::new(
                 file,
@@ -234,6 +265,7 @@ impl DaemonConfig {
                 "name a valid branch outside env/*, e.g. \"reports\"",
             ));
         }
+        let trust = super::trust::load(file, base, raw.trust, &mut problems);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -247,6 +279,7 @@ impl DaemonConfig {
             listen,
             poll_interval,
             max_file_size: raw.max_file_size,
+            git_timeout,
             log_level: raw.log_level,
             log_json,
             webhook_secret_file: raw.webhook_secret_file,
@@ -256,6 +289,7 @@ impl DaemonConfig {
             reports_branch: raw.reports_branch,
             drill_key: raw.drill_key,
             demo_binary: raw.demo_binary,
+            trust,
         })
     }
 }
@@ -264,26 +298,161 @@ impl DaemonConfig {
 mod tests {
     use super::*;
 
+    /// Unsigned heads allowed: no signer files needed.
+    const TRUST_OPEN: &str = "[trust]\nenvs = [\"dev\"]\nrequire_signed_heads = false\n";
+
     #[test]
     fn defaults_apply() {
-        let c = DaemonConfig::parse("d.toml", "remote = \"file:///srv/c.git\"\n").unwrap();
+        let text = format!("remote = \"file:///srv/c.git\"\n{TRUST_OPEN}");
+        let c = DaemonConfig::parse("d.toml", &text).unwrap();
         assert_eq!(c.poll_interval, Duration::from_secs(30));
         assert_eq!(c.listen.to_string(), "127.0.0.1:8087");
         assert_eq!(c.cache_dir, PathBuf::from("/var/cache/platform-capstone"));
         assert!(c.log_json);
+        assert_eq!(c.trust.envs, vec!["dev"]);
+        assert_eq!(
+            c.trust.history_rewrite,
+            super::super::trust::HistoryRewrite::Refuse
+        );
+    }
+
+    /// Signer files for the trust tests: a key, and a line naming it.
+    fn signer_dir() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::signing::generate_key(&dir.path().join("k"), "t").unwrap();
+        let line = crate::signing::allowed_signers_line("a@example.com", "git", &key).unwrap();
+        for f in ["heads", "policy", "approvers"] {
+            std::fs::write(dir.path().join(f), format!("{line}\n")).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("bad"),
+            "nobody ssh-ed25519 AAAA-not-base64\n",
+        )
+        .unwrap();
+        (dir, line)
     }
 
     #[test]
     fn the_shipped_example_parses() {
-        let text = include_str!("../../systemd/platform-capstone.toml");
-        let c = DaemonConfig::parse("systemd/platform-capstone.toml", text).unwrap();
+        let (dir, _) = signer_dir();
+        let text = include_str!("../../systemd/platform-capstone.toml")
+            .replace("/etc/platform-capstone/allowed_signers", "heads")
+            .replace("/etc/platform-capstone/policy_signers", "policy");
+        let c =
+            DaemonConfig::parse_in("systemd/platform-capstone.toml", dir.path(), &text).unwrap();
         assert_eq!(c.identity.email, "platform-capstone@localhost");
+        assert_eq!(c.trust.envs, vec!["dev", "staging", "prod"]);
+        assert_eq!(c.trust.next("staging"), Some("prod"));
+        assert_eq!(c.trust.next("prod"), None);
+    }
+
+    #[test]
+    fn the_trust_root_is_required_and_every_problem_named() {
+        let (dir, _) = signer_dir();
+        let parse = |trust: &str| {
+            DaemonConfig::parse_in("d.toml", dir.path(), &format!("remote = \"x\"\n{trust}"))
+        };
+        let fields = |trust: &str| -> Vec<String> {
+            parse(trust)
+                .unwrap_err()
+                .into_iter()
+                .map(|p| p.field)
+                .collect()
+        };
+        assert_eq!(fields(""), vec!["trust"]);
+        assert_eq!(
+            fields("[trust]\nallowed_signers = \"heads\"\npolicy_signers = \"policy\"\n"),
+            vec!["trust.envs"]
+        );
+        assert_eq!(
+            fields(
+                "[trust]\nenvs = [\"Dev\", \"a\", \"a\"]\nallowed_signers = \"heads\"\npolicy_signers = \"policy\"\n"
+            ),
+            vec!["trust.envs[0]", "trust.envs[2]"]
+        );
+        assert_eq!(
+            fields("[trust]\nenvs = [\"dev\"]\n"),
+            vec!["trust.allowed_signers"]
+        );
+        assert_eq!(
+            fields("[trust]\nenvs = [\"dev\"]\nallowed_signers = \"heads\"\n"),
+            vec!["trust.policy_signers"]
+        );
+        assert_eq!(
+            fields(
+                "[trust]\nenvs = [\"dev\"]\nallowed_signers = \"missing\"\npolicy_signers = \"bad\"\nhistory_rewrite = \"maybe\"\n[trust.env.prod]\napprovers = \"heads\"\n"
+            ),
+            vec![
+                "trust.history_rewrite",
+                "trust.env.prod",
+                "trust.allowed_signers",
+                "trust.policy_signers",
+                "trust.allowed_signers"
+            ]
+        );
+        let many: Vec<String> = (0..=super::super::trust::MAX_ENVS)
+            .map(|i| format!("\"e{i}\""))
+            .collect();
+        assert!(
+            fields(&format!(
+                "[trust]\nenvs = [{}]\nrequire_signed_heads = false\n",
+                many.join(",")
+            ))
+            .contains(&"trust.envs".to_string())
+        );
+        // Per-env files win over the global ones; approvers stay optional.
+        let c = parse("[trust]\nenvs = [\"dev\", \"prod\"]\nallowed_signers = \"heads\"\npolicy_signers = \"policy\"\n[trust.env.prod]\napprovers = \"approvers\"\n").unwrap();
+        assert!(c.trust.anchors("dev").unwrap().approvers.is_none());
+        assert!(c.trust.anchors("prod").unwrap().approvers.is_some());
+        assert_eq!(c.trust.next("dev"), Some("prod"));
+        assert!(
+            c.trust
+                .anchors("dev")
+                .unwrap()
+                .heads_file
+                .ends_with("heads")
+        );
+    }
+
+    #[test]
+    fn the_daemon_key_signs_heads_but_never_vouches_for_policy() {
+        let (dir, line) = signer_dir();
+        let daemon = crate::signing::generate_key(&dir.path().join("daemon"), "d").unwrap();
+        let daemon_line =
+            crate::signing::allowed_signers_line("d@example.com", "git", &daemon).unwrap();
+        std::fs::write(dir.path().join("both"), format!("{line}\n{daemon_line}\n")).unwrap();
+        let cfg = |heads: &str, policy: &str| {
+            DaemonConfig::parse_in(
+                "d.toml",
+                dir.path(),
+                &format!("remote = \"x\"\n[trust]\nenvs = [\"dev\"]\nallowed_signers = \"{heads}\"\npolicy_signers = \"{policy}\"\n"),
+            )
+            .unwrap()
+        };
+        assert!(
+            cfg("both", "policy")
+                .trust
+                .check_daemon_key(&daemon)
+                .is_ok()
+        );
+        let err = cfg("heads", "policy")
+            .trust
+            .check_daemon_key(&daemon)
+            .unwrap_err();
+        assert!(err.contains("does not list the daemon's key"), "{err}");
+        let err = cfg("both", "both")
+            .trust
+            .check_daemon_key(&daemon)
+            .unwrap_err();
+        assert!(err.contains("must not vouch"), "{err}");
     }
 
     #[test]
     fn every_problem_is_reported() {
-        let text = "remote = \"\"\nlisten = \"nope\"\npoll_interval = \"0s\"\nlog_format = \"xml\"\nreports_branch = \"env/reports\"\n";
-        let problems = DaemonConfig::parse("d.toml", text).unwrap_err();
+        let text = format!(
+            "remote = \"\"\nlisten = \"nope\"\npoll_interval = \"0s\"\nlog_format = \"xml\"\nreports_branch = \"env/reports\"\n{TRUST_OPEN}"
+        );
+        let problems = DaemonConfig::parse("d.toml", &text).unwrap_err();
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -295,8 +464,11 @@ mod tests {
                 "reports_branch"
             ]
         );
-        let bad = DaemonConfig::parse("d.toml", "remote = \"x\"\nreports_branch = \"a..b\"\n")
-            .unwrap_err();
+        let bad = DaemonConfig::parse(
+            "d.toml",
+            &format!("remote = \"x\"\nreports_branch = \"a..b\"\n{TRUST_OPEN}"),
+        )
+        .unwrap_err();
         assert_eq!(bad[0].field, "reports_branch");
     }
 

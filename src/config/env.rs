@@ -308,6 +308,14 @@ pub struct Slo {
     pub query: String,
 }
 
+/// Most SLOs one env may define (each is queried for canary and baseline
+/// every analysis interval).
+pub const MAX_SLOS: usize = 32;
+/// Drift checks run at most this often.
+pub const MIN_CHECK_GAP: Duration = Duration::from_secs(60);
+/// Drills run at most this often.
+pub const MIN_DRILL_GAP: Duration = Duration::from_secs(3600);
+
 /// Default `min_regression` of latency SLOs.
 pub const DEFAULT_MIN_REGRESSION: Duration = Duration::from_millis(25);
 
@@ -453,6 +461,45 @@ impl Check<'_> {
         }
     }
 
+    /// A schedule must fire again (within 400 days: a window that never
+    /// opens holds promotions for ever), and schedules that start work
+    /// (`min_gap`) no more often than that.
+    fn fires(&mut self, field: &str, s: &cron::Schedule, min_gap: Option<Duration>) {
+        let now = chrono::Utc::now();
+        let next: Vec<_> = s.after(&now).take(10).collect();
+        match next.first() {
+            None => self.add(
+                field,
+                "never fires again",
+                "give a schedule that recurs (check the year and day fields)",
+            ),
+            Some(first) if *first - now > chrono::Duration::days(400) => self.add(
+                field,
+                format!("next fires at {first}, over 400 days away"),
+                "give a schedule that recurs within the year",
+            ),
+            Some(_) => {
+                if let Some(min) = min_gap {
+                    let gap = next
+                        .windows(2)
+                        .map(|w| w[1] - w[0])
+                        .min()
+                        .and_then(|d| d.to_std().ok());
+                    if let Some(gap) = gap.filter(|g| *g < min) {
+                        self.add(
+                            field,
+                            format!("fires every {}s", gap.as_secs()),
+                            format!(
+                                "run it at most once every {}s (e.g. \"0 */15 * * * *\")",
+                                min.as_secs()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     fn one_of<T: Copy>(&mut self, field: &str, value: &str, options: &[(&str, T)]) -> T {
         if let Some((_, v)) = options.iter().find(|(k, _)| *k == value) {
             return *v;
@@ -518,18 +565,17 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
     }
 
     // branch
+    // An env is defined only by its own branch: the name fixes the branch,
+    // so no file can point an env at another env's branch.
     let expected = format!("env/{name}");
-    if !raw.branch.starts_with("env/") || raw.branch.len() <= 4 {
+    if raw.branch != expected {
         c.add(
             "branch",
-            format!("{:?} is not an environment branch", raw.branch),
-            format!("environment branches live under env/: use {expected:?}"),
-        );
-    } else if !git2::Reference::is_valid_name(&format!("refs/heads/{}", raw.branch)) {
-        c.add(
-            "branch",
-            format!("{:?} is not a valid git branch name", raw.branch),
-            format!("use {expected:?}"),
+            format!(
+                "{:?}, but environment {name} is defined only by its own branch {expected:?}",
+                raw.branch
+            ),
+            format!("set branch = {expected:?}"),
         );
     }
 
@@ -702,8 +748,15 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
             "add at least one [[slo]] (see docs/config.md)",
         );
     }
+    if raw.slo.len() > MAX_SLOS {
+        c.add(
+            "slo",
+            format!("{} SLOs, over the limit of {MAX_SLOS}", raw.slo.len()),
+            "keep the SLOs that decide a release; each costs PromQL queries every interval",
+        );
+    }
     let mut slos = Vec::new();
-    for (i, s) in raw.slo.iter().enumerate() {
+    for (i, s) in raw.slo.iter().enumerate().take(MAX_SLOS) {
         let f = |field: &str| format!("slo[{i}].{field}");
         if !is_dns_label(&s.name, 63) {
             c.add(
@@ -821,6 +874,7 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
             Duration::from_secs(31 * 86400),
         );
         if let Some(schedule) = schedule {
+            c.fires(&format!("promotion.windows[{i}].schedule"), &schedule, None);
             windows.push(PromotionWindow { schedule, duration });
         }
     }
@@ -831,6 +885,9 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
         .schedule
         .as_deref()
         .and_then(|s| c.cron("drift.schedule", s));
+    if let Some(s) = &schedule {
+        c.fires("drift.schedule", s, Some(MIN_CHECK_GAP));
+    }
     let mode = c.one_of(
         "drift.mode",
         &raw.drift.mode,
@@ -918,6 +975,9 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
     for (i, d) in raw.drill.iter().enumerate() {
         let schedule = c.cron(&format!("drill[{i}].schedule"), &d.schedule);
         let scenario = <crate::drill::Scenario as clap::ValueEnum>::from_str(&d.scenario, false);
+        if let Some(s) = &schedule {
+            c.fires(&format!("drill[{i}].schedule"), s, Some(MIN_DRILL_GAP));
+        }
         match (schedule, scenario) {
             (Some(s), Ok(sc)) => drills.push((s, sc)),
             (_, Err(_)) => c.add(

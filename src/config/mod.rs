@@ -10,6 +10,7 @@
 
 mod daemon;
 mod env;
+pub mod trust;
 
 pub use daemon::{DaemonConfig, DaemonConfigError};
 pub use env::{
@@ -164,6 +165,41 @@ pub fn load_repo(tree: &dyn TreeReader) -> RepoConfig {
     out
 }
 
+/// Loads env `name` as its own branch defines it: `envs/<name>.toml` of
+/// `tree` (the head of `env/<name>`), which must say `branch = "env/<name>"`,
+/// plus the signer files it relies on. Other envs' files in this tree are
+/// not read: they define nothing here.
+pub fn load_own_env(tree: &dyn TreeReader, name: &str) -> Result<Env, Vec<Problem>> {
+    let file = format!("{ENVS_DIR}/{name}.toml");
+    let text = tree.read_string(&file).map_err(|e| {
+        vec![Problem::new(
+            &file,
+            "",
+            e.to_string(),
+            format!("env/{name} must define {name} in {file}"),
+        )]
+    })?;
+    let (env, mut problems) = env::parse(name, &file, &text, tree).map_err(|p| vec![p])?;
+    let own = format!("{}{name}", crate::source::ENV_BRANCH_PREFIX);
+    if env.branch != own {
+        problems.push(Problem::new(
+            &file,
+            "branch",
+            format!(
+                "says {:?}, but {name} is defined only by its own branch {own:?}",
+                env.branch
+            ),
+            format!("set branch = \"{own}\""),
+        ));
+    }
+    problems.extend(check_signer_files(tree, std::slice::from_ref(&env)));
+    if problems.is_empty() {
+        Ok(env)
+    } else {
+        Err(problems)
+    }
+}
+
 /// Files in git's allowed_signers format under `policies/`.
 pub const ALLOWED_SIGNERS_FILE: &str = "policies/allowed_signers";
 pub const APPROVERS_FILE: &str = "policies/approvers";
@@ -174,14 +210,9 @@ fn check_signer_files(tree: &dyn TreeReader, envs: &[Env]) -> Vec<Problem> {
     for file in [ALLOWED_SIGNERS_FILE, APPROVERS_FILE] {
         match tree.read_string(file) {
             Ok(text) => match crate::signing::AllowedSigners::parse(&text) {
-                Ok(signers) => {
-                    if file == APPROVERS_FILE && signers.is_empty() {
-                        for e in envs.iter().filter(|e| e.promotion.requires_approval) {
-                            // Not an error: promotions into e simply wait for an approver.
-                            tracing::info!(env = %e.name, "requires_approval but policies/approvers lists nobody yet");
-                        }
-                    }
-                }
+                // An empty approvers file is not an error: promotions into
+                // an env that needs approval simply wait (the engine says so).
+                Ok(_) => {}
                 Err(list) => problems.extend(list.into_iter().map(|p| {
                     Problem::new(
                         file,

@@ -24,6 +24,7 @@ use hmac::Mac;
 use sha2::Digest;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 /// Largest webhook body read.
@@ -67,6 +68,80 @@ pub fn token_ok(expected: Option<&str>, headers: &HeaderMap) -> bool {
     let a = sha2::Sha256::digest(given.as_bytes());
     let b = sha2::Sha256::digest(expected.as_bytes());
     bool::from(a.as_slice().ct_eq(b.as_slice())) && !given.is_empty()
+}
+
+/// Most connections served at once; past it new ones are closed at once.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Time a client has to send a request's headers (and, on a kept-alive
+/// connection, the next request's): a slowloris client is cut off.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time one request may take, body included: a body trickled in slowly is
+/// answered 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest life of one connection, however busy.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Serves `app` on `listener` until `stop` turns true: hyper's HTTP/1
+/// with a header-read timeout, a request timeout (body included), a cap on
+/// connections and on each connection's life. Written as our own accept
+/// loop because `axum::serve` sets none of these.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let app = app.layer(axum::middleware::from_fn(request_deadline));
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(max = MAX_CONNECTIONS, "connection refused: too many open");
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = tokio::time::timeout(CONNECTION_LIFETIME, conn.as_mut()) => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Answers 408 when a request (reading its body included) takes longer
+/// than [`REQUEST_TIMEOUT`].
+async fn request_deadline(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            "request not completed in time\n",
+        )
+            .into_response(),
+    }
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {

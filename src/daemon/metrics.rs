@@ -48,6 +48,14 @@ pub struct Metrics {
     pub fetch_errors: Counter,
     pub webhook_rejected: Counter,
     pub last_fetch: Family<EnvLabel, Gauge>,
+    /// 1 for the env's current status (ready, broken, untrusted, missing).
+    pub env_status: Family<StatusLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub env: String,
+    pub status: String,
 }
 
 impl Default for Metrics {
@@ -73,6 +81,7 @@ impl Metrics {
             fetch_errors: Counter::default(),
             webhook_rejected: Counter::default(),
             last_fetch: Family::default(),
+            env_status: Family::default(),
         };
         registry.register(
             "reconcile_duration_seconds",
@@ -114,6 +123,11 @@ impl Metrics {
             "last_successful_fetch_timestamp_seconds",
             "Unix time of the last successful fetch, per env",
             m.last_fetch.clone(),
+        );
+        registry.register(
+            "env_status",
+            "1 for each env's status: ready, broken (its own files are invalid), untrusted (signature, policy signer or rewritten history) or missing",
+            m.env_status.clone(),
         );
         Self { registry, ..m }
     }

@@ -56,6 +56,10 @@ pub enum Trigger {
 pub struct EnvState {
     pub branch: String,
     pub head: Option<String>,
+    /// `ready`, `broken`, `untrusted` or `missing` (see `wiring::SlotState`).
+    pub status: String,
+    /// Why the env is not ready; nothing runs there until it is fixed.
+    pub problem: Option<String>,
     pub last_fetch: Option<chrono::DateTime<chrono::Utc>>,
     pub release: Option<String>,
     pub outcome: Option<String>,
@@ -128,7 +132,8 @@ impl Shared {
     /// Accepts an approval signed elsewhere: `release` into `env`, an SSH
     /// signature (namespace platform-capstone-approval) over
     /// `platform-capstone approve <release> --env <env>\n`. Verified
-    /// against `env`'s policies/approvers at its branch head, then stored
+    /// against `env`'s pinned approvers, or its policies/approvers at a
+    /// branch head the trust root accepts, then stored
     /// in the note of the commit the release is promoted from (pushed with
     /// compare-and-swap). Blocking. The approver's principal on success.
     pub fn accept_approval(
@@ -154,39 +159,52 @@ impl Shared {
                 cfg.ssh_key.as_deref(),
             )
             .map_err(|e| unavailable(&e))?
-            .with_max_file_size(cfg.max_file_size);
+            .with_max_file_size(cfg.max_file_size)
+            .with_deadline(cfg.git_timeout);
             *slot = Some(repo);
         }
         let Some(repo) = slot.as_mut() else {
             return Err(ApiError::Unavailable("no repo".into()));
         };
         repo.fetch().map_err(|e| unavailable(&e))?;
-        let envs = wiring::envs(repo).map_err(|e| unavailable(&e))?;
-        let Some(target) = envs.iter().find(|e| e.name == env) else {
-            return Err(ApiError::NotFound(format!("{env}: no such environment")));
+        let names = &cfg.trust.envs;
+        let Some(i) = names.iter().position(|e| e == env) else {
+            return Err(ApiError::NotFound(format!(
+                "{env}: not a pinned environment"
+            )));
         };
-        let Some(source) = envs.iter().find(|e| e.next.as_deref() == Some(env)) else {
+        let Some(source) = i.checked_sub(1).map(|s| &names[s]) else {
             return Err(ApiError::NotFound(format!(
                 "{env}: no environment promotes into it"
             )));
         };
         let record = audit::all_records(&repo.notes().map_err(|e| unavailable(&e))?)
             .into_iter()
-            .find(|r| r.release == release && r.env == source.name)
-            .ok_or_else(|| {
-                ApiError::NotFound(format!("{release}: no record of it in {}", source.name))
-            })?;
-        let heads = repo.heads().map_err(|e| unavailable(&e))?;
-        let Some(head) = heads.get(&target.branch) else {
-            return Err(ApiError::NotFound(format!(
-                "{}: no such branch",
-                target.branch
-            )));
-        };
-        let approvers = {
-            let tree = repo.reader(head).map_err(|e| unavailable(&e))?;
-            crate::engine::promote::signers(tree.as_ref(), crate::config::APPROVERS_FILE)
-                .map_err(ApiError::Forbidden)?
+            .find(|r| r.release == release && &r.env == source)
+            .ok_or_else(|| ApiError::NotFound(format!("{release}: no record of it in {source}")))?;
+        // Approvers as the engine will check them: pinned, or the env's
+        // own file at a head the trust root accepts.
+        let pinned = cfg.trust.anchors(env).and_then(|a| a.approvers.clone());
+        let approvers = match pinned {
+            Some(a) => a,
+            None => {
+                let (slots, _) =
+                    wiring::slots(&*repo, &cfg.trust, None, false).map_err(|e| unavailable(&e))?;
+                let own = slots.iter().find(|s| s.name == env);
+                let Some(head) = own
+                    .filter(|s| s.env().is_some())
+                    .and_then(|s| s.head.clone())
+                else {
+                    return Err(ApiError::Conflict(format!(
+                        "{env} is {}: {}",
+                        own.map_or("missing", |s| s.status()),
+                        own.and_then(|s| s.problem()).unwrap_or_default()
+                    )));
+                };
+                let tree = repo.reader(&head).map_err(|e| unavailable(&e))?;
+                crate::engine::promote::signers(tree.as_ref(), crate::config::APPROVERS_FILE)
+                    .map_err(ApiError::Forbidden)?
+            }
         };
         let principal =
             crate::engine::promote::verify_approval(&approvers, release, env, signature)
@@ -207,7 +225,24 @@ impl Shared {
     }
 
     /// Ready: the config loaded and the repo fetched within three intervals.
+    /// Also: the state dir takes a write (a release persists every step
+    /// there; read-only or full, nothing could run safely). Broken or
+    /// untrusted envs do not make the daemon unready: they are reported
+    /// per env and the others run.
     pub fn ready(&self) -> Result<(), String> {
+        let state_dir = self
+            .cfg
+            .lock()
+            .map_err(|_| "state poisoned")?
+            .state_dir
+            .clone();
+        let probe = state_dir.join(".readyz");
+        crate::fsutil::write_atomic(&probe, b"ok\n", None).map_err(|e| {
+            format!(
+                "the state dir {} cannot be written ({e}); rollouts cannot persist their steps",
+                state_dir.display()
+            )
+        })?;
         let last = *self.last_fetch_ok.lock().map_err(|_| "state poisoned")?;
         let poll = *self.poll_interval.lock().map_err(|_| "state poisoned")?;
         match last {
@@ -280,15 +315,23 @@ impl Worker {
         commit: &str,
     ) -> Result<String, String> {
         repo.fetch().map_err(|e| e.to_string())?;
-        let envs = wiring::envs(repo).map_err(|e| e.to_string())?;
-        let Some(env) = envs.iter().find(|e| e.name == self.env) else {
-            return Err(format!("{} is no longer defined", self.env));
-        };
-        let next = env
-            .next
-            .as_ref()
-            .and_then(|n| envs.iter().find(|e| &e.name == n));
         let store = Store::new(&self.cfg.state_dir);
+        let (slots, _) = wiring::slots(&*repo, &self.cfg.trust, Some(&store), false)
+            .map_err(|e| e.to_string())?;
+        let env = wiring::ready_env(&slots, &self.env).map_err(|e| e.to_string())?;
+        if slots
+            .iter()
+            .find(|s| s.name == self.env)
+            .and_then(|s| s.head.as_deref())
+            != Some(commit)
+        {
+            return Ok(format!(
+                "env/{} moved on since the poll; the next poll judges its new head",
+                self.env
+            ));
+        }
+        let next = wiring::next_of(&slots, env);
+        let trust = wiring::release_trust(&self.cfg.trust, signer, &slots, env);
         let retry = self.control.retry.swap(false, Ordering::Relaxed);
         let images = {
             let tree = repo.reader(commit).map_err(|e| e.to_string())?;
@@ -358,6 +401,7 @@ impl Worker {
             commit,
             release: &release,
             actor: &actor,
+            trust: &trust,
         };
         if let Ok(mut e) = self.shared.envs.lock()
             && let Some(s) = e.get_mut(&self.env)
@@ -593,7 +637,8 @@ fn init_logging(cfg: &DaemonConfig) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = if cfg.log_json {
         builder.json().with_current_span(true).try_init()
     } else {
@@ -626,15 +671,9 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| DaemonError::Start(format!("listen on {}: {e}", cfg.listen)))?;
-    let (http_stop_tx, mut http_stop_rx) = watch::channel(false);
+    let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let app = http::router(shared.clone());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop_rx.changed().await;
-            })
-            .await;
-    });
+    let server = tokio::spawn(http::serve(listener, app, http_stop_rx));
     tracing::info!(listen = %cfg.listen, remote = %cfg.remote, "daemon started");
     notify_systemd(&[sd_notify::NotifyState::Ready]);
 
@@ -675,6 +714,7 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
         (watch::Sender<Option<String>>, std::thread::JoinHandle<()>),
     > = BTreeMap::new();
     let mut failures = 0u32;
+    let mut reported = BTreeMap::new();
     // A deadline, not a duration: other wake-ups must not push the poll back.
     let mut poll_at = tokio::time::Instant::now();
     let mut scheduler = schedule::Scheduler::new(Vec::new(), chrono::Utc::now());
@@ -727,8 +767,10 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
             None => {
                 let (c, f) = (cfg.clone(), cfg.cache_dir.join("poll"));
                 match tokio::task::spawn_blocking(move || {
-                    Git2Repo::open_remote(&c.remote, &f, c.ssh_key.as_deref())
-                        .map(|r| r.with_max_file_size(c.max_file_size))
+                    Git2Repo::open_remote(&c.remote, &f, c.ssh_key.as_deref()).map(|r| {
+                        r.with_max_file_size(c.max_file_size)
+                            .with_deadline(c.git_timeout)
+                    })
                 })
                 .await
                 {
@@ -754,14 +796,36 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
             }
         };
         let state_dir = cfg.state_dir.clone();
-        let fetched = tokio::task::spawn_blocking(move || {
+        let trust = cfg.trust.clone();
+        let actor = format!("{} <{}> (daemon)", cfg.identity.name, cfg.identity.email);
+        let mut fetching = tokio::task::spawn_blocking(move || {
             let mut r = repo.lock().map_err(|_| "poisoned".to_string())?;
             r.fetch().map_err(|e| e.to_string())?;
             let heads = r.heads().map_err(|e| e.to_string())?;
-            let envs = wiring::envs(&*r).map_err(|e| e.to_string())?;
+            let store = Store::new(&state_dir);
+            // Each pinned env from its own branch only; a bad one is
+            // reported and skipped, never in the way of the others.
+            let (slots, rewrites) =
+                wiring::slots(&*r, &trust, Some(&store), true).map_err(|e| e.to_string())?;
+            for rw in rewrites {
+                tracing::warn!(env = %rw.env, from = %rw.from, to = %rw.to, "env branch history rewritten; accepted (trust.history_rewrite = accept) and recorded");
+                let entry = audit::RewriteRecord {
+                    env: rw.env.clone(),
+                    from: rw.from.clone(),
+                    at: chrono::Utc::now(),
+                    actor: actor.clone(),
+                };
+                if let Err(e) = r.update_note(&rw.to, &mut |old| {
+                    let mut n = audit::Note::parse(old);
+                    n.rewrites.push(entry.clone());
+                    n.to_text()
+                }) {
+                    tracing::warn!(env = %rw.env, error = %e, "cannot record the accepted rewrite");
+                }
+            }
+            let envs = wiring::ready(&slots);
             let records = audit::all_records(&r.notes().map_err(|e| e.to_string())?);
             // Which envs already run what their branch says: no worker needed.
-            let store = Store::new(&state_dir);
             let in_sync: BTreeMap<String, bool> = envs
                 .iter()
                 .map(|e| {
@@ -771,11 +835,43 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
                     )
                 })
                 .collect();
-            Ok::<_, String>((heads, envs, records, in_sync))
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-        let (heads, envs, records, in_sync) = match fetched {
+            Ok::<_, String>((heads, slots, envs, records, in_sync))
+        });
+        // The fetch runs on its own (bounded by git_timeout); meanwhile
+        // the watchdog is fed, SIGTERM is heard and scheduled drift checks
+        // and drills start — none of them waits on git.
+        let mut stopping = false;
+        let fetched = loop {
+            let wake = scheduler
+                .next_wake()
+                .and_then(|t| (t - chrono::Utc::now()).to_std().ok())
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                r = &mut fetching => break r.unwrap_or_else(|e| Err(e.to_string())),
+                _ = watchdog.tick() => notify_systemd(&[sd_notify::NotifyState::Watchdog]),
+                _ = tokio::time::sleep(wake) => {
+                    for job in scheduler.due(chrono::Utc::now()) {
+                        if let Some(env) = job.strip_prefix("drift:") {
+                            start_drift(&shared, &cfg, &config_file, env);
+                        } else if let Some((env, scenario)) =
+                            job.strip_prefix("drill:").and_then(|j| j.split_once(':'))
+                        {
+                            start_drill(&shared, &cfg, &config_file, env, scenario);
+                        } else {
+                            due_jobs.push(job);
+                        }
+                    }
+                }
+                _ = term.recv() => {
+                    stopping = true;
+                    break Err("shutting down".to_string());
+                }
+            }
+        };
+        if stopping {
+            break;
+        }
+        let (heads, slots, envs, records, in_sync) = match fetched {
             Ok(x) => x,
             Err(e) => {
                 // Git unreachable: the last known good stays; nothing is dispatched.
@@ -794,6 +890,14 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
         }
         if let Ok(mut r) = shared.records.lock() {
             *r = records;
+        }
+        report_slots(&shared, &slots, &mut reported);
+        // env/* branches nobody pinned define nothing: said once each.
+        for branch in heads.keys() {
+            let name = branch.trim_start_matches(crate::source::ENV_BRANCH_PREFIX);
+            if !cfg.trust.pins(name) && reported.insert(branch.clone(), (None, None)).is_none() {
+                tracing::warn!(branch = %branch, "an env/* branch for no pinned environment (trust.envs); ignored");
+            }
         }
         // Promotion windows of every env: a window opening retries waiting releases.
         // Drift checks on each env's own schedule.
@@ -896,6 +1000,48 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
     Ok(())
 }
 
+/// Publishes each pinned env's status (API, metrics) and logs a problem
+/// once per env, head and reason, not every poll.
+fn report_slots(
+    shared: &Shared,
+    slots: &[wiring::EnvSlot],
+    reported: &mut BTreeMap<String, (Option<String>, Option<String>)>,
+) {
+    for slot in slots {
+        let problem = slot.problem();
+        let key = (slot.head.clone(), problem.clone());
+        if reported.get(&slot.name) != Some(&key) {
+            match &problem {
+                Some(p) => {
+                    tracing::warn!(env = %slot.name, status = slot.status(), problem = %p, "env not released until fixed")
+                }
+                None if reported.contains_key(&slot.name) => {
+                    tracing::info!(env = %slot.name, "env ready again")
+                }
+                None => {}
+            }
+            reported.insert(slot.name.clone(), key);
+        }
+        for status in ["ready", "broken", "untrusted", "missing"] {
+            shared
+                .metrics
+                .env_status
+                .get_or_create(&metrics::StatusLabels {
+                    env: slot.name.clone(),
+                    status: status.into(),
+                })
+                .set(i64::from(status == slot.status()));
+        }
+        if let Ok(mut m) = shared.envs.lock() {
+            let s = m.entry(slot.name.clone()).or_default();
+            s.branch = slot.branch.clone();
+            s.head = slot.head.clone();
+            s.status = slot.status().into();
+            s.problem = problem;
+        }
+    }
+}
+
 /// Runs `env`'s drift check on a thread of its own (one at a time per
 /// env): heal and SLO hand-over as the env's config says, the report kept
 /// in the state dir and, with `reports_branch`, committed there.
@@ -991,16 +1137,14 @@ fn drift_once(cfg: &DaemonConfig, config_file: &Path, env: &str) -> Result<Strin
     let cache = cfg.cache_dir.join(format!("drift-{env}"));
     let (mut repo, signer) = wiring::open(cfg, config_file, &cache).map_err(|e| e.to_string())?;
     repo.fetch().map_err(|e| e.to_string())?;
-    let envs = wiring::envs(&repo).map_err(|e| e.to_string())?;
-    let e = envs
-        .iter()
-        .find(|x| x.name == env)
-        .ok_or_else(|| format!("{env} is no longer defined"))?;
+    let store = Store::new(&cfg.state_dir);
+    let (slots, _) =
+        wiring::slots(&repo, &cfg.trust, Some(&store), false).map_err(|e| e.to_string())?;
+    let e = wiring::ready_env(&slots, env).map_err(|e| e.to_string())?;
     let local = cfg
         .local_stack
         .clone()
         .unwrap_or_else(|| PathBuf::from(".platform-capstone/local"));
-    let store = Store::new(&cfg.state_dir);
     let adapters = match wiring::adapters(e, &local, cfg.prometheus.as_deref()) {
         Ok(a) => a,
         Err(err) => {

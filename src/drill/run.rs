@@ -111,12 +111,12 @@ fn ground(ctx: &DrillContext<'_>, env: &str) -> Result<Ground, String> {
         wiring::open(ctx.cfg, ctx.config_file, &ctx.cfg.cache_dir.join("drill"))
             .map_err(|e| e.to_string())?;
     repo.fetch().map_err(|e| e.to_string())?;
-    let envs = wiring::envs(&repo).map_err(|e| e.to_string())?;
-    let env = envs
-        .into_iter()
-        .find(|e| e.name == env)
-        .ok_or_else(|| format!("--env {env}: no such environment"))?;
     let store = Store::new(&ctx.cfg.state_dir);
+    let (slots, _) =
+        wiring::slots(&repo, &ctx.cfg.trust, Some(&store), true).map_err(|e| e.to_string())?;
+    let env = wiring::ready_env(&slots, env)
+        .map_err(|e| e.to_string())?
+        .clone();
     if let Some(s) = store.release(&env.name).map_err(|e| e.to_string())?
         && s.phase != Phase::Finished
     {
@@ -228,12 +228,15 @@ fn engine_run(
     release: &str,
     marks: &mut Marks<'_>,
 ) -> Result<EnvOutcome, EngineError> {
+    // The drill stays in its env: no promotion, nothing to trust beyond it.
+    let trust = crate::engine::ReleaseTrust::default();
     let r = EnvRelease {
         env: &g.env,
         next: None,
         commit,
         release,
         actor: "platform-capstone drill",
+        trust: &trust,
     };
     let never = AtomicBool::new(false);
     wiring::run_env(

@@ -121,6 +121,21 @@ pub struct EnvRelease<'a> {
     pub commit: &'a str,
     pub release: &'a str,
     pub actor: &'a str,
+    /// What the daemon's config pins for this release.
+    pub trust: &'a ReleaseTrust,
+}
+
+/// What a release trusts from the daemon's config, never from a tree.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseTrust {
+    /// Keys whose promotion records count: the daemon's own and the
+    /// pinned promotion signers.
+    pub promotion_signers: crate::signing::AllowedSigners,
+    /// The next env's pinned approvers; `None`: its own
+    /// `policies/approvers` at its (trusted) head.
+    pub next_approvers: Option<crate::signing::AllowedSigners>,
+    /// The pinned next env cannot take a promotion now: (env, why).
+    pub next_blocked: Option<(String, String)>,
 }
 
 fn workload(env: &Env, track: Track) -> Workload {
@@ -249,16 +264,19 @@ impl Engine<'_> {
         let interval = r.analysis_interval;
         let started = (self.now)();
         if let Some(url) = &self.svc.traffic {
-            // Enough that the canary's share clears the floor twice over.
+            // Enough that the canary's share clears the floor three times
+            // over: a count read back through scrapes and `increase()` is
+            // noisy, and a floor missed is an inconclusive interval.
             let secs = interval.as_secs_f64().max(1.0);
-            let rate = ((r.min_requests as f64 * 2.0 * 100.0 / f64::from(weight.max(1))) / secs)
+            let rate = ((r.min_requests as f64 * 3.0 * 100.0 / f64::from(weight.max(1))) / secs)
                 .ceil() as u32;
             let rate = rate.clamp(5, crate::adapters::traffic::MAX_RATE);
-            let workers = 4u32;
+            // Up to 4 workers whose rates add up to `rate` exactly.
+            let workers = rate.min(4);
             let handles: Vec<_> = (0..workers)
-                .map(|_| {
+                .map(|i| {
                     let url = url.clone();
-                    let per = (rate / workers).max(1);
+                    let per = rate / workers + u32::from(i < rate % workers);
                     std::thread::spawn(move || {
                         crate::adapters::traffic::run(&url, per, interval, None)
                     })
@@ -271,7 +289,11 @@ impl Engine<'_> {
             std::thread::sleep(interval);
         }
         std::thread::sleep(self.svc.scrape_settle);
-        let window = format!("{}s", (interval + self.svc.scrape_settle).as_secs().max(1));
+        // Rounded up: the window covers all of the interval's traffic.
+        let window = format!(
+            "{}s",
+            ((interval + self.svc.scrape_settle).as_secs_f64().ceil() as u64).max(1)
+        );
         let vars = |version: &str, track: Track| -> Vec<(&'static str, String)> {
             vec![
                 ("namespace", env.target.namespace.clone()),
@@ -337,8 +359,9 @@ impl Engine<'_> {
         let deadline = Instant::now() + bound;
         let window = format!(
             "{}s",
-            (env.rollout.analysis_interval + self.svc.scrape_settle)
-                .as_secs()
+            ((env.rollout.analysis_interval + self.svc.scrape_settle)
+                .as_secs_f64()
+                .ceil() as u64)
                 .max(1)
         );
         let vars = [
@@ -523,27 +546,33 @@ impl Engine<'_> {
             state.phase = Phase::Baked;
             self.save(&state)?;
         }
-        // Baked: promote into the next env, if any.
-        let Some(next) = r.next else {
-            return self.finish(&mut state, "complete", None, EnvOutcome::Complete);
+        // Baked: promote into the next env, if any (and if it can take it).
+        let next_state = match (r.next, &r.trust.next_blocked) {
+            (_, Some((name, why))) => Err((name.clone(), format!("{name} cannot take it: {why}"))),
+            (None, None) => {
+                return self.finish(&mut state, "complete", None, EnvOutcome::Complete);
+            }
+            (Some(next), None) => {
+                let source_note = Note::parse(self.repo.note(r.commit)?.as_deref());
+                let next_head = self.repo.resolve(&next.branch)?;
+                let next_tree = self.repo.reader(&next_head)?;
+                promote::may_promote(
+                    next,
+                    next_tree.as_ref(),
+                    r.trust.next_approvers.as_ref(),
+                    &source_note,
+                    r.release,
+                    (self.now)(),
+                )
+                .map(|a| (next, a))
+                .map_err(|why| (next.name.clone(), why))
+            }
         };
-        let source_note = Note::parse(self.repo.note(r.commit)?.as_deref());
-        let next_head = self.repo.resolve(&next.branch)?;
-        let approver = {
-            let next_tree = self.repo.reader(&next_head)?;
-            promote::may_promote(
-                next,
-                next_tree.as_ref(),
-                &source_note,
-                r.release,
-                (self.now)(),
-            )
-        };
-        let approver = match approver {
-            Ok(a) => a,
-            Err(reason) => {
+        let (next, approver) = match next_state {
+            Ok(x) => x,
+            Err((next_name, reason)) => {
                 out.step(
-                    &format!("promote_{}", next.name),
+                    &format!("promote_{next_name}"),
                     &format!("waiting ({reason})"),
                 );
                 // A release already waiting for the same reason is not
@@ -557,7 +586,7 @@ impl Engine<'_> {
                     self.audit(&state)?;
                 }
                 return Ok(EnvOutcome::Waiting {
-                    env: next.name.clone(),
+                    env: next_name,
                     reason,
                 });
             }
@@ -633,7 +662,9 @@ impl Engine<'_> {
             }
         }
         let note = Note::parse(self.repo.note(r.commit)?.as_deref());
-        if let Err(e) = promote::verify_promotion(&note, tree.as_ref(), &env.name, images) {
+        if let Err(e) =
+            promote::verify_promotion(&note, &r.trust.promotion_signers, &env.name, images)
+        {
             extra.push(crate::model::Finding {
                 rule: "promotion-record".into(),
                 subject: r.commit.into(),

@@ -6,7 +6,7 @@
 //! promotion record the next env re-verifies.
 
 use crate::audit::{self, Approval, Note, PromotionRecord, SignedPromotion};
-use crate::config::{ALLOWED_SIGNERS_FILE, APPROVERS_FILE, Env, PromotionWindow};
+use crate::config::{APPROVERS_FILE, Env, PromotionWindow};
 use crate::gates::run::Checks;
 use crate::model::{Digest, ImagePin, Outcome, pins_from_kustomization, set_digest_pins};
 use crate::signing::{AllowedSigners, Signer};
@@ -77,9 +77,14 @@ pub fn signers(tree: &dyn TreeReader, file: &str) -> Result<AllowedSigners, Stri
 
 /// Whether the promotion into `next` may happen now: Ok(approver) or the
 /// reason it waits. Rollbacks never come here: a window never blocks one.
+///
+/// Approvers are `pinned` (the daemon's trust config) when set, else the
+/// next env's own `policies/approvers` — read at its head, which the trust
+/// check passed, so only a policy signer can have changed it.
 pub fn may_promote(
     next: &Env,
     next_tree: &dyn TreeReader,
+    pinned: Option<&AllowedSigners>,
     source_note: &Note,
     release: &str,
     now: DateTime<Utc>,
@@ -88,8 +93,15 @@ pub fn may_promote(
     if !next.promotion.requires_approval {
         return Ok(None);
     }
-    let approvers = signers(next_tree, APPROVERS_FILE)?;
-    approved_by(source_note, &approvers, release, &next.name)
+    let own;
+    let approvers = match pinned {
+        Some(p) => p,
+        None => {
+            own = signers(next_tree, APPROVERS_FILE)?;
+            &own
+        }
+    };
+    approved_by(source_note, approvers, release, &next.name)
         .map(Some)
         .ok_or_else(|| {
             format!(
@@ -236,18 +248,18 @@ pub fn promote(
 }
 
 /// Re-verifies the promotion record on an env commit, if it carries one:
-/// signed by a key of `policies/allowed_signers`, naming exactly the
-/// images being released. `Ok(None)`: not a promotion commit.
+/// signed by a pinned promotion key (`signers`: the daemon's own and the
+/// configured promotion signers — never a file of the tree), naming
+/// exactly the images being released. `Ok(None)`: not a promotion commit.
 pub fn verify_promotion(
     note: &Note,
-    tree: &dyn TreeReader,
+    signers: &AllowedSigners,
     env: &str,
     images: &[String],
 ) -> Result<Option<PromotionRecord>, String> {
     let Some(p) = &note.promotion else {
         return Ok(None);
     };
-    let signers = signers(tree, ALLOWED_SIGNERS_FILE)?;
     signers
         .verify(
             audit::PROMOTION_NAMESPACE,

@@ -144,6 +144,16 @@ impl Store {
         self.write(&format!("releases/{}.json", s.env), s)
     }
 
+    /// The last head of `env`'s branch the daemon accepted (a later head
+    /// that does not contain it is a rewritten history).
+    pub fn seen_head(&self, env: &str) -> Result<Option<String>, StoreError> {
+        self.read(&format!("heads/{env}.json"))
+    }
+
+    pub fn save_seen_head(&self, env: &str, head: &str) -> Result<(), StoreError> {
+        self.write(&format!("heads/{env}.json"), &head)
+    }
+
     pub fn last_good(&self, env: &str) -> Result<Option<LastGood>, StoreError> {
         self.read(&format!("last-good/{env}.json"))
     }

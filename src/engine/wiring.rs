@@ -7,10 +7,12 @@ use crate::adapters::haproxy::Haproxy;
 use crate::adapters::kubernetes::{Kube, KubeRouter};
 use crate::adapters::podman::Podman;
 use crate::adapters::prometheus::Prometheus;
+use crate::config::trust::{HistoryRewrite, Trust};
 use crate::config::{DaemonConfig, Env, TargetKind};
 use crate::local::Stack;
 use crate::ports::{Metrics, Target, TrafficRouter};
-use crate::signing::Signer;
+use crate::signing::{AllowedSigners, Signer};
+use crate::source::trust::HeadTrust;
 use crate::source::{Git2Repo, GitRepo};
 use std::path::Path;
 use std::time::Duration;
@@ -37,52 +39,244 @@ pub fn open(
     })?;
     let signer = Signer::load(&key, cfg.identity.clone())
         .map_err(|e| WiringError(format!("{}: {e}", key.display())))?;
+    cfg.trust
+        .check_daemon_key(signer.public_key())
+        .map_err(|e| WiringError(format!("{}: trust: {e}", config_file.display())))?;
+    // Masks in reports and diffs compare across runs of this installation.
+    crate::redact::use_key_file(&cfg.state_dir).map_err(|e| {
+        WiringError(format!(
+            "{}: state_dir {}: mask key: {e}",
+            config_file.display(),
+            cfg.state_dir.display()
+        ))
+    })?;
     let mut repo = Git2Repo::open_remote(&cfg.remote, cache_dir, cfg.ssh_key.as_deref())
         .map_err(err)?
         .with_max_file_size(cfg.max_file_size)
+        .with_deadline(cfg.git_timeout)
         .with_signer(signer.clone());
     repo.fetch().map_err(err)?;
     Ok((repo, signer))
 }
 
-/// Every env, each as defined at the head of its own branch, in chain order.
-pub fn envs(repo: &dyn GitRepo) -> Result<Vec<Env>, WiringError> {
+/// One pinned env as the remote shows it now.
+#[derive(Debug, Clone)]
+pub struct EnvSlot {
+    pub name: String,
+    /// Always `env/<name>`: nothing else defines the env.
+    pub branch: String,
+    pub head: Option<String>,
+    pub state: SlotState,
+}
+
+/// Whether a pinned env can be acted on, and why not.
+#[derive(Debug, Clone)]
+pub enum SlotState {
+    Ready(Box<Env>),
+    /// No such branch on the remote.
+    Missing,
+    /// Its own files at its head are invalid.
+    Broken(String),
+    /// Its head is not trusted: signature, policy signer, or history.
+    Untrusted(String),
+}
+
+impl EnvSlot {
+    pub fn env(&self) -> Option<&Env> {
+        match &self.state {
+            SlotState::Ready(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// `ready`, `missing`, `broken` or `untrusted`.
+    pub fn status(&self) -> &'static str {
+        match self.state {
+            SlotState::Ready(_) => "ready",
+            SlotState::Missing => "missing",
+            SlotState::Broken(_) => "broken",
+            SlotState::Untrusted(_) => "untrusted",
+        }
+    }
+
+    /// Why the env cannot be acted on (`None` when ready).
+    pub fn problem(&self) -> Option<String> {
+        match &self.state {
+            SlotState::Ready(_) => None,
+            SlotState::Missing => Some(format!("{}: no such branch on the remote", self.branch)),
+            SlotState::Broken(why) | SlotState::Untrusted(why) => Some(why.clone()),
+        }
+    }
+}
+
+/// A non-fast-forward move of an env branch that the trust root accepts:
+/// the caller records it in the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    pub env: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// Every pinned env in promotion order, each loaded from its own branch
+/// head and judged against the pinned anchors; a bad env never hides or
+/// blocks another. With a `store`, heads are checked against the last head
+/// accepted (a force push is refused, or accepted as configured and
+/// returned for the audit trail) and, when `record`, accepted heads are
+/// remembered. `Err` only when git cannot list the branches.
+pub fn slots(
+    repo: &dyn GitRepo,
+    trust: &Trust,
+    store: Option<&super::store::Store>,
+    record: bool,
+) -> Result<(Vec<EnvSlot>, Vec<Rewrite>), WiringError> {
     let heads = repo.heads().map_err(err)?;
-    let Some((_, any_head)) = heads.iter().next() else {
-        return Err(WiringError(
-            "the remote has no env/* branch: run `platform-capstone init --remote`".into(),
-        ));
-    };
-    let tree = repo.reader(any_head).map_err(err)?;
-    let overview = crate::config::load_repo(tree.as_ref());
     let mut out = Vec::new();
-    for chain in overview.chains() {
-        for name in chain {
-            let Some(e) = overview.env(&name) else {
-                continue;
-            };
-            let head = repo.resolve(&e.branch).map_err(err)?;
-            let t = repo.reader(&head).map_err(err)?;
-            let own = crate::config::load_repo(t.as_ref());
-            if let Some(p) = own.problems.first() {
-                return Err(WiringError(format!(
-                    "{} at {}: {p}",
-                    e.branch,
-                    &head[..12.min(head.len())]
-                )));
-            }
-            match own.env(&name) {
-                Some(env) => out.push(env.clone()),
-                None => {
-                    return Err(WiringError(format!(
-                        "{}: envs/{name}.toml is missing on its own branch",
-                        e.branch
-                    )));
+    let mut rewrites = Vec::new();
+    for name in &trust.envs {
+        let branch = Trust::branch(name);
+        let head = heads.get(&branch).cloned();
+        let state = match &head {
+            None => SlotState::Missing,
+            Some(h) => judge(repo, trust, store, record, name, h, &mut rewrites),
+        };
+        out.push(EnvSlot {
+            name: name.clone(),
+            branch,
+            head,
+            state,
+        });
+    }
+    Ok((out, rewrites))
+}
+
+fn judge(
+    repo: &dyn GitRepo,
+    trust: &Trust,
+    store: Option<&super::store::Store>,
+    record: bool,
+    name: &str,
+    head: &str,
+    rewrites: &mut Vec<Rewrite>,
+) -> SlotState {
+    let Some(anchors) = trust.anchors(name) else {
+        return SlotState::Untrusted(format!("{name}: no trust anchors pinned"));
+    };
+    match crate::source::trust::judge_head(repo, name, anchors, trust.require_signed_heads, head) {
+        Ok(HeadTrust::Trusted { .. }) => {}
+        Ok(HeadTrust::Untrusted { reason }) => return SlotState::Untrusted(reason),
+        Err(e) => return SlotState::Broken(format!("env/{name}: {e}")),
+    }
+    if let Some(store) = store {
+        let seen = store.seen_head(name).ok().flatten();
+        if let Some(seen) = seen.filter(|s| s != head) {
+            let forward = crate::source::trust::moved_forward(repo, &seen, head).unwrap_or(false);
+            if !forward {
+                match trust.history_rewrite {
+                    HistoryRewrite::Refuse => {
+                        return SlotState::Untrusted(format!(
+                            "env/{name} was rewritten: its head moved from {} to {}, which does not contain it (a force push); push a commit on top of {} instead, or set trust.history_rewrite = \"accept\"",
+                            &seen[..12.min(seen.len())],
+                            &head[..12.min(head.len())],
+                            &seen[..12.min(seen.len())]
+                        ));
+                    }
+                    HistoryRewrite::Accept => rewrites.push(Rewrite {
+                        env: name.to_string(),
+                        from: seen,
+                        to: head.to_string(),
+                    }),
                 }
             }
         }
+        if record && let Err(e) = store.save_seen_head(name, head) {
+            tracing::warn!(env = name, error = %e, "cannot remember the accepted head");
+        }
     }
-    Ok(out)
+    let env = match repo.reader(head) {
+        Ok(tree) => crate::config::load_own_env(tree.as_ref(), name),
+        Err(e) => return SlotState::Broken(format!("env/{name}: {e}")),
+    };
+    let env = match env {
+        Ok(env) => env,
+        Err(problems) => {
+            let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            return SlotState::Broken(format!(
+                "env/{name} at {}: {}",
+                &head[..12.min(head.len())],
+                list.join("; ")
+            ));
+        }
+    };
+    // An env promotes into the env after it in the pinned order, or into
+    // nothing: never past one, never into one that is not pinned.
+    let pinned = trust.next(name);
+    if let Some(next) = env.next.as_deref()
+        && Some(next) != pinned
+    {
+        return SlotState::Broken(format!(
+            "{}: next: says {next:?}, but the pinned order (trust.envs) allows only {}; fix envs/{name}.toml on env/{name}",
+            env.file,
+            pinned.map_or("none".into(), |n| format!("{n:?}")),
+        ));
+    }
+    SlotState::Ready(Box::new(env))
+}
+
+/// The ready envs of `slots`, in promotion order.
+pub fn ready(slots: &[EnvSlot]) -> Vec<Env> {
+    slots.iter().filter_map(|s| s.env().cloned()).collect()
+}
+
+/// The ready env `name` of `slots`, or why it cannot be acted on.
+pub fn ready_env<'a>(slots: &'a [EnvSlot], name: &str) -> Result<&'a Env, WiringError> {
+    let slot = slots.iter().find(|s| s.name == name).ok_or_else(|| {
+        WiringError(format!(
+            "{name}: not a pinned environment (trust.envs: {})",
+            slots
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    slot.env().ok_or_else(|| {
+        WiringError(format!(
+            "{name} is {}: {}",
+            slot.status(),
+            slot.problem().unwrap_or_default()
+        ))
+    })
+}
+
+/// What a release of `env` trusts beyond its own tree: promotion records
+/// by the daemon's own key or a pinned promotion signer, the pinned
+/// approvers of the next env, and whether the next env can take a
+/// promotion at all.
+pub fn release_trust(
+    trust: &Trust,
+    signer: &Signer,
+    slots: &[EnvSlot],
+    env: &Env,
+) -> super::ReleaseTrust {
+    let own = AllowedSigners::of_key(&signer.identity().email, signer.public_key());
+    let next = env.next.as_deref();
+    super::ReleaseTrust {
+        promotion_signers: own.with(&trust.promotion_signers),
+        next_approvers: next
+            .and_then(|n| trust.anchors(n))
+            .and_then(|a| a.approvers.clone()),
+        next_blocked: next.and_then(|n| {
+            let slot = slots.iter().find(|s| s.name == n)?;
+            slot.problem().map(|p| (n.to_string(), p))
+        }),
+    }
+}
+
+/// The env `env` promotes into, when it is ready.
+pub fn next_of<'a>(slots: &'a [EnvSlot], env: &Env) -> Option<&'a Env> {
+    let n = env.next.as_deref()?;
+    slots.iter().find(|s| s.name == n)?.env()
 }
 
 /// The adapters of an env's target.

@@ -1,6 +1,9 @@
 //! Admission gate: Rego policies in `policies/admission/*.rego`, evaluated
 //! with `regorus` over each rendered object, conftest conventions: rules
-//! `deny` and `violation` in package `main` fail, `warn` warns. A message
+//! `deny`, `violation` (and `deny_*`, `violation_*`) in package `main`
+//! fail, `warn` (and `warn_*`) warns; a boolean rule that is true fails (or
+//! warns) with its name. Before anything is evaluated, `rego_check` refuses
+//! recursion and decision rules in packages the gate does not evaluate. A message
 //! starts with its rule id (`images-by-digest: …`); `phases.toml` can keep
 //! a rule in warn until a date, after which it is enforced — a scheduled
 //! warn → enforce, decided against an injected date (never the wall clock
@@ -78,6 +81,13 @@ impl AdmissionGate {
                 .map_err(|e| policy_error(&file, &e.to_string()))?;
             files.push(file);
         }
+        if !files.is_empty() {
+            let ast = engine
+                .get_ast_as_json()
+                .map_err(|e| policy_error(ADMISSION_DIR, &e.to_string()))?;
+            super::rego_check::check(&ast)
+                .map_err(|(file, message)| GateError::Policy { file, message })?;
+        }
         if files.is_empty() {
             return Err(GateError::Config {
                 file: ADMISSION_DIR.into(),
@@ -133,21 +143,22 @@ impl AdmissionGate {
                     subject: subject.clone(),
                     message: one_line(&e.to_string()),
                 })?;
-            for (rule, deny) in [("deny", true), ("violation", true), ("warn", false)] {
-                for message in self.messages(rule, &subject)? {
-                    findings.push(self.finding(&subject, message, deny, today));
-                }
+            for (rule, deny, message) in self.decisions(&subject)? {
+                let message = if message.is_empty() { rule } else { message };
+                findings.push(self.finding(&subject, message, deny, today));
             }
         }
         Ok(Verdict::from_findings("admission_policy", findings))
     }
 
-    /// Messages of `data.main.<rule>` for the current input (none when the
-    /// rule is not defined).
-    fn messages(&mut self, rule: &str, subject: &str) -> Result<Vec<String>, GateError> {
+    /// Every decision rule of package `main` for the current input, in one
+    /// evaluation: `(rule, deny?, message)` per message (an empty message
+    /// for a boolean rule that holds).
+    fn decisions(&mut self, subject: &str) -> Result<Vec<(String, bool, String)>, GateError> {
+        let package = super::rego_check::PACKAGE;
         let results = self
             .engine
-            .eval_query(format!("data.main.{rule}"), false)
+            .eval_query(format!("data.{package}"), false)
             .map_err(|e| {
                 let message = one_line(&e.to_string());
                 if message.contains("time limit") || message.contains("execution exceeded") {
@@ -157,7 +168,7 @@ impl AdmissionGate {
                     }
                 } else {
                     GateError::Evaluation {
-                        policy: format!("data.main.{rule}"),
+                        policy: format!("data.{package}"),
                         subject: subject.to_string(),
                         message,
                     }
@@ -169,14 +180,24 @@ impl AdmissionGate {
                 let json = expr.value.to_json_str().unwrap_or_default();
                 let value: serde_json::Value =
                     serde_json::from_str(&json).unwrap_or(serde_json::Value::Null);
-                match value {
-                    serde_json::Value::Array(items) => {
-                        for item in items {
-                            out.push(message_of(&item));
-                        }
+                let serde_json::Value::Object(rules) = value else {
+                    continue;
+                };
+                for (rule, value) in rules {
+                    if !super::rego_check::is_decision_rule(&rule) {
+                        continue;
                     }
-                    serde_json::Value::Null => {}
-                    other => out.push(message_of(&other)),
+                    let deny = !rule.starts_with("warn");
+                    match value {
+                        serde_json::Value::Array(items) => {
+                            for item in items {
+                                out.push((rule.clone(), deny, message_of(&item)));
+                            }
+                        }
+                        serde_json::Value::Bool(true) => out.push((rule, deny, String::new())),
+                        serde_json::Value::Bool(false) | serde_json::Value::Null => {}
+                        other => out.push((rule, deny, message_of(&other))),
+                    }
                 }
             }
         }

@@ -8,12 +8,14 @@
 //! Modules: `admission` (Rego, severity phases), `vulnerability` (policy
 //! and report decision), `signature` (keyed cosign verification),
 //! `keyless` (Fulcio certificate chain, identity and Rekor bundle, offline),
+//! `rego_check` (recursion and unevaluated rules, refused before evaluation),
 //! `trust` (trusted keys and identities), `cosign` (the registry layout of
 //! signatures and attestations), `run` (all three for one render).
 
 pub mod admission;
 pub mod cosign;
 pub mod keyless;
+pub mod rego_check;
 pub mod run;
 pub mod signature;
 pub mod trust;

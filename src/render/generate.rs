@@ -28,12 +28,20 @@ pub fn generate(
     global: Option<&GeneratorOptions>,
     files: &dyn Files,
 ) -> Result<Object, String> {
+    // Errors name the source and position of a bad entry, never its
+    // content: a Secret's value (or a key that swallowed it) would land in
+    // `validate`, the daemon's log and the API.
+    let secret = kind == "Secret";
     let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut put = |k: String, v: Vec<u8>, source: &str| -> Result<(), String> {
         if !valid_key(&k) {
-            return Err(format!(
-                "{source}: {k:?} is not a valid key (letters, digits, '-', '_', '.')"
-            ));
+            return Err(if secret {
+                format!(
+                    "{source}: the key is not valid (letters, digits, '-', '_', '.'); not shown, as it may hold the value"
+                )
+            } else {
+                format!("{source}: {k:?} is not a valid key (letters, digits, '-', '_', '.')")
+            });
         }
         if data.insert(k.clone(), v).is_some() {
             return Err(format!("{source}: key {k:?} is defined twice"));
@@ -54,19 +62,23 @@ pub fn generate(
                 // kustomize; a reproducible render cannot.
                 None => {
                     return Err(format!(
-                        "envs: {env}:{}: {line:?} has no '='; write KEY=VALUE",
+                        "envs: {env}:{}: the line has no '='; write KEY=VALUE",
                         n + 1
                     ));
                 }
             };
-            put(k, v.into_bytes(), &format!("envs: {env}"))?;
+            put(k, v.into_bytes(), &format!("envs: {env}:{}", n + 1))?;
         }
     }
-    for lit in &g.literals {
+    for (i, lit) in g.literals.iter().enumerate() {
         let (k, v) = lit
             .split_once('=')
-            .ok_or_else(|| format!("literals: {lit:?} has no '='; write KEY=VALUE"))?;
-        put(k.to_string(), unquote(v).as_bytes().to_vec(), "literals")?;
+            .ok_or_else(|| format!("literals[{i}]: has no '='; write KEY=VALUE"))?;
+        put(
+            k.to_string(),
+            unquote(v).as_bytes().to_vec(),
+            &format!("literals[{i}]"),
+        )?;
     }
     for f in &g.files {
         let (key, path) = match f.split_once('=') {

@@ -171,6 +171,17 @@ pub struct BranchHead {
     pub signature: SignatureState,
 }
 
+/// A commit's place in history and who signed it.
+#[derive(Debug, Clone)]
+pub struct CommitInfo {
+    pub commit: String,
+    /// First parent first.
+    pub parents: Vec<String>,
+    /// Committer time, Unix seconds.
+    pub time: i64,
+    pub signature: SignatureState,
+}
+
 /// Computes the files a commit writes, given the branch head's tree
 /// (`None`: nothing to do).
 pub type ChangeFn<'a> =
@@ -191,6 +202,13 @@ pub trait GitRepo {
     fn reader(&self, commit: &str) -> Result<Box<dyn TreeReader + '_>, GitError>;
     /// Author, time, summary and signature of a commit on a branch.
     fn head_info(&self, branch: &str) -> Result<BranchHead, GitError>;
+    /// Parents, time and signature of any commit.
+    fn commit_info(&self, commit: &str) -> Result<CommitInfo, GitError>;
+    /// The id of what is at `path` (a tree or a blob) in `commit`'s tree;
+    /// `None` when nothing is. Equal ids: equal content.
+    fn path_id(&self, commit: &str, path: &str) -> Result<Option<String>, GitError>;
+    /// Whether `ancestor` is `commit` itself or in its history.
+    fn contains(&self, commit: &str, ancestor: &str) -> Result<bool, GitError>;
     /// Commits a change to `branch`: `change` sees the current head's tree
     /// and returns the files to write (None: nothing to do). Re-run against
     /// the new head whenever the push loses a race.
@@ -297,6 +315,40 @@ pub struct Git2Repo {
     signer: Option<Signer>,
     max_file_size: u64,
     push_attempts: u32,
+    /// Overall deadline of one network operation (fetch, push).
+    deadline: Duration,
+}
+
+/// Default overall deadline of one fetch or push.
+pub const DEFAULT_GIT_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs network operation `op` on a thread of its own and waits for it at
+/// most `deadline`. libgit2 bounds each read and connect (see
+/// [`set_network_timeouts`]), not a whole operation: a peer that trickles a
+/// byte at a time would hold a fetch for ever. On timeout the caller gets
+/// `None` at once; the thread, which checks the same deadline in every
+/// progress callback, ends at the peer's next byte or read timeout and
+/// changes nothing but what libgit2 writes atomically (packs, refs).
+pub(crate) fn within<T: Send + 'static>(
+    deadline: Duration,
+    op: impl FnOnce(Instant) -> T + Send + 'static,
+) -> Option<T> {
+    let until = Instant::now() + deadline;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("git-network".into())
+        .spawn(move || {
+            let _ = tx.send(op(until));
+        });
+    if spawned.is_err() {
+        return None;
+    }
+    rx.recv_timeout(deadline).ok()
+}
+
+/// A libgit2 progress callback's answer: go on until the deadline.
+pub(crate) fn before(until: Instant) -> bool {
+    Instant::now() < until
 }
 
 impl Git2Repo {
@@ -369,7 +421,14 @@ impl Git2Repo {
             signer: None,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             push_attempts: DEFAULT_PUSH_ATTEMPTS,
+            deadline: DEFAULT_GIT_DEADLINE,
         }
+    }
+
+    /// Sets the overall deadline of each fetch and push.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     pub fn with_signer(mut self, signer: Signer) -> Self {
@@ -394,6 +453,17 @@ impl Git2Repo {
 
     fn branch_ref(branch: &str) -> String {
         format!("refs/heads/{branch}")
+    }
+
+    fn signature_of(&self, oid: Oid) -> Result<SignatureState, GitError> {
+        match self.repo.extract_signature(&oid, None) {
+            Ok((sig, payload)) => Ok(SignatureState::Signed {
+                signature: String::from_utf8_lossy(&sig).into_owned(),
+                payload: payload.to_vec(),
+            }),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(SignatureState::Unsigned),
+            Err(e) => Err(GitError::git("read signature")(e)),
+        }
     }
 
     fn head_of(&self, branch: &str) -> Result<Oid, GitError> {
@@ -440,6 +510,7 @@ impl Git2Repo {
                 &remote.url,
                 remote.ssh_key.as_deref(),
                 &[update],
+                self.deadline,
             ) {
                 Ok(()) => {}
                 Err(PushFailure::Stale { .. }) => return Ok(false),
@@ -482,15 +553,33 @@ impl Git2Repo {
         specs: &[String],
         prune: bool,
     ) -> Result<(), git2::Error> {
-        let mut r = self.repo.remote_anonymous(&remote.url)?;
-        let mut opts = FetchOptions::new();
-        opts.remote_callbacks(credentials_callback(remote.ssh_key.as_deref()))
-            .update_fetchhead(false)
-            .download_tags(git2::AutotagOption::None);
-        if prune {
-            opts.prune(git2::FetchPrune::On);
-        }
-        r.fetch(specs, Some(&mut opts), None)
+        // Its own handle on the cache, on its own thread: the deadline
+        // holds even against a peer that trickles.
+        let path = self.repo.path().to_path_buf();
+        let (url, key) = (remote.url.clone(), remote.ssh_key.clone());
+        let specs = specs.to_vec();
+        let deadline = self.deadline;
+        within(deadline, move |until| {
+            let repo = Repository::open_bare(&path)?;
+            let mut r = repo.remote_anonymous(&url)?;
+            let mut callbacks = credentials_callback(key.as_deref());
+            callbacks.transfer_progress(move |_| before(until));
+            callbacks.sideband_progress(move |_| before(until));
+            let mut opts = FetchOptions::new();
+            opts.remote_callbacks(callbacks)
+                .update_fetchhead(false)
+                .download_tags(git2::AutotagOption::None);
+            if prune {
+                opts.prune(git2::FetchPrune::On);
+            }
+            r.fetch(&specs, Some(&mut opts), None)
+        })
+        .unwrap_or_else(|| {
+            Err(git2::Error::from_str(&format!(
+                "no answer within {}s (the remote is unreachable or too slow); raise git_timeout if it is only slow",
+                deadline.as_secs()
+            )))
+        })
     }
 
     /// Stages `changes` into an in-memory `index`: paths confined (no `..`,
@@ -867,20 +956,51 @@ impl GitRepo for Git2Repo {
         }))
     }
 
+    fn commit_info(&self, commit: &str) -> Result<CommitInfo, GitError> {
+        let oid = self.commit_id(commit)?;
+        let c = self
+            .repo
+            .find_commit(oid)
+            .map_err(GitError::git("find commit"))?;
+        Ok(CommitInfo {
+            commit: oid.to_string(),
+            parents: c.parent_ids().map(|p| p.to_string()).collect(),
+            time: c.time().seconds(),
+            signature: self.signature_of(oid)?,
+        })
+    }
+
+    fn path_id(&self, commit: &str, path: &str) -> Result<Option<String>, GitError> {
+        let oid = self.commit_id(commit)?;
+        let tree = self
+            .repo
+            .find_commit(oid)
+            .and_then(|c| c.tree())
+            .map_err(GitError::git("read tree"))?;
+        match tree.get_path(Path::new(path)) {
+            Ok(entry) => Ok(Some(entry.id().to_string())),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(GitError::git(format!("read {path}"))(e)),
+        }
+    }
+
+    fn contains(&self, commit: &str, ancestor: &str) -> Result<bool, GitError> {
+        let (c, a) = (self.commit_id(commit)?, self.commit_id(ancestor)?);
+        if c == a {
+            return Ok(true);
+        }
+        self.repo
+            .graph_descendant_of(c, a)
+            .map_err(GitError::git("walk history"))
+    }
+
     fn head_info(&self, branch: &str) -> Result<BranchHead, GitError> {
         let oid = self.head_of(branch)?;
         let c = self
             .repo
             .find_commit(oid)
             .map_err(GitError::git("find commit"))?;
-        let signature = match self.repo.extract_signature(&oid, None) {
-            Ok((sig, payload)) => SignatureState::Signed {
-                signature: String::from_utf8_lossy(&sig).into_owned(),
-                payload: payload.to_vec(),
-            },
-            Err(e) if e.code() == ErrorCode::NotFound => SignatureState::Unsigned,
-            Err(e) => return Err(GitError::git("read signature")(e)),
-        };
+        let signature = self.signature_of(oid)?;
         let author = c.author();
         Ok(BranchHead {
             branch: branch.to_string(),

@@ -12,16 +12,19 @@
 mod confine;
 mod dir;
 mod git;
+mod mem;
 mod push;
+pub mod trust;
 
 pub use confine::{MAX_SYMLINK_HOPS, Node, Resolved};
 pub use dir::DirReader;
 pub(crate) use git::write_commit;
 pub use git::{
-    BranchHead, ChangeFn, CommitOutcome, DEFAULT_PUSH_ATTEMPTS, ENV_BRANCH_PREFIX, FetchReport,
-    FileChange, Git2Repo, GitError, GitRepo, GitTreeReader, NOTES_REF, SignatureState,
-    local_path_of, set_network_timeouts,
+    BranchHead, ChangeFn, CommitInfo, CommitOutcome, DEFAULT_GIT_DEADLINE, DEFAULT_PUSH_ATTEMPTS,
+    ENV_BRANCH_PREFIX, FetchReport, FileChange, Git2Repo, GitError, GitRepo, GitTreeReader,
+    NOTES_REF, SignatureState, local_path_of, set_network_timeouts,
 };
+pub use mem::MemTree;
 pub(crate) use push::{PushFailure, RefUpdate, push_cas};
 
 /// Largest file a reader returns unless configured otherwise (4 MiB): config

@@ -37,15 +37,41 @@ pub enum PushFailure {
 }
 
 /// Pushes every update, each compare-and-swap on its old value.
+/// A push to a network remote has `deadline` overall (see `git::within`).
 pub fn push_cas(
     local: &Repository,
     url: &str,
     ssh_key: Option<&Path>,
     updates: &[RefUpdate],
+    deadline: std::time::Duration,
 ) -> Result<(), PushFailure> {
     match super::git::local_path_of(url) {
         Some(path) => push_local(local, url, &path, updates),
-        None => push_smart(local, url, ssh_key, updates),
+        None => {
+            let path = local.path().to_path_buf();
+            let (url2, key) = (url.to_string(), ssh_key.map(Path::to_path_buf));
+            let updates = updates.to_vec();
+            super::git::within(deadline, move |until| {
+                let local = Repository::open(&path).map_err(|e| {
+                    PushFailure::Error(GitError::Push {
+                        remote: url2.clone(),
+                        context: "open the cache".into(),
+                        source: e,
+                    })
+                })?;
+                push_smart(&local, &url2, key.as_deref(), &updates, until)
+            })
+            .unwrap_or_else(|| {
+                Err(PushFailure::Error(GitError::Push {
+                    remote: url.to_string(),
+                    context: "push".into(),
+                    source: git2::Error::from_str(&format!(
+                        "no answer within {}s (the remote is unreachable or too slow); nothing was forced, the next attempt starts over",
+                        deadline.as_secs()
+                    )),
+                }))
+            })
+        }
     }
 }
 
@@ -131,6 +157,7 @@ fn push_smart(
     url: &str,
     ssh_key: Option<&Path>,
     updates: &[RefUpdate],
+    until: std::time::Instant,
 ) -> Result<(), PushFailure> {
     let mut remote = local.remote_anonymous(url).map_err(|e| {
         PushFailure::Error(GitError::Push {
@@ -155,6 +182,7 @@ fn push_smart(
         }
         Ok(())
     });
+    callbacks.sideband_progress(move |_| super::git::before(until));
     callbacks.push_update_reference(|name, status| {
         if let Some(msg) = status {
             *rejected.borrow_mut() = Some((name.to_string(), msg.to_string()));

@@ -60,8 +60,19 @@ pub struct Fixture {
     pub remote: PathBuf,
     /// The signing key of the "daemon".
     pub key: PathBuf,
-    /// allowed_signers trusting `key` for git.
+    /// The platform team's key: signed the initial commit (policy signer).
+    pub platform_key: PathBuf,
+    /// allowed_signers trusting `key` and `platform_key` for git.
     pub allowed_signers: PathBuf,
+    /// allowed_signers of the policy signers: `platform_key` only.
+    pub policy_signers: PathBuf,
+}
+
+pub fn platform_identity() -> Identity {
+    Identity {
+        name: "Platform Team".into(),
+        email: "platform@example.com".into(),
+    }
 }
 
 pub fn identity() -> Identity {
@@ -80,23 +91,51 @@ impl Fixture {
         let line =
             signing::allowed_signers_line(&identity().email, signing::GIT_NAMESPACE, &public)
                 .expect("line");
+        let platform_key = dir.path().join("platform_key");
+        let platform = signing::generate_key(&platform_key, "platform").expect("keygen");
+        let platform_line = signing::allowed_signers_line(
+            &platform_identity().email,
+            signing::GIT_NAMESPACE,
+            &platform,
+        )
+        .expect("line");
         let allowed_signers = dir.path().join("allowed_signers");
-        std::fs::write(&allowed_signers, format!("{line}\n")).expect("write");
+        std::fs::write(&allowed_signers, format!("{line}\n{platform_line}\n")).expect("write");
+        let policy_signers = dir.path().join("policy_signers");
+        std::fs::write(&policy_signers, format!("{platform_line}\n")).expect("write");
         let remote = dir.path().join("remote.git");
-        let signer = Signer::load(&key, identity()).expect("load key");
+        let signer = Signer::load(&platform_key, platform_identity()).expect("load key");
         platform_capstone::blueprint::init(
             &dir.path().join("work"),
             Some(&format!("file://{}", remote.display())),
             Some(&signer),
-            &identity(),
+            &platform_identity(),
         )
         .expect("init");
         Self {
             dir,
             remote,
             key,
+            platform_key,
             allowed_signers,
+            policy_signers,
         }
+    }
+
+    /// The `[trust]` table of a daemon config for this fixture: the
+    /// blueprint's envs; heads by the daemon or the platform, policy by
+    /// the platform.
+    pub fn trust_section(&self) -> String {
+        format!(
+            "[trust]\nenvs = [\"dev\", \"staging\", \"prod\"]\nallowed_signers = \"{}\"\npolicy_signers = \"{}\"\n",
+            self.allowed_signers.display(),
+            self.policy_signers.display()
+        )
+    }
+
+    /// The platform team's signer (a policy signer).
+    pub fn platform(&self) -> Signer {
+        Signer::load(&self.platform_key, platform_identity()).expect("load key")
     }
 
     pub fn url(&self) -> String {

@@ -53,8 +53,13 @@ impl World {
             "alice@example.com",
             "platform-capstone-approval",
         );
+        // The platform team's key: signs the demo configuration (a policy
+        // change) on every branch; the daemon's key signs only its own
+        // mechanical commits and never vouches for policy.
+        let platform_line = keygen(dir, "platform_key", "platform@example.com", "git");
         let allowed = dir.join("allowed_signers");
-        std::fs::write(&allowed, format!("{daemon_line}\n")).expect("write");
+        std::fs::write(&allowed, format!("{daemon_line}\n{platform_line}\n")).expect("write");
+        std::fs::write(dir.join("policy_signers"), format!("{platform_line}\n")).expect("write");
         let (cosign_private, cosign_public) =
             platform_capstone::gates::cosign::generate_key_pair().expect("cosign");
         let cosign =
@@ -78,6 +83,7 @@ impl World {
         assert_eq!(code, Some(0));
         configure(
             &dir.join("config"),
+            &dir.join("platform_key"),
             registry,
             &cosign_public,
             &daemon_line,
@@ -87,11 +93,12 @@ impl World {
         std::fs::write(
             &w.config,
             format!(
-                "remote = \"file://{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\n{daemon_extra}[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n",
+                "remote = \"file://{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\n{daemon_extra}[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n{}",
                 remote.display(),
                 dir.join("cache").display(),
                 dir.join("state").display(),
-                dir.join("signing_key").display()
+                dir.join("signing_key").display(),
+                trust_section(dir)
             ),
         )
         .expect("daemon.toml");
@@ -167,6 +174,25 @@ impl World {
     }
 }
 
+/// The `[trust]` table of a world's daemon config: the blueprint's envs,
+/// heads signed by the daemon or the platform key, policy by the platform.
+pub fn trust_section(dir: &Path) -> String {
+    format!(
+        "[trust]\nenvs = [\"dev\", \"staging\", \"prod\"]\nallowed_signers = \"{}\"\npolicy_signers = \"{}\"\n",
+        dir.join("allowed_signers").display(),
+        dir.join("policy_signers").display()
+    )
+}
+
+/// `git commit` signed with the SSH key at `key`, as a platform engineer
+/// with commit signing set up would.
+pub fn signed_commit(work: &Path, key: &Path, args: &[&str]) {
+    let signing = format!("user.signingkey={}", key.display());
+    let mut all = vec!["-c", "gpg.format=ssh", "-c", &signing, "commit", "-S"];
+    all.extend_from_slice(args);
+    git(work, &all);
+}
+
 pub fn keygen(dir: &Path, name: &str, principal: &str, namespace: &str) -> String {
     let key = dir.join(name);
     let public = platform_capstone::signing::generate_key(&key, principal).expect("keygen");
@@ -178,6 +204,7 @@ pub fn keygen(dir: &Path, name: &str, principal: &str, namespace: &str) -> Strin
 /// staging's promotion window closed.
 pub fn configure(
     work: &Path,
+    platform_key: &Path,
     registry: &str,
     cosign_pub: &str,
     daemon: &str,
@@ -243,10 +270,10 @@ pub fn configure(
         }
         extra(work, branch);
         git(work, &["add", "-A"]);
-        git(
+        signed_commit(
             work,
+            platform_key,
             &[
-                "commit",
                 "-q",
                 "-m",
                 "demo: trust the release key, daemon and approver; quick analysis",
