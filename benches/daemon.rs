@@ -33,6 +33,25 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// Commits what is staged, signed with the SSH key at `key`.
+fn signed_commit(work: &Path, key: &Path, message: &str) {
+    let signing = format!("user.signingkey={}", key.display());
+    git(
+        work,
+        &[
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &signing,
+            "commit",
+            "-S",
+            "-q",
+            "-m",
+            message,
+        ],
+    );
+}
+
 /// A config repo with `n` envs (3: the blueprint; else generated copies of
 /// dev), pushed to a bare remote; every env's last good release recorded
 /// so the daemon starts in sync. Returns (work clone, remote).
@@ -99,21 +118,7 @@ fn repo(root: &Path, n: usize, state: &Path) -> (PathBuf, PathBuf) {
     .expect("trust");
     git(&work, &["init", "-q", "-b", "main"]);
     git(&work, &["add", "-A"]);
-    let signing = format!("user.signingkey={}", platform.display());
-    git(
-        &work,
-        &[
-            "-c",
-            "gpg.format=ssh",
-            "-c",
-            &signing,
-            "commit",
-            "-S",
-            "-q",
-            "-m",
-            "config",
-        ],
-    );
+    signed_commit(&work, &platform, "config");
     let branches: Vec<String> = names.iter().map(|n| format!("env/{n}")).collect();
     for b in &branches {
         git(&work, &["branch", b]);
@@ -238,21 +243,11 @@ fn push(work: &Path) -> String {
     let mut t = std::fs::read_to_string(&f).expect("read");
     t.push_str("# bump\n");
     std::fs::write(&f, t).expect("write");
-    let key = work.parent().expect("root").join("platform_key");
-    let signing = format!("user.signingkey={}", key.display());
-    git(
+    git(work, &["add", "-A"]);
+    signed_commit(
         work,
-        &[
-            "-c",
-            "gpg.format=ssh",
-            "-c",
-            &signing,
-            "commit",
-            "-S",
-            "-q",
-            "-am",
-            "bump",
-        ],
+        &work.parent().expect("root").join("platform_key"),
+        "bump",
     );
     git(work, &["push", "-q", "origin", "env/dev"]);
     git(work, &["rev-parse", "HEAD"])

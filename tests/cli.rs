@@ -105,18 +105,7 @@ fn init_then_status_shows_every_env_signed_with_its_pins() {
 #[test]
 fn status_through_a_daemon_config_fetches_the_remote() {
     let f = Fixture::new();
-    let config = f.path("daemon.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "remote = \"{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\n{}",
-            f.url(),
-            f.path("cache").display(),
-            f.path("state").display(),
-            f.trust_section()
-        ),
-    )
-    .expect("write");
+    let config = f.daemon_config("", None);
     let s = bin(
         f.dir.path(),
         &["status", "--config", config.to_str().expect("utf8")],
@@ -338,19 +327,7 @@ fn local_commands_say_what_is_missing_and_what_is_not_set_up() {
 #[test]
 fn release_refuses_bad_versions_before_writing_anything() {
     let f = Fixture::new();
-    let config = f.path("daemon.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "remote = \"{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\n[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n{}",
-            f.url(),
-            f.path("cache").display(),
-            f.path("state").display(),
-            f.key.display(),
-            f.trust_section()
-        ),
-    )
-    .expect("config");
+    let config = f.daemon_config("", None);
     let config = config.to_str().expect("utf8");
     let before = f.remote_rev("env/dev");
     // A release file naming a tag, not a digest.

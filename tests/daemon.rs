@@ -54,19 +54,16 @@ fn the_daemon_serves_verifies_watches_reloads_and_stops() {
     let port = platform_capstone::adapters::process::free_port().expect("port");
     std::fs::write(f.path("token"), "t0ken\n").expect("token");
     std::fs::write(f.path("secret"), "hook-secret\n").expect("secret");
-    let config = f.path("daemon.toml");
-    let body = format!(
-        "remote = \"{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npoll_interval = \"1h\"\nlog_format = \"text\"\napi_token_file = \"{}\"\nwebhook_secret_file = \"{}\"\nlocal_stack = \"{}\"\n[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n{}",
-        f.url(),
-        f.path("cache").display(),
-        f.path("state").display(),
-        f.key.display(),
-        f.path("token").display(),
-        f.path("secret").display(),
-        f.path("no-stack").display(),
-        f.trust_section(),
+    let config = f.daemon_config(
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\npoll_interval = \"1h\"\nlog_format = \"text\"\napi_token_file = \"{}\"\nwebhook_secret_file = \"{}\"\nlocal_stack = \"{}\"\n",
+            f.path("token").display(),
+            f.path("secret").display(),
+            f.path("no-stack").display(),
+        ),
+        None,
     );
-    std::fs::write(&config, &body).expect("config");
+    let body = std::fs::read_to_string(&config).expect("config");
     let child = Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
         .args(["daemon", "--config"])
         .arg(&config)

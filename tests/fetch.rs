@@ -123,18 +123,12 @@ fn a_trickling_peer_is_bounded_by_the_git_deadline() {
     let f = Fixture::new();
     let url = trickling_server(Duration::from_secs(2));
     let port = platform_capstone::adapters::process::free_port().expect("port");
-    let config = f.path("daemon.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "remote = \"{url}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npoll_interval = \"1s\"\ngit_timeout = \"3s\"\nlog_format = \"text\"\n[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n{}",
-            f.path("cache").display(),
-            f.path("state").display(),
-            f.key.display(),
-            f.trust_section()
-        ),
-    )
-    .expect("config");
+    let config = f.daemon_config(
+        &format!("listen = \"127.0.0.1:{port}\"\npoll_interval = \"1s\"\ngit_timeout = \"3s\"\nlog_format = \"text\"\n"),
+        None,
+    );
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, text.replace(&f.url(), &url)).expect("point at the trickler");
     let t = Instant::now();
     let o = Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
         .args(["status", "--config"])

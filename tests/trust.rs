@@ -103,21 +103,7 @@ fn config(f: &Fixture, extra_heads: &str) -> PathBuf {
     let mut text = std::fs::read_to_string(&f.allowed_signers).expect("read");
     text.push_str(extra_heads);
     std::fs::write(&heads, text).expect("write");
-    let path = f.path("daemon.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "remote = \"{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\n[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n[trust]\nenvs = [\"dev\", \"staging\", \"prod\"]\nallowed_signers = \"{}\"\npolicy_signers = \"{}\"\n",
-            f.url(),
-            f.path("cache").display(),
-            f.path("state").display(),
-            f.key.display(),
-            heads.display(),
-            f.policy_signers.display(),
-        ),
-    )
-    .expect("config");
-    path
+    f.daemon_config("", Some(&heads))
 }
 
 #[test]

@@ -133,6 +133,32 @@ impl Fixture {
         )
     }
 
+    /// Writes `daemon.toml` for this fixture (remote, cache, state, the
+    /// daemon's key and identity, `extra` top-level lines, and the trust
+    /// root with `heads` — default `allowed_signers` — as head signers).
+    pub fn daemon_config(&self, extra: &str, heads: Option<&Path>) -> PathBuf {
+        let path = self.path("daemon.toml");
+        let trust = match heads {
+            None => self.trust_section(),
+            Some(h) => self.trust_section().replace(
+                &self.allowed_signers.display().to_string(),
+                &h.display().to_string(),
+            ),
+        };
+        std::fs::write(
+            &path,
+            format!(
+                "remote = \"{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\n{extra}[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n{trust}",
+                self.url(),
+                self.path("cache").display(),
+                self.path("state").display(),
+                self.key.display(),
+            ),
+        )
+        .expect("daemon.toml");
+        path
+    }
+
     /// The platform team's signer (a policy signer).
     pub fn platform(&self) -> Signer {
         Signer::load(&self.platform_key, platform_identity()).expect("load key")
