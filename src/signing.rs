@@ -58,6 +58,10 @@ pub enum SignError {
     )]
     Encrypted { path: String },
     #[error(
+        "{path}: an {algorithm} key; signing here takes Ed25519 (or ECDSA P-256) OpenSSH keys: create one with `platform-capstone keygen`"
+    )]
+    Algorithm { path: String, algorithm: String },
+    #[error(
         "{path}: refusing to overwrite an existing key; remove it first or choose another --out"
     )]
     Exists { path: String },
@@ -104,6 +108,18 @@ impl Signer {
         })?;
         if key.is_encrypted() {
             return Err(SignError::Encrypted { path: shown });
+        }
+        match key.algorithm() {
+            Algorithm::Ed25519
+            | Algorithm::Ecdsa {
+                curve: ssh_key::EcdsaCurve::NistP256,
+            } => {}
+            other => {
+                return Err(SignError::Algorithm {
+                    path: shown,
+                    algorithm: other.to_string(),
+                });
+            }
         }
         Ok(Self {
             key,
@@ -450,6 +466,30 @@ mod tests {
         let p = dir.join(name);
         generate_key(&p, "test").unwrap();
         Signer::load(&p, Identity::default()).unwrap()
+    }
+
+    #[test]
+    fn keys_of_other_algorithms_are_named_for_what_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let rsa = dir.path().join("rsa");
+        let ok = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "rsa", "-b", "1024", "-N", "", "-f"])
+            .arg(&rsa)
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            let err = Signer::load(&rsa, Identity::default())
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                err.contains("an ssh-rsa key") && err.contains("Ed25519"),
+                "{err}"
+            );
+        }
+        let p384 = "-----BEGIN PRIVATE KEY-----\nMIG2AgEAMBAGByqGSM49AgEGBSuBBAAiBIGeMIGbAgEBBDBNjh9qGdB3h52cmvQ3\nXXsYZ5Ql1dTgdNuB6V3a8TDd3O5o+a7t/5AY95+fFNAdEEihZANiAASe9vaUGqeU\nE2l+d0P6y5xZaoW7JBhV1tUSDsI6iC6jtmsyTfaEMcGxEU7NpAU+NAy9UXRzYz14\nOSG8XLW1Kv8bQvrr+7Ppp8xP85LcsvIdD1+WIOrwh8mz2RNrdTxsCaE=\n-----END PRIVATE KEY-----\n";
+        let err = crate::gates::cosign::load_signing_key(p384).unwrap_err();
+        assert!(err.starts_with("an ECDSA P-384 key"), "{err}");
     }
 
     #[test]

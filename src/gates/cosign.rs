@@ -28,11 +28,64 @@ pub fn signature_tag(repo: &str, digest: &str) -> String {
     format!("{repo}:{}.sig", digest.replace(':', "-"))
 }
 
-/// Loads an unencrypted PKCS#8 PEM ECDSA P-256 private key.
+/// Loads an unencrypted PKCS#8 PEM ECDSA P-256 private key; anything else
+/// is named for what it is.
 pub fn load_signing_key(pem: &str) -> Result<p256::ecdsa::SigningKey, String> {
     use p256::pkcs8::DecodePrivateKey;
-    p256::ecdsa::SigningKey::from_pkcs8_pem(pem.trim())
-        .map_err(|e| format!("not an unencrypted PKCS#8 ECDSA P-256 private key: {e}"))
+    p256::ecdsa::SigningKey::from_pkcs8_pem(pem.trim()).map_err(|_| {
+        format!(
+            "{}, not an unencrypted PKCS#8 ECDSA P-256 private key",
+            describe_private_key(pem)
+        )
+    })
+}
+
+/// What a PEM private key is, for messages: its label, and for PKCS#8 its
+/// algorithm and curve (the p256 crate's own error names the OID it
+/// expected, not the one it found).
+pub fn describe_private_key(pem: &str) -> String {
+    use p256::pkcs8::der::Decode;
+    let label = pem
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("-----BEGIN ")?.strip_suffix("-----"))
+        .unwrap_or("");
+    match label {
+        "" => "not a PEM key".into(),
+        "OPENSSH PRIVATE KEY" => "an OpenSSH key (for git signing)".into(),
+        "ENCRYPTED SIGSTORE PRIVATE KEY" => "a cosign-encrypted key".into(),
+        "ENCRYPTED PRIVATE KEY" => "an encrypted PKCS#8 key".into(),
+        "RSA PRIVATE KEY" => "an RSA key".into(),
+        "EC PRIVATE KEY" => "a SEC1 EC key (convert: openssl pkcs8 -topk8 -nocrypt)".into(),
+        "PRIVATE KEY" => {
+            let der = pem
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<String>();
+            use base64::Engine;
+            let Ok(der) = base64::engine::general_purpose::STANDARD.decode(der.trim()) else {
+                return "a PKCS#8 key that does not decode".into();
+            };
+            let Ok(info) = p256::pkcs8::PrivateKeyInfo::from_der(&der) else {
+                return "a PKCS#8 key that does not parse".into();
+            };
+            let alg = info.algorithm.oid.to_string();
+            let param = info
+                .algorithm
+                .parameters_oid()
+                .map(|o| o.to_string())
+                .unwrap_or_default();
+            match (alg.as_str(), param.as_str()) {
+                ("1.2.840.10045.2.1", "1.2.840.10045.3.1.7") => "an ECDSA P-256 key".into(),
+                ("1.2.840.10045.2.1", "1.3.132.0.34") => "an ECDSA P-384 key".into(),
+                ("1.2.840.10045.2.1", "1.3.132.0.35") => "an ECDSA P-521 key".into(),
+                ("1.2.840.10045.2.1", other) => format!("an ECDSA key on curve {other}"),
+                ("1.3.101.112", _) => "an Ed25519 key".into(),
+                ("1.2.840.113549.1.1.1", _) => "an RSA key".into(),
+                (other, _) => format!("a PKCS#8 key of algorithm {other}"),
+            }
+        }
+        other => format!("a {other}"),
+    }
 }
 
 /// Writes a new cosign key pair (PKCS#8 private, SPKI public) as PEM.
