@@ -415,6 +415,40 @@ fn the_daemon_serves_verifies_watches_reloads_and_stops() {
     });
     assert_eq!(reconcile(Some("Bearer t0ken")), 403);
 
+    // A malformed secretGenerator on dev: the render error reaches the
+    // API and the log naming the entry, never the value.
+    let secret = "Sup3r-s3cret-literal";
+    writer.fetch().expect("fetch");
+    writer
+        .commit_change(
+            "env/dev",
+            "dev: a db secret",
+            &mut |tree: &dyn TreeReader| {
+                let mut text = tree.read_string("overlays/dev/kustomization.yaml")?;
+                text.push_str(&format!(
+                    "secretGenerator:\n  - name: db\n    literals:\n      - {secret}\n"
+                ));
+                Ok(Some(vec![FileChange {
+                    path: "overlays/dev/kustomization.yaml".into(),
+                    content: Some(text.into_bytes()),
+                }]))
+            },
+        )
+        .expect("commit");
+    assert_eq!(reconcile(Some("Bearer t0ken-2")), 202);
+    wait_for(
+        "dev's render error in the API",
+        Duration::from_secs(30),
+        || {
+            get("/api/v1/envs")
+                .ok()
+                .and_then(|r| r.text().ok())
+                .is_some_and(|t| t.contains("literals[0]"))
+        },
+    );
+    let api = get("/api/v1/envs").expect("envs").text().expect("text");
+    assert!(!api.contains(secret), "{api}");
+
     // A broken env file on env/dev (signed by a policy signer) and a
     // branch claiming to be prod: dev is broken, reported; staging and
     // prod stay ready; the daemon stays ready; the hijack branch defines
@@ -545,6 +579,10 @@ fn the_daemon_serves_verifies_watches_reloads_and_stops() {
     assert!(err.contains("keeping the old one"), "{err}");
     assert!(err.contains("SIGTERM"), "{err}");
     assert!(!err.contains("t0ken"), "a token leaked into the logs");
+    assert!(
+        !err.contains("Sup3r-s3cret-literal") && err.contains("literals[0]"),
+        "a Secret value reached the log, or its error did not:\n{err}"
+    );
     assert_eq!(
         err.matches("env not released until fixed").count(),
         1,
