@@ -8,6 +8,7 @@ use platform_capstone::adapters::local_registry::LocalRegistry;
 use platform_capstone::adapters::registry::OciRegistry;
 use platform_capstone::blueprint;
 use platform_capstone::gates::{admission::AdmissionGate, cosign, run, trust, vulnerability};
+use platform_capstone::ports::Registry as _;
 use platform_capstone::render::Rendered;
 use platform_capstone::source::DirReader;
 use std::time::Instant;

@@ -11,6 +11,7 @@ use platform_capstone::adapters::registry::OciRegistry;
 use platform_capstone::config::load_repo;
 use platform_capstone::engine::promote;
 use platform_capstone::gates::{cosign, run};
+use platform_capstone::ports::Registry as _;
 use platform_capstone::signing::{Identity, Signer};
 use platform_capstone::source::{FileChange, Git2Repo, GitRepo, TreeReader};
 use std::time::Instant;

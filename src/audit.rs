@@ -10,7 +10,7 @@
 //! concurrent writers of different parts never lose each other's work.
 
 use crate::model::{Finding, Outcome, Verdict};
-use crate::rollout::Measurement;
+use crate::rollout::{IntervalResult, Measurement, StepResult};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +37,8 @@ impl From<&Verdict> for CheckRecord {
 pub struct IntervalRecord {
     pub at: DateTime<Utc>,
     pub weight: u8,
-    pub result: String,
+    #[serde(with = "crate::rollout::interval_text")]
+    pub result: IntervalResult,
     pub requests: Option<f64>,
     pub measurements: Vec<Measurement>,
 }
@@ -46,7 +47,7 @@ pub struct IntervalRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     pub name: String,
-    pub result: String,
+    pub result: StepResult,
     pub intervals: Vec<IntervalRecord>,
 }
 
@@ -70,8 +71,7 @@ pub struct Record {
     pub version: String,
     pub started: DateTime<Utc>,
     pub finished: Option<DateTime<Utc>>,
-    /// `complete`, `promoted`, `waiting`, `failed`, `paused`, `aborted`, `running`.
-    pub outcome: String,
+    pub outcome: ReleaseOutcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub checks: Vec<CheckRecord>,
@@ -80,6 +80,55 @@ pub struct Record {
     /// Phase → milliseconds.
     #[serde(default)]
     pub timings: std::collections::BTreeMap<String, u64>,
+}
+
+/// Where a release stands in one env, as its record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseOutcome {
+    /// Gated or in its canary, bake or promotion.
+    Running,
+    /// Live and baked; promotion into the next env waits (window, approval).
+    Waiting,
+    /// Stopped without a verdict (no data): on stable, nothing reverted.
+    Paused,
+    /// Live and baked; no next env.
+    Complete,
+    /// Live and baked; promoted into the next env.
+    Promoted,
+    /// A gate failed or the canary measured bad: rolled back and reverted.
+    Failed,
+    /// Stopped by an operator: on stable, nothing reverted or promoted.
+    Aborted,
+}
+
+impl ReleaseOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseOutcome::Running => "running",
+            ReleaseOutcome::Waiting => "waiting",
+            ReleaseOutcome::Paused => "paused",
+            ReleaseOutcome::Complete => "complete",
+            ReleaseOutcome::Promoted => "promoted",
+            ReleaseOutcome::Failed => "failed",
+            ReleaseOutcome::Aborted => "aborted",
+        }
+    }
+
+    /// The release is over in this env and is not run again for the same
+    /// commit (a paused one resumes; an aborted one only on retry).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ReleaseOutcome::Complete | ReleaseOutcome::Promoted | ReleaseOutcome::Failed
+        )
+    }
+}
+
+impl std::fmt::Display for ReleaseOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The signed statement a promotion carries to the next env.
@@ -234,7 +283,7 @@ mod tests {
 
     #[test]
     fn records_merge_by_release_and_env_and_foreign_notes_are_ignored() {
-        let rec = |env: &str, outcome: &str| Record {
+        let rec = |env: &str, outcome: ReleaseOutcome| Record {
             release: "rel-2026-11-25-01".into(),
             env: env.into(),
             actor: "a".into(),
@@ -242,7 +291,7 @@ mod tests {
             version: "1".into(),
             started: Utc::now(),
             finished: None,
-            outcome: outcome.into(),
+            outcome,
             reason: None,
             checks: vec![],
             steps: vec![],
@@ -250,9 +299,9 @@ mod tests {
             timings: Default::default(),
         };
         let mut n = Note::parse(Some("not json, someone else's note"));
-        n.upsert(rec("dev", "running"));
-        n.upsert(rec("staging", "running"));
-        n.upsert(rec("dev", "complete"));
+        n.upsert(rec("dev", ReleaseOutcome::Running));
+        n.upsert(rec("staging", ReleaseOutcome::Running));
+        n.upsert(rec("dev", ReleaseOutcome::Complete));
         assert_eq!(n.records.len(), 2);
         let back = Note::parse(Some(&n.to_text()));
         assert_eq!(
@@ -261,7 +310,9 @@ mod tests {
                 .find(|r| r.env == "dev")
                 .unwrap()
                 .outcome,
-            "complete"
+            ReleaseOutcome::Complete
         );
+        let json: serde_json::Value = serde_json::from_str(&n.to_text()).unwrap();
+        assert_eq!(json["records"][1]["outcome"], "complete");
     }
 }

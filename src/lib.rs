@@ -12,7 +12,8 @@
 //! - [`signing`]: SSH signatures and `allowed_signers`
 //! - [`blueprint`]: the reference config repo compiled in; `init`
 //! - [`gates`]: signature (keyed cosign), vulnerability, admission (Rego); `check`
-//! - [`ports`]: the `Target`, `TrafficRouter` and `Metrics` traits the engine talks through
+//! - [`ports`]: the `Target`, `TrafficRouter`, `Metrics` and `Registry` traits the engine talks through
+//! - [`fakes`]: in-memory target, router, metrics and registry (the engine's fast tests)
 //! - [`adapters`]: the I/O edges: registry, podman, HAProxy, Prometheus, traffic generator
 //! - [`local`]: the local stack (registry, HAProxy, Prometheus, podman) and demo images
 //! - [`render`]: kustomize-compatible overlay rendering (pure)
@@ -38,6 +39,7 @@ pub mod daemon;
 pub mod drift;
 pub mod drill;
 pub mod engine;
+pub mod fakes;
 pub mod fsutil;
 pub mod gates;
 pub mod local;

@@ -6,6 +6,7 @@
 //! - [`Target`]: where manifests run (podman locally, Kubernetes in production)
 //! - [`TrafficRouter`]: how traffic splits between stable and canary
 //! - [`Metrics`]: where SLO queries are answered (Prometheus)
+//! - [`Registry`]: where images, signatures and attestations live (an OCI registry)
 //!
 //! Everything is synchronous: each call is one bounded exchange with a
 //! local process or service; the daemon runs them on blocking threads.
@@ -87,7 +88,7 @@ pub struct LiveObject {
     pub object: yaml_serde::Value,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TargetError {
     /// The manifests cannot run on this target; fix the overlay.
     #[error("{object}: {message}")]
@@ -213,4 +214,81 @@ pub trait Metrics {
         end: chrono::DateTime<chrono::Utc>,
         step: std::time::Duration,
     ) -> Result<Vec<(i64, Sample)>, MetricsError>;
+}
+
+/// An OCI registry: what the signature and vulnerability gates read
+/// (manifests and blobs, capped and digest-checked by the adapter) and
+/// what signing and attesting write.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{reference}: not a valid image reference: {message}")]
+    Reference { reference: String, message: String },
+    #[error(
+        "registry {registry} unreachable or failing ({message}); nothing was decided, the gate fails closed"
+    )]
+    Unavailable { registry: String, message: String },
+    #[error("{reference}: {message}")]
+    Invalid { reference: String, message: String },
+}
+
+impl RegistryError {
+    /// Registry down or failing: pause and alert, never revert.
+    pub fn is_infrastructure(&self) -> bool {
+        matches!(self, RegistryError::Unavailable { .. })
+    }
+}
+
+pub trait Registry {
+    /// The OCI image manifest at `reference` (`repo:tag` or `repo@digest`)
+    /// and its digest; `None` when the registry says it does not exist.
+    fn manifest(
+        &self,
+        reference: &str,
+    ) -> Result<Option<(oci_client::manifest::OciImageManifest, String)>, RegistryError>;
+    /// A blob of `repo`, at most `cap` bytes, checked against `digest`.
+    fn blob(&self, repo: &str, digest: &str, cap: usize) -> Result<Vec<u8>, RegistryError>;
+    /// Uploads a blob to `repo`; returns its digest.
+    fn push_blob(&self, repo: &str, bytes: Vec<u8>) -> Result<String, RegistryError>;
+    /// Uploads a manifest under `reference` (a tag); returns its digest as
+    /// the registry computed it.
+    fn push_manifest(
+        &self,
+        reference: &str,
+        manifest: &oci_client::manifest::OciImageManifest,
+    ) -> Result<String, RegistryError>;
+    /// Pushes an image: its config and layer blobs, then an OCI manifest
+    /// tagged `reference` (`repo:tag`). Returns the manifest digest.
+    fn push_image(
+        &self,
+        reference: &str,
+        config: Vec<u8>,
+        layers: Vec<Vec<u8>>,
+    ) -> Result<String, RegistryError> {
+        let repo = reference.rsplit_once(':').map_or(reference, |(r, _)| r);
+        let config_descriptor = crate::adapters::registry::descriptor(
+            "application/vnd.oci.image.config.v1+json",
+            &config,
+            None,
+        );
+        self.push_blob(repo, config)?;
+        let mut descriptors = Vec::new();
+        for layer in layers {
+            descriptors.push(crate::adapters::registry::descriptor(
+                "application/vnd.oci.image.layer.v1.tar",
+                &layer,
+                None,
+            ));
+            self.push_blob(repo, layer)?;
+        }
+        let manifest = oci_client::manifest::OciImageManifest {
+            schema_version: 2,
+            media_type: Some(crate::adapters::registry::OCI_MANIFEST.into()),
+            config: config_descriptor,
+            layers: descriptors,
+            subject: None,
+            artifact_type: None,
+            annotations: None,
+        };
+        self.push_manifest(reference, &manifest)
+    }
 }

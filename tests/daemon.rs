@@ -319,7 +319,7 @@ fn the_daemon_serves_verifies_watches_reloads_and_stops() {
         version: "1.0.0".into(),
         started: chrono::Utc::now(),
         finished: None,
-        outcome: "waiting".into(),
+        outcome: platform_capstone::audit::ReleaseOutcome::Waiting,
         reason: Some("needs an approval".into()),
         checks: Vec::new(),
         steps: Vec::new(),

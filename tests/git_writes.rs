@@ -474,3 +474,54 @@ fn drift_reports_go_to_their_own_branch_created_once_and_committed_only_on_chang
     assert_eq!(f.remote_rev("env/dev"), env_before);
     assert_eq!(f.remote_rev("reports"), second);
 }
+
+#[test]
+fn notes_are_signed_and_move_in_the_cache_only_after_the_remote_accepts_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    let (_daemon, port) = git_daemon(f.dir.path());
+    let url = format!("git://127.0.0.1:{port}/remote.git");
+    let mut w = Git2Repo::open_remote(&url, &f.path("cache"), None)
+        .expect("open")
+        .with_signer(f.signer())
+        .with_push_attempts(2);
+    w.fetch().expect("fetch");
+    let c1 = committed(write_file(&mut w, "env/dev", "one", "1"));
+    w.update_note(&c1, &mut |_| "first".into()).expect("note");
+    let accepted = f.remote_rev("refs/notes/platform-capstone");
+    // The remote refuses every notes update (a server-side hook).
+    let hook = f.dir.path().join("remote.git/hooks/pre-receive");
+    std::fs::create_dir_all(hook.parent().expect("hooks dir")).expect("hooks dir");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nwhile read old new ref; do case \"$ref\" in refs/notes/*) echo refused >&2; exit 1;; esac; done\n",
+    )
+    .expect("hook");
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let err = w
+        .update_note(&c1, &mut |_| "second".into())
+        .expect_err("the remote refuses");
+    assert!(!err.to_string().is_empty());
+    // Nothing moved: neither the remote nor the cache shows the refused note.
+    assert_eq!(f.remote_rev("refs/notes/platform-capstone"), accepted);
+    assert_eq!(w.note(&c1).expect("note").as_deref(), Some("first"));
+    std::fs::remove_file(&hook).expect("unhook");
+    w.update_note(&c1, &mut |old| format!("{}+second", old.unwrap_or("")))
+        .expect("note");
+    assert_eq!(w.note(&c1).expect("note").as_deref(), Some("first+second"));
+    // Every notes commit is signed like every other commit the tool makes.
+    let clone = f.fresh_clone("clone");
+    for rev in [
+        "refs/notes/platform-capstone",
+        "refs/notes/platform-capstone~1",
+    ] {
+        assert!(
+            verify_commit(&clone, &f.allowed_signers, rev),
+            "{rev} is not signed by the daemon's key"
+        );
+    }
+    assert_eq!(
+        git(&clone, &["notes", "--ref=platform-capstone", "show", &c1]),
+        "first+second"
+    );
+}

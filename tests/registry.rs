@@ -8,6 +8,7 @@ use platform_capstone::adapters::registry::OciRegistry;
 use platform_capstone::gates::cosign;
 use platform_capstone::gates::signature::TrustedKey;
 use platform_capstone::gates::trust::TrustPolicy;
+use platform_capstone::ports::Registry as _;
 use std::process::Command;
 
 /// A registry for one test, storing in its own temp dir.

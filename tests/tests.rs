@@ -8,6 +8,8 @@
 //! - `drift`: config and SLO drift on the real stack: a replaced pod's diff,
 //!   Secret values masked everywhere, heal, fault → burn → revert, no data
 //! - `drill`: every drill scenario on the real stack; a loose gate fails the drill
+//! - `engine`: the release engine's scenarios over the in-memory ports and a
+//!   real git remote, in milliseconds: steps, revert, pause, abort, resume
 //! - `fetch`: one fetch of every env branch; pruning; stale-lock recovery
 //! - `gates`: the admission gate with the blueprint's real policies
 //! - `golden`: the renderer vs `kubectl kustomize` on 45 overlay cases
@@ -37,6 +39,7 @@ mod confinement;
 mod daemon;
 mod drift;
 mod drill;
+mod engine;
 mod fetch;
 mod gates;
 mod git_writes;

@@ -15,24 +15,7 @@ use std::task::{Context, Poll};
 pub const MAX_MANIFEST_BYTES: usize = 256 * 1024;
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("{reference}: not a valid image reference: {message}")]
-    Reference { reference: String, message: String },
-    #[error(
-        "registry {registry} unreachable or failing ({message}); nothing was decided, the gate fails closed"
-    )]
-    Unavailable { registry: String, message: String },
-    #[error("{reference}: {message}")]
-    Invalid { reference: String, message: String },
-}
-
-impl RegistryError {
-    /// Registry down or failing: pause and alert, never revert.
-    pub fn is_infrastructure(&self) -> bool {
-        matches!(self, RegistryError::Unavailable { .. })
-    }
-}
+pub use crate::ports::RegistryError;
 
 pub struct OciRegistry {
     client: Client,
@@ -72,10 +55,12 @@ impl OciRegistry {
             message: e.to_string().replace('\n', " "),
         }
     }
+}
 
+impl crate::ports::Registry for OciRegistry {
     /// The OCI image manifest at `reference` (`repo:tag` or `repo@digest`)
     /// and its digest; `None` when the registry says it does not exist.
-    pub fn manifest(
+    fn manifest(
         &self,
         reference: &str,
     ) -> Result<Option<(OciImageManifest, String)>, RegistryError> {
@@ -107,7 +92,7 @@ impl OciRegistry {
     }
 
     /// A blob of `repo`, at most `cap` bytes, checked against `digest`.
-    pub fn blob(&self, repo: &str, digest: &str, cap: usize) -> Result<Vec<u8>, RegistryError> {
+    fn blob(&self, repo: &str, digest: &str, cap: usize) -> Result<Vec<u8>, RegistryError> {
         let r = Self::reference(repo)?;
         let mut out = Capped {
             buf: Vec::new(),
@@ -133,7 +118,7 @@ impl OciRegistry {
     }
 
     /// Uploads a blob to `repo`; returns its digest.
-    pub fn push_blob(&self, repo: &str, bytes: Vec<u8>) -> Result<String, RegistryError> {
+    fn push_blob(&self, repo: &str, bytes: Vec<u8>) -> Result<String, RegistryError> {
         let r = Self::reference(repo)?;
         let digest = sha256(&bytes);
         self.rt
@@ -142,41 +127,7 @@ impl OciRegistry {
         Ok(digest)
     }
 
-    /// Uploads a manifest under `reference` (a tag); returns its digest.
-    /// Pushes an image: its config and layer blobs, then an OCI manifest
-    /// tagged `reference` (`repo:tag`). Returns the manifest digest.
-    pub fn push_image(
-        &self,
-        reference: &str,
-        config: Vec<u8>,
-        layers: Vec<Vec<u8>>,
-    ) -> Result<String, RegistryError> {
-        let repo = reference.rsplit_once(':').map_or(reference, |(r, _)| r);
-        let config_descriptor =
-            descriptor("application/vnd.oci.image.config.v1+json", &config, None);
-        self.push_blob(repo, config)?;
-        let mut descriptors = Vec::new();
-        for layer in layers {
-            descriptors.push(descriptor(
-                "application/vnd.oci.image.layer.v1.tar",
-                &layer,
-                None,
-            ));
-            self.push_blob(repo, layer)?;
-        }
-        let manifest = OciImageManifest {
-            schema_version: 2,
-            media_type: Some(OCI_MANIFEST.into()),
-            config: config_descriptor,
-            layers: descriptors,
-            subject: None,
-            artifact_type: None,
-            annotations: None,
-        };
-        self.push_manifest(reference, &manifest)
-    }
-
-    pub fn push_manifest(
+    fn push_manifest(
         &self,
         reference: &str,
         manifest: &OciImageManifest,

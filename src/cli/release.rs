@@ -10,6 +10,7 @@ use crate::engine::store::{Phase, Store};
 use crate::engine::{EnvOutcome, EnvRelease, Reporter, wiring};
 use crate::gates::run::Checks;
 use crate::model::{Digest, Outcome, pins_from_kustomization};
+use crate::ports::Registry as _;
 use crate::rollout::IntervalResult;
 use crate::signing::{Identity, Signer};
 use crate::source::{Git2Repo, GitRepo};
@@ -332,7 +333,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             for (i, e) in names.iter().enumerate() {
                 if let Some(s) = store.release(e)?
                     && &s.release == id
-                    && (s.phase != Phase::Finished || s.record.outcome == "paused")
+                    && (s.phase != Phase::Finished
+                        || s.record.outcome == crate::audit::ReleaseOutcome::Paused)
                 {
                     found = Some((i, s.commit.clone()));
                     break;
@@ -700,7 +702,7 @@ pub fn audit(a: AuditArgs) -> anyhow::Result<ExitCode> {
                             "      {} {}% {} requests={} {}\n",
                             i.at.format("%H:%M:%S"),
                             i.weight,
-                            i.result,
+                            i.result.text(),
                             i.requests
                                 .map(|v| format!("{v:.0}"))
                                 .unwrap_or_else(|| "?".into()),

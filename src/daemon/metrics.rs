@@ -195,8 +195,11 @@ impl Metrics {
                     })
                     .inc();
             }
-            for s in state.record.steps.iter().filter(|s| s.result != "running") {
-                let result = s.result.split(' ').next().unwrap_or_default().to_string();
+            for s in state.record.steps.iter() {
+                if s.result == crate::rollout::StepResult::Running {
+                    continue;
+                }
+                let result = s.result.label().to_string();
                 self.steps
                     .get_or_create(&StepLabels {
                         env: env.to_string(),

@@ -65,6 +65,85 @@ pub struct EnvState {
     pub outcome: Option<String>,
     pub detail: Option<String>,
     pub busy: bool,
+    /// The last release here is live and waits to promote (a window or an
+    /// approval): the poll retries it.
+    pub waiting: bool,
+}
+
+/// What a worker's reconcile did.
+#[derive(Debug)]
+enum Reconciled {
+    /// The env runs what its head pins.
+    InSync,
+    /// The branch moved after the poll that dispatched this run.
+    MovedOn,
+    /// This release already ended here (`outcome`); nothing left to do.
+    Done {
+        release: String,
+        outcome: crate::audit::ReleaseOutcome,
+    },
+    /// The engine ran the release to `outcome`.
+    Ran {
+        release: String,
+        outcome: EnvOutcome,
+    },
+}
+
+impl Reconciled {
+    fn waiting(&self) -> bool {
+        matches!(
+            self,
+            Reconciled::Ran {
+                outcome: EnvOutcome::Waiting { .. },
+                ..
+            }
+        )
+    }
+}
+
+impl std::fmt::Display for Reconciled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reconciled::InSync => f.write_str("in sync"),
+            Reconciled::MovedOn => {
+                f.write_str("the branch moved on since the poll; the next poll judges its new head")
+            }
+            Reconciled::Done { release, outcome } => {
+                write!(f, "{release}: {outcome} (nothing left to do)")
+            }
+            Reconciled::Ran { release, outcome } => match outcome {
+                EnvOutcome::Complete => write!(f, "{release}: complete"),
+                EnvOutcome::Promoted { env, .. } => write!(f, "{release}: promoted to {env}"),
+                EnvOutcome::Waiting { env, reason } => {
+                    write!(f, "{release}: waiting before {env}: {reason}")
+                }
+                EnvOutcome::Failed { reason, .. } => {
+                    write!(f, "{release}: failed and reverted: {reason}")
+                }
+                EnvOutcome::Inconclusive { reason } => {
+                    write!(f, "{release}: inconclusive: {reason}")
+                }
+                EnvOutcome::Aborted { reason } => write!(f, "{release}: {reason}"),
+            },
+        }
+    }
+}
+
+/// Why a worker's reconcile did not run the release.
+#[derive(Debug, thiserror::Error)]
+enum ReconcileError {
+    /// Another process releases this env now: retried at the next poll.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// Infrastructure or configuration: paused, retried with backoff.
+    #[error("{0}")]
+    Paused(String),
+}
+
+impl From<String> for ReconcileError {
+    fn from(m: String) -> Self {
+        ReconcileError::Paused(m)
+    }
 }
 
 /// An operator's hold on one env's worker (the API's `abort` and `retry`).
@@ -92,6 +171,8 @@ pub struct Shared {
     pub cfg: Mutex<DaemonConfig>,
     /// The API's own clone of the config repo (approvals are written there).
     api_repo: Mutex<Option<Git2Repo>>,
+    /// The daemon config's path, for messages.
+    config_file: PathBuf,
     pub metrics: metrics::Metrics,
     pub envs: Mutex<BTreeMap<String, EnvState>>,
     pub records: Mutex<Vec<Record>>,
@@ -153,14 +234,10 @@ impl Shared {
             .map_err(|_| ApiError::Unavailable("state poisoned".into()))?;
         let unavailable = |e: &dyn std::fmt::Display| ApiError::Unavailable(e.to_string());
         if slot.is_none() {
-            let repo = Git2Repo::open_remote(
-                &cfg.remote,
-                &cfg.cache_dir.join("api"),
-                cfg.ssh_key.as_deref(),
-            )
-            .map_err(|e| unavailable(&e))?
-            .with_max_file_size(cfg.max_file_size)
-            .with_deadline(cfg.git_timeout);
+            // Approvals land in notes, signed by the daemon like every commit.
+            let signer = wiring::signer(&cfg, &self.config_file).map_err(|e| unavailable(&e))?;
+            let repo = wiring::repo(&cfg, &cfg.cache_dir.join("api"), &signer)
+                .map_err(|e| unavailable(&e))?;
             *slot = Some(repo);
         }
         let Some(repo) = slot.as_mut() else {
@@ -313,7 +390,7 @@ impl Worker {
         repo: &mut Git2Repo,
         signer: &crate::signing::Signer,
         commit: &str,
-    ) -> Result<String, String> {
+    ) -> Result<Reconciled, ReconcileError> {
         repo.fetch().map_err(|e| e.to_string())?;
         let store = Store::new(&self.cfg.state_dir);
         let (slots, _) = wiring::slots(&*repo, &self.cfg.trust, Some(&store), false)
@@ -325,10 +402,7 @@ impl Worker {
             .and_then(|s| s.head.as_deref())
             != Some(commit)
         {
-            return Ok(format!(
-                "env/{} moved on since the poll; the next poll judges its new head",
-                self.env
-            ));
+            return Ok(Reconciled::MovedOn);
         }
         let next = wiring::next_of(&slots, env);
         let trust = wiring::release_trust(&self.cfg.trust, signer, &slots, env);
@@ -350,7 +424,7 @@ impl Worker {
                 .map_err(|e| e.to_string())?
                 .is_some_and(|g| g.images == images)
         {
-            return Ok("in sync".into());
+            return Ok(Reconciled::InSync);
         }
         let notes = repo.notes().map_err(|e| e.to_string())?;
         let release = match (
@@ -374,15 +448,15 @@ impl Worker {
         let done = note.records.iter().find(|r| {
             r.release == release
                 && r.env == env.name
-                && (["complete", "promoted", "failed"].contains(&r.outcome.as_str())
-                    || (r.outcome == "aborted" && !retry))
+                && (r.outcome.is_final()
+                    || (r.outcome == crate::audit::ReleaseOutcome::Aborted && !retry))
         });
         if let Some(r) = done {
             // Say what happened, not only that nothing is left to do.
-            return Ok(format!(
-                "{release}: {} in {} (nothing left to do)",
-                r.outcome, env.name
-            ));
+            return Ok(Reconciled::Done {
+                release,
+                outcome: r.outcome,
+            });
         }
         let local = self
             .cfg
@@ -428,20 +502,9 @@ impl Worker {
             .metrics
             .observe(&env.name, started.elapsed(), &result, &store, &release);
         match result {
-            Ok(EnvOutcome::Complete) => Ok(format!("{release}: complete")),
-            Ok(EnvOutcome::Promoted { env: to, .. }) => Ok(format!("{release}: promoted to {to}")),
-            Ok(EnvOutcome::Waiting { env: to, reason }) => {
-                Ok(format!("{release}: waiting before {to}: {reason}"))
-            }
-            Ok(EnvOutcome::Failed { reason, .. }) => {
-                Ok(format!("{release}: failed and reverted: {reason}"))
-            }
-            Ok(EnvOutcome::Inconclusive { reason }) => {
-                Ok(format!("{release}: inconclusive: {reason}"))
-            }
-            Ok(EnvOutcome::Aborted { reason }) => Ok(format!("{release}: {reason}")),
-            Err(crate::engine::EngineError::Busy(m)) => Err(format!("busy: {m}")),
-            Err(e) => Err(e.to_string()),
+            Ok(outcome) => Ok(Reconciled::Ran { release, outcome }),
+            Err(crate::engine::EngineError::Busy(m)) => Err(ReconcileError::Busy(m)),
+            Err(e) => Err(ReconcileError::Paused(e.to_string())),
         }
     }
 
@@ -477,19 +540,20 @@ impl Worker {
                 continue;
             };
             let outcome = self.reconcile(repo, signer, &commit);
-            let waiting = matches!(&outcome, Ok(m) if m.contains("waiting"));
+            let waiting = matches!(&outcome, Ok(r) if r.waiting());
             if let Ok(mut e) = self.shared.envs.lock()
                 && let Some(s) = e.get_mut(&self.env)
             {
                 s.busy = false;
+                s.waiting = waiting;
                 match &outcome {
                     Ok(m) => {
                         s.outcome = Some("ok".into());
-                        s.detail = Some(m.clone());
+                        s.detail = Some(m.to_string());
                     }
                     Err(m) => {
                         s.outcome = Some("error".into());
-                        s.detail = Some(m.clone());
+                        s.detail = Some(m.to_string());
                     }
                 }
             }
@@ -498,7 +562,7 @@ impl Worker {
                     tracing::info!(env = %self.env, "{m}");
                     backoff = Duration::from_secs(1);
                 }
-                Err(m) if m.starts_with("busy: ") => {
+                Err(m @ ReconcileError::Busy(_)) => {
                     // Another process releases this env: look again each poll.
                     tracing::info!(env = %self.env, "{m}; retrying");
                     if !pause_or_change(self.cfg.poll_interval, &self.stop, &mut rx) {
@@ -655,6 +719,7 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
         controls: Mutex::new(BTreeMap::new()),
         cfg: Mutex::new(cfg.clone()),
         api_repo: Mutex::new(None),
+        config_file: config_file.clone(),
         metrics: metrics::Metrics::new(),
         envs: Mutex::new(BTreeMap::new()),
         records: Mutex::new(Vec::new()),
@@ -765,12 +830,10 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
         let repo = match &poll_repo {
             Some(r) => r.clone(),
             None => {
-                let (c, f) = (cfg.clone(), cfg.cache_dir.join("poll"));
+                let (c, f, file) = (cfg.clone(), cfg.cache_dir.join("poll"), config_file.clone());
+                // Signing: the poll records accepted history rewrites in notes.
                 match tokio::task::spawn_blocking(move || {
-                    Git2Repo::open_remote(&c.remote, &f, c.ssh_key.as_deref()).map(|r| {
-                        r.with_max_file_size(c.max_file_size)
-                            .with_deadline(c.git_timeout)
-                    })
+                    wiring::signer(&c, &file).and_then(|s| wiring::repo(&c, &f, &s))
                 })
                 .await
                 {
@@ -948,8 +1011,8 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
                 .envs
                 .lock()
                 .ok()
-                .and_then(|m| m.get(&env.name).and_then(|s| s.detail.clone()))
-                .is_some_and(|d| d.contains("waiting"));
+                .and_then(|m| m.get(&env.name).map(|s| s.waiting))
+                .unwrap_or(false);
             let synced = in_sync.get(&env.name).copied().unwrap_or(false);
             let known = workers.get(&env.name).map(|w| w.0.borrow().clone());
             let changed = known.as_ref() != Some(&head);

@@ -126,7 +126,7 @@ fn evidence(report: &EnvReport, now: DateTime<Utc>) -> IntervalRecord {
     IntervalRecord {
         at: now,
         weight: 100,
-        result: format!("unhealthy: {}", report.summary()),
+        result: crate::rollout::IntervalResult::Unhealthy(report.summary()),
         requests: None,
         measurements: report
             .slos

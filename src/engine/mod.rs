@@ -20,13 +20,13 @@ pub mod store;
 pub mod wiring;
 
 use crate::adapters::prometheus::render_query;
-use crate::adapters::registry::OciRegistry;
-use crate::audit::{Commits, IntervalRecord, Note, Record, StepRecord};
+
+use crate::audit::{Commits, IntervalRecord, Note, Record, ReleaseOutcome, StepRecord};
 use crate::config::Env;
 use crate::gates::run::Checks;
 use crate::model::Outcome;
-use crate::ports::{Metrics, Split, Target, Track, TrafficRouter, Workload};
-use crate::rollout::{self, AbortKind, IntervalResult, Next, Progress};
+use crate::ports::{Metrics, Registry, Split, Target, Track, TrafficRouter, Workload};
+use crate::rollout::{self, AbortKind, IntervalResult, Next, Progress, StepResult};
 use crate::signing::Signer;
 use crate::source::GitRepo;
 use chrono::{DateTime, Utc};
@@ -38,7 +38,7 @@ pub struct Services<'a> {
     pub target: &'a dyn Target,
     pub router: &'a dyn TrafficRouter,
     pub metrics: &'a dyn Metrics,
-    pub registry: &'a OciRegistry,
+    pub registry: &'a dyn Registry,
     /// A loopback URL to send synthetic traffic to during analysis, when
     /// the env has no real traffic.
     pub traffic: Option<String>,
@@ -46,6 +46,10 @@ pub struct Services<'a> {
     pub requests_query: String,
     /// Wait after each interval for Prometheus's last scrape of it.
     pub scrape_settle: Duration,
+    /// The least time a new version is given to show up in the metrics
+    /// before its first interval (Prometheus batches discovery updates
+    /// for up to 5 s); three intervals when longer, never over a minute.
+    pub discovery_wait: Duration,
 }
 
 /// What the engine reports as it goes (§2 lines, progress).
@@ -147,7 +151,7 @@ fn workload(env: &Env, track: Track) -> Workload {
 }
 
 /// The version an image says it is (OCI label), else its short digest.
-pub fn image_version(reg: &OciRegistry, image: &str) -> String {
+pub fn image_version(reg: &dyn Registry, image: &str) -> String {
     let (_, _, digest) = crate::render::transform::split_image(image);
     let fallback = digest
         .map(|d| d.trim_start_matches("sha256:").chars().take(12).collect())
@@ -199,7 +203,7 @@ pub fn baseline_of(record: &Record) -> std::collections::BTreeMap<String, f64> {
         .steps
         .iter()
         .flat_map(|s| s.intervals.iter())
-        .rfind(|i| i.result == "healthy")
+        .rfind(|i| i.result.is_healthy())
         .map(|i| {
             i.measurements
                 .iter()
@@ -331,11 +335,7 @@ impl Engine<'_> {
         let record = IntervalRecord {
             at: started,
             weight,
-            result: match &result {
-                IntervalResult::Healthy => "healthy".into(),
-                IntervalResult::Unhealthy(r) => format!("unhealthy: {r}"),
-                IntervalResult::Inconclusive(r) => format!("inconclusive: {r}"),
-            },
+            result: result.clone(),
             requests: requests.ok().and_then(|s| match s {
                 crate::ports::Sample::Value(v) => Some(v),
                 _ => None,
@@ -355,7 +355,8 @@ impl Engine<'_> {
     /// judge what they see (no data is inconclusive, never healthy).
     fn warm_up(&self, env: &Env, version: &str, track: Track) {
         let bound = (env.rollout.analysis_interval * 3)
-            .clamp(Duration::from_secs(10), Duration::from_secs(60));
+            .max(self.svc.discovery_wait)
+            .min(Duration::from_secs(60));
         let deadline = Instant::now() + bound;
         let window = format!(
             "{}s",
@@ -461,7 +462,7 @@ impl Engine<'_> {
                         version,
                         started: (self.now)(),
                         finished: None,
-                        outcome: "running".into(),
+                        outcome: ReleaseOutcome::Running,
                         reason: None,
                         checks: Vec::new(),
                         steps: Vec::new(),
@@ -550,7 +551,12 @@ impl Engine<'_> {
         let next_state = match (r.next, &r.trust.next_blocked) {
             (_, Some((name, why))) => Err((name.clone(), format!("{name} cannot take it: {why}"))),
             (None, None) => {
-                return self.finish(&mut state, "complete", None, EnvOutcome::Complete);
+                return self.finish(
+                    &mut state,
+                    ReleaseOutcome::Complete,
+                    None,
+                    EnvOutcome::Complete,
+                );
             }
             (Some(next), None) => {
                 let source_note = Note::parse(self.repo.note(r.commit)?.as_deref());
@@ -577,10 +583,10 @@ impl Engine<'_> {
                 );
                 // A release already waiting for the same reason is not
                 // re-recorded (the daemon retries every poll).
-                let unchanged = state.record.outcome == "waiting"
+                let unchanged = state.record.outcome == ReleaseOutcome::Waiting
                     && state.record.reason.as_deref() == Some(reason.as_str());
                 if !unchanged {
-                    state.record.outcome = "waiting".into();
+                    state.record.outcome = ReleaseOutcome::Waiting;
                     state.record.reason = Some(reason.clone());
                     self.save(&state)?;
                     self.audit(&state)?;
@@ -617,7 +623,7 @@ impl Engine<'_> {
         );
         self.finish(
             &mut state,
-            "promoted",
+            ReleaseOutcome::Promoted,
             None,
             EnvOutcome::Promoted {
                 env: next.name.clone(),
@@ -712,12 +718,12 @@ impl Engine<'_> {
         } else {
             Track::Canary
         };
-        let applied = target
-            .apply(&workload(env, track), objects, r.release)
-            .map_err(Self::target_err);
-        let applied = match applied {
+        // The new version never becoming ready is the release's fault: it
+        // fails (rolled back, reverted). Every other target error pauses,
+        // whatever its message says.
+        let applied = match target.apply(&workload(env, track), objects, r.release) {
             Ok(a) => a,
-            Err(EngineError::Infrastructure(e)) if e.contains("not ready") => {
+            Err(e @ crate::ports::TargetError::NotReady { .. }) => {
                 return self
                     .fail(
                         env,
@@ -728,7 +734,7 @@ impl Engine<'_> {
                     )
                     .map(Some);
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(Self::target_err(e)),
         };
         if !first_release {
             // A canary left by a killed run is replaced, not kept beside.
@@ -786,7 +792,7 @@ impl Engine<'_> {
             if state.record.steps.last().is_none_or(|s| s.name != name) {
                 state.record.steps.push(StepRecord {
                     name: name.clone(),
-                    result: "running".into(),
+                    result: StepResult::Running,
                     intervals: Vec::new(),
                 });
             }
@@ -805,10 +811,10 @@ impl Engine<'_> {
             let next = rollout::on_interval(&mut state.progress, &rollout_cfg, &result);
             if let Some((done, res)) = state.progress.finished.last().cloned()
                 && let Some(s) = state.record.steps.iter_mut().find(|s| s.name == done)
-                && s.result == "running"
+                && s.result == StepResult::Running
             {
                 s.result = res.clone();
-                out.step(&done, &res);
+                out.step(&done, &res.to_string());
             }
             self.save(state)?;
             match next {
@@ -835,7 +841,7 @@ impl Engine<'_> {
                             self.fail(env, state, &reason, false, out).map(Some)
                         }
                         AbortKind::Inconclusive => {
-                            state.record.outcome = "paused".into();
+                            state.record.outcome = ReleaseOutcome::Paused;
                             state.record.reason = Some(reason.clone());
                             state.phase = Phase::Finished;
                             state.record.finished = Some((self.now)());
@@ -896,7 +902,7 @@ impl Engine<'_> {
             if state.record.steps.last().is_none_or(|s| s.name != "bake") {
                 state.record.steps.push(StepRecord {
                     name: "bake".into(),
-                    result: "running".into(),
+                    result: StepResult::Running,
                     intervals: Vec::new(),
                 });
             }
@@ -906,7 +912,7 @@ impl Engine<'_> {
             if let Next::Abort { kind, reason } = rollout::on_interval(&mut progress, &cfg, &result)
             {
                 if let Some(s) = state.record.steps.last_mut() {
-                    s.result = format!("{kind:?} ({reason})").to_lowercase();
+                    s.result = StepResult::aborted(kind, &reason);
                 }
                 out.step("bake", &format!("unhealthy ({reason})"));
                 recover::restore_last_good(self, env, state)?;
@@ -915,7 +921,7 @@ impl Engine<'_> {
                         .fail(env, state, &format!("bake: {reason}"), false, out)
                         .map(Some),
                     AbortKind::Inconclusive => {
-                        state.record.outcome = "paused".into();
+                        state.record.outcome = ReleaseOutcome::Paused;
                         state.record.reason = Some(reason.clone());
                         state.phase = Phase::Finished;
                         self.save(state)?;
@@ -929,7 +935,7 @@ impl Engine<'_> {
         if let Some(s) = state.record.steps.last_mut()
             && s.name == "bake"
         {
-            s.result = "healthy".into();
+            s.result = StepResult::Healthy;
             out.step("bake", "healthy");
         }
         Ok(None)
@@ -980,7 +986,7 @@ impl Engine<'_> {
         self.store.save_last_good(&env.name, &previous)?;
         state.record.steps.push(StepRecord {
             name: "slo-drift".into(),
-            result: format!("unhealthy ({reason})"),
+            result: StepResult::Unhealthy(reason.to_string()),
             intervals: vec![evidence],
         });
         self.fail(env, &mut state, reason, false, out)
@@ -997,7 +1003,7 @@ impl Engine<'_> {
         out.info(&reason);
         self.finish(
             state,
-            "aborted",
+            ReleaseOutcome::Aborted,
             Some(reason.clone()),
             EnvOutcome::Aborted { reason },
         )
@@ -1045,7 +1051,7 @@ impl Engine<'_> {
         state.record.commits.revert = revert.clone();
         self.finish(
             state,
-            "failed",
+            ReleaseOutcome::Failed,
             Some(reason.to_string()),
             EnvOutcome::Failed {
                 reason: reason.to_string(),
@@ -1057,11 +1063,11 @@ impl Engine<'_> {
     fn finish(
         &mut self,
         state: &mut ReleaseState,
-        outcome: &str,
+        outcome: ReleaseOutcome,
         reason: Option<String>,
         result: EnvOutcome,
     ) -> Result<EnvOutcome, EngineError> {
-        state.record.outcome = outcome.into();
+        state.record.outcome = outcome;
         state.record.reason = reason;
         state.record.finished = Some((self.now)());
         state.phase = Phase::Finished;

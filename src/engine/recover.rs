@@ -75,7 +75,7 @@ pub fn revert_message(state: &ReleaseState, env: &Env, reason: &str) -> String {
         .steps
         .iter()
         .flat_map(|s| s.intervals.iter().map(move |i| (s, i)))
-        .filter(|(_, i)| i.result != "healthy")
+        .filter(|(_, i)| !i.result.is_healthy())
         .take(3)
         .map(|(s, i)| {
             let m: Vec<String> = i

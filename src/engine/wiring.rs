@@ -31,6 +31,15 @@ pub fn open(
     config_file: &Path,
     cache_dir: &Path,
 ) -> Result<(Git2Repo, Signer), WiringError> {
+    let signer = signer(cfg, config_file)?;
+    let mut repo = repo(cfg, cache_dir, &signer)?;
+    repo.fetch().map_err(err)?;
+    Ok((repo, signer))
+}
+
+/// The daemon's signer: its key loaded and checked against the trust
+/// root, and the installation's mask key in place.
+pub fn signer(cfg: &DaemonConfig, config_file: &Path) -> Result<Signer, WiringError> {
     let key = cfg.signing_key.clone().ok_or_else(|| {
         WiringError(format!(
             "{}: signing_key: required to commit releases; set it to the daemon's SSH key",
@@ -50,13 +59,23 @@ pub fn open(
             cfg.state_dir.display()
         ))
     })?;
-    let mut repo = Git2Repo::open_remote(&cfg.remote, cache_dir, cfg.ssh_key.as_deref())
-        .map_err(err)?
-        .with_max_file_size(cfg.max_file_size)
-        .with_deadline(cfg.git_timeout)
-        .with_signer(signer.clone());
-    repo.fetch().map_err(err)?;
-    Ok((repo, signer))
+    Ok(signer)
+}
+
+/// A handle on the config repo with its own cache under `cache_dir`, the
+/// config's limits and deadline, signing as `signer`; not fetched yet.
+pub fn repo(
+    cfg: &DaemonConfig,
+    cache_dir: &Path,
+    signer: &Signer,
+) -> Result<Git2Repo, WiringError> {
+    Ok(
+        Git2Repo::open_remote(&cfg.remote, cache_dir, cfg.ssh_key.as_deref())
+            .map_err(err)?
+            .with_max_file_size(cfg.max_file_size)
+            .with_deadline(cfg.git_timeout)
+            .with_signer(signer.clone()),
+    )
 }
 
 /// One pinned env as the remote shows it now.
@@ -399,6 +418,7 @@ pub fn with_engine<R>(
             traffic: adapters.traffic.clone(),
             requests_query: adapters.requests_query.clone(),
             scrape_settle: Duration::from_millis(2500),
+            discovery_wait: Duration::from_secs(10),
         };
         let mut engine = super::Engine {
             repo,

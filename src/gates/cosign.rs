@@ -10,8 +10,9 @@
 use super::keyless::{self, KeylessSignature, Logged};
 use super::signature::{self, Rejection};
 use super::trust::TrustPolicy;
-use crate::adapters::registry::{OciRegistry, RegistryError, descriptor};
+use crate::adapters::registry::{RegistryError, descriptor};
 use crate::model::Finding;
+use crate::ports::Registry;
 use chrono::{DateTime, Utc};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use std::collections::BTreeMap;
@@ -103,7 +104,7 @@ pub fn generate_key_pair() -> Result<(String, String), String> {
 /// Signs `repo@digest` and adds the signature to its `.sig` manifest
 /// (keeping signatures already there). Returns the manifest digest.
 pub fn sign(
-    reg: &OciRegistry,
+    reg: &dyn Registry,
     repo: &str,
     digest: &str,
     key: &p256::ecdsa::SigningKey,
@@ -125,7 +126,7 @@ pub fn sign(
 /// plus `extra` annotations such as a keyless certificate and bundle) to
 /// the `.sig` manifest of `repo@digest`. Returns the manifest digest.
 pub fn add_signature(
-    reg: &OciRegistry,
+    reg: &dyn Registry,
     repo: &str,
     digest: &str,
     payload: Vec<u8>,
@@ -155,7 +156,7 @@ fn keyless_parts(layer: &OciDescriptor) -> Option<(&str, Option<&str>, Option<&s
 /// capped again while reading). `Ok(Err(reason))`: this layer does not
 /// count; `Err`: the registry could not be read (fails closed).
 fn fetch_layer(
-    reg: &OciRegistry,
+    reg: &dyn Registry,
     repo: &str,
     layer: &OciDescriptor,
     cap: usize,
@@ -177,7 +178,7 @@ fn fetch_layer(
 /// one verifies, `Ok(Some(finding))` with every rejection reason when none
 /// does, `Err` when the registry could not be read (fails closed).
 pub fn check(
-    reg: &OciRegistry,
+    reg: &dyn Registry,
     repo: &str,
     digest: &str,
     trust: &TrustPolicy,
@@ -299,7 +300,7 @@ fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 /// Writes a signed in-toto attestation of `predicate` (of `predicate_type`)
 /// about `repo@digest` to its `.att` manifest. Returns the manifest digest.
 pub fn attest(
-    reg: &OciRegistry,
+    reg: &dyn Registry,
     repo: &str,
     digest: &str,
     predicate_type: &str,
@@ -353,7 +354,7 @@ pub fn envelope(statement: &[u8], signature: &[u8]) -> Vec<u8> {
 /// such as a keyless certificate and bundle) to the `.att` manifest of
 /// `repo@digest`. Returns the manifest digest.
 pub fn add_attestation(
-    reg: &OciRegistry,
+    reg: &dyn Registry,
     repo: &str,
     digest: &str,
     predicate_type: &str,
@@ -367,7 +368,11 @@ pub fn add_attestation(
 }
 
 /// Adds `layer` to the manifest at `tag` (creating it), keeping existing layers.
-fn push_layer(reg: &OciRegistry, tag: &str, layer: OciDescriptor) -> Result<String, RegistryError> {
+fn push_layer(
+    reg: &dyn Registry,
+    tag: &str,
+    layer: OciDescriptor,
+) -> Result<String, RegistryError> {
     let repo = tag.rsplit_once(':').map(|(r, _)| r).unwrap_or(tag);
     let config = b"{}".to_vec();
     let config_descriptor = descriptor("application/vnd.oci.image.config.v1+json", &config, None);
@@ -398,7 +403,7 @@ fn push_layer(reg: &OciRegistry, tag: &str, layer: OciDescriptor) -> Result<Stri
 /// about `repo@digest`: `Ok(Err(reason))` when there is none that verifies
 /// (every reason joined), `Err` when the registry could not be read.
 pub fn verified_predicate(
-    reg: &OciRegistry,
+    reg: &dyn Registry,
     repo: &str,
     digest: &str,
     predicate_type: &str,

@@ -5,9 +5,9 @@
 //! without enforcing them.
 
 use super::{admission::AdmissionGate, cosign, trust, vulnerability};
-use crate::adapters::registry::OciRegistry;
 use crate::config::{GateMode, Gates};
 use crate::model::{Finding, Outcome, Verdict};
+use crate::ports::Registry;
 use crate::render::Rendered;
 use crate::source::TreeReader;
 use chrono::{DateTime, Utc};
@@ -80,7 +80,7 @@ pub fn run(
     tree: &dyn TreeReader,
     rendered: &Rendered,
     modes: &Gates,
-    reg: &OciRegistry,
+    reg: &dyn Registry,
     now: DateTime<Utc>,
 ) -> Checks {
     let images = crate::render::images(rendered);

@@ -33,6 +33,136 @@ pub enum IntervalResult {
     Inconclusive(String),
 }
 
+impl IntervalResult {
+    /// `healthy`, `unhealthy: <reason>`, `inconclusive: <reason>`: how an
+    /// interval is printed and recorded in the audit note.
+    pub fn text(&self) -> String {
+        match self {
+            IntervalResult::Healthy => "healthy".into(),
+            IntervalResult::Unhealthy(r) => format!("unhealthy: {r}"),
+            IntervalResult::Inconclusive(r) => format!("inconclusive: {r}"),
+        }
+    }
+
+    /// The inverse of [`IntervalResult::text`]; `None` for anything else.
+    pub fn from_text(s: &str) -> Option<Self> {
+        if s == "healthy" {
+            return Some(IntervalResult::Healthy);
+        }
+        let (kind, reason) = s.split_once(": ")?;
+        match kind {
+            "unhealthy" => Some(IntervalResult::Unhealthy(reason.into())),
+            "inconclusive" => Some(IntervalResult::Inconclusive(reason.into())),
+            _ => None,
+        }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        *self == IntervalResult::Healthy
+    }
+}
+
+/// Serde for an [`IntervalResult`] as its one-line text (the audit note's
+/// format), typed in memory.
+pub mod interval_text {
+    use super::IntervalResult;
+
+    pub fn serialize<S: serde::Serializer>(r: &IntervalResult, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&r.text())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IntervalResult, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        IntervalResult::from_text(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "interval result {s:?}: expected healthy, unhealthy: <reason> or inconclusive: <reason>"
+            ))
+        })
+    }
+}
+
+/// How a step (a canary weight, or the bake) ended, or that it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepResult {
+    Running,
+    Healthy,
+    Unhealthy(String),
+    Inconclusive(String),
+}
+
+impl StepResult {
+    /// The metric label: `running`, `healthy`, `unhealthy`, `inconclusive`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            StepResult::Running => "running",
+            StepResult::Healthy => "healthy",
+            StepResult::Unhealthy(_) => "unhealthy",
+            StepResult::Inconclusive(_) => "inconclusive",
+        }
+    }
+
+    /// A step stopped by an abort of `kind`.
+    pub fn aborted(kind: AbortKind, reason: &str) -> Self {
+        match kind {
+            AbortKind::Unhealthy => StepResult::Unhealthy(reason.into()),
+            AbortKind::Inconclusive => StepResult::Inconclusive(reason.into()),
+        }
+    }
+}
+
+/// `healthy`, `unhealthy (<reason>)`: how §2 prints a step.
+impl std::fmt::Display for StepResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepResult::Running | StepResult::Healthy => f.write_str(self.label()),
+            StepResult::Unhealthy(r) | StepResult::Inconclusive(r) => {
+                write!(f, "{} ({r})", self.label())
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for StepResult {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "running" => return Ok(StepResult::Running),
+            "healthy" => return Ok(StepResult::Healthy),
+            _ => {}
+        }
+        let reason = |prefix: &str| {
+            s.strip_prefix(prefix)
+                .and_then(|r| r.strip_prefix(" ("))
+                .and_then(|r| r.strip_suffix(')'))
+                .map(str::to_string)
+        };
+        if let Some(r) = reason("unhealthy") {
+            return Ok(StepResult::Unhealthy(r));
+        }
+        if let Some(r) = reason("inconclusive") {
+            return Ok(StepResult::Inconclusive(r));
+        }
+        Err(format!(
+            "step result {s:?}: expected running, healthy, unhealthy (<reason>) or inconclusive (<reason>)"
+        ))
+    }
+}
+
+/// Recorded as its text (`unhealthy (<reason>)`), typed in memory.
+impl Serialize for StepResult {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for StepResult {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// What was measured for one SLO in one interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
@@ -155,7 +285,7 @@ pub fn judge_interval(
 }
 
 /// Why a rollout stopped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AbortKind {
     /// The canary measured bad: roll back and revert.
@@ -173,7 +303,7 @@ pub struct Progress {
     pub unhealthy: u32,
     pub inconclusive: u32,
     /// The result of each finished step, in order.
-    pub finished: Vec<(String, String)>,
+    pub finished: Vec<(String, StepResult)>,
 }
 
 impl Progress {
@@ -232,7 +362,7 @@ pub fn on_interval(p: &mut Progress, rollout: &Rollout, result: &IntervalResult)
             if p.healthy < rollout.intervals_per_step {
                 return Next::Measure;
             }
-            p.finished.push((name, "healthy".into()));
+            p.finished.push((name, StepResult::Healthy));
             p.step += 1;
             p.healthy = 0;
             p.unhealthy = 0;
@@ -245,7 +375,8 @@ pub fn on_interval(p: &mut Progress, rollout: &Rollout, result: &IntervalResult)
         IntervalResult::Unhealthy(reason) => {
             p.unhealthy += 1;
             if p.unhealthy > rollout.failure_limit {
-                p.finished.push((name, format!("unhealthy ({reason})")));
+                p.finished
+                    .push((name, StepResult::Unhealthy(reason.clone())));
                 Next::Abort {
                     kind: AbortKind::Unhealthy,
                     reason: reason.clone(),
@@ -257,7 +388,8 @@ pub fn on_interval(p: &mut Progress, rollout: &Rollout, result: &IntervalResult)
         IntervalResult::Inconclusive(reason) => {
             p.inconclusive += 1;
             if p.inconclusive > rollout.inconclusive_limit {
-                p.finished.push((name, format!("inconclusive ({reason})")));
+                p.finished
+                    .push((name, StepResult::Inconclusive(reason.clone())));
                 Next::Abort {
                     kind: AbortKind::Inconclusive,
                     reason: reason.clone(),
@@ -422,9 +554,9 @@ mod tests {
         assert_eq!(
             p.finished,
             vec![
-                ("canary_10".to_string(), "healthy".to_string()),
-                ("canary_50".to_string(), "healthy".to_string()),
-                ("full_100".to_string(), "healthy".to_string())
+                ("canary_10".to_string(), StepResult::Healthy),
+                ("canary_50".to_string(), StepResult::Healthy),
+                ("full_100".to_string(), StepResult::Healthy)
             ]
         );
         // failure_limit 0: the first unhealthy interval aborts, as unhealthy.
@@ -447,5 +579,28 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn step_and_interval_results_round_trip_through_their_text() {
+        for r in [
+            StepResult::Running,
+            StepResult::Healthy,
+            StepResult::Unhealthy("availability: 0.2 > 0.005 (x) ok".into()),
+            StepResult::Inconclusive("request count: no data".into()),
+        ] {
+            assert_eq!(r.to_string().parse::<StepResult>(), Ok(r.clone()));
+            let json = serde_json::to_string(&r).expect("json");
+            assert_eq!(serde_json::from_str::<StepResult>(&json).expect("back"), r);
+        }
+        for r in [
+            IntervalResult::Healthy,
+            IntervalResult::Unhealthy("a: b".into()),
+            IntervalResult::Inconclusive("no data".into()),
+        ] {
+            assert_eq!(IntervalResult::from_text(&r.text()), Some(r));
+        }
+        assert!("unhealthy".parse::<StepResult>().is_err());
+        assert_eq!(IntervalResult::from_text("fine"), None);
     }
 }

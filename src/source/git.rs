@@ -773,6 +773,64 @@ impl Git2Repo {
     fn notes_head(&self) -> Option<Oid> {
         self.repo.refname_to_id(NOTES_REF).ok()
     }
+
+    /// A signed notes commit on top of `old` that sets the note of
+    /// `target` to `text`; no ref the tool reads moves. libgit2 lays the
+    /// notes tree out (fanout included) on a scratch ref, which is dropped
+    /// at once; the commit is then written again, signed, with the same
+    /// tree and parent. The notes ref itself moves only in `publish`,
+    /// after the remote accepted the commit.
+    fn signed_notes_commit(
+        &self,
+        old: Option<Oid>,
+        target: Oid,
+        text: &str,
+    ) -> Result<Oid, GitError> {
+        const SCRATCH: &str = "refs/platform-capstone/notes-scratch";
+        let who = {
+            let id = self
+                .signer
+                .as_ref()
+                .map(|s| s.identity().clone())
+                .unwrap_or_default();
+            git2::Signature::now(&id.name, &id.email).map_err(GitError::git("signature"))?
+        };
+        match old {
+            Some(o) => {
+                self.repo
+                    .reference(SCRATCH, o, true, "platform-capstone: note scratch")
+                    .map_err(GitError::git("note scratch ref"))?;
+            }
+            None => {
+                if let Ok(mut r) = self.repo.find_reference(SCRATCH) {
+                    r.delete().map_err(GitError::git("note scratch ref"))?;
+                }
+            }
+        }
+        let written = self
+            .repo
+            .note(&who, &who, Some(SCRATCH), target, text, true)
+            .map_err(GitError::git("write note"));
+        let unsigned = self.repo.refname_to_id(SCRATCH);
+        if let Ok(mut r) = self.repo.find_reference(SCRATCH) {
+            let _ = r.delete();
+        }
+        written?;
+        let unsigned = self
+            .repo
+            .find_commit(unsigned.map_err(GitError::git("note scratch ref"))?)
+            .map_err(GitError::git("read notes commit"))?;
+        let signer = self.signer.as_ref().ok_or(GitError::NoSigner)?;
+        let parents: Vec<Oid> = old.into_iter().collect();
+        write_commit(
+            &self.repo,
+            Some(signer),
+            &signer.identity().clone(),
+            unsigned.tree_id(),
+            &parents,
+            &format!("Notes added by platform-capstone for {target}\n"),
+        )
+    }
 }
 
 /// Writes a commit object (not moving any ref), SSH-signed when a signer
@@ -1091,30 +1149,15 @@ impl GitRepo for Git2Repo {
         update: &mut dyn FnMut(Option<&str>) -> String,
     ) -> Result<(), GitError> {
         let target = self.commit_id(commit)?;
-        let who = {
-            let id = self
-                .signer
-                .as_ref()
-                .map(|s| s.identity().clone())
-                .unwrap_or_default();
-            git2::Signature::now(&id.name, &id.email).map_err(GitError::git("signature"))?
-        };
+        if self.signer.is_none() {
+            return Err(GitError::NoSigner);
+        }
         for attempt in 1..=self.push_attempts {
             let old = self.notes_head();
             let existing = self.note(commit)?;
             let text = update(existing.as_deref());
-            self.repo
-                .note(&who, &who, Some(NOTES_REF), target, &text, true)
-                .map_err(GitError::git("write note"))?;
-            let new = self
-                .notes_head()
-                .ok_or_else(|| GitError::Change("note was not written".into()))?;
-            let published = if self.remote.is_some() {
-                self.publish(NOTES_REF, old, new)?
-            } else {
-                true // the local notes ref was moved by git_note_create itself
-            };
-            if published {
+            let new = self.signed_notes_commit(old, target, &text)?;
+            if self.publish(NOTES_REF, old, new)? {
                 return Ok(());
             }
             tracing::info!(
@@ -1122,7 +1165,6 @@ impl GitRepo for Git2Repo {
                 attempt,
                 "notes ref moved under us; fetching and retrying"
             );
-            // The fetch overwrites our unpublished notes commit with the remote's.
             self.fetch()?;
         }
         Err(GitError::Contended {

@@ -1,0 +1,614 @@
+//! The release engine over the in-memory ports (`platform_capstone::fakes`)
+//! and a real git remote on disk: each scenario is a named test that runs
+//! in milliseconds, asserting what the engine did to the target, the
+//! router, the branch and the store — not what it printed.
+
+use platform_capstone::audit::{Note, ReleaseOutcome};
+use platform_capstone::config::Env;
+use platform_capstone::engine::store::{Phase, Store};
+use platform_capstone::engine::{
+    EngineError, EnvOutcome, EnvRelease, ReleaseTrust, Reporter, Services,
+};
+use platform_capstone::fakes::{
+    Answer, ApplyFault, MemRegistry, MemRouter, MemTarget, ScriptedMetrics,
+};
+use platform_capstone::ports::{Registry as _, TargetError, Track, Workload};
+use platform_capstone::signing::{Identity, Signer};
+use platform_capstone::source::{FileChange, Git2Repo, GitRepo, TreeReader};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+const IMAGE_REPO: &str = "localhost:5000/platform-capstone/demo";
+const REQUESTS: &str = "requests{version=\"{{version}}\",track=\"{{track}}\"}";
+
+/// One env's world: a config repo from the blueprint on a bare remote, the
+/// fakes, a state dir, and a cosign key the env trusts.
+struct Rig {
+    _dir: tempfile::TempDir,
+    repo: Git2Repo,
+    signer: Signer,
+    store: Store,
+    target: MemTarget,
+    router: MemRouter,
+    metrics: std::sync::Arc<ScriptedMetrics>,
+    registry: MemRegistry,
+    cosign: p256::ecdsa::SigningKey,
+    env: Env,
+    stop: AtomicBool,
+    abort: AtomicBool,
+    released: usize,
+}
+
+/// Records what the engine reported, for the few assertions on output.
+#[derive(Default)]
+struct Lines(Vec<String>);
+
+impl Reporter for Lines {
+    fn step(&mut self, name: &str, result: &str) {
+        self.0.push(format!("{name}: {result}"));
+    }
+    fn info(&mut self, line: &str) {
+        self.0.push(line.to_string());
+    }
+    fn mark(&mut self, event: &str) {
+        self.0.push(format!("mark {event}"));
+    }
+}
+
+impl Rig {
+    /// `dev` of the blueprint, trusting a fresh cosign key, with analysis
+    /// shrunk to milliseconds (1 interval per step, a 30 ms bake).
+    fn new() -> Rig {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("daemon_key");
+        platform_capstone::signing::generate_key(&key, "daemon@example.com").expect("keygen");
+        let identity = Identity {
+            name: "daemon".into(),
+            email: "daemon@example.com".into(),
+        };
+        let signer = Signer::load(&key, identity.clone()).expect("signer");
+        let remote = dir.path().join("remote.git");
+        let url = format!("file://{}", remote.display());
+        platform_capstone::blueprint::init(
+            &dir.path().join("init"),
+            Some(&url),
+            Some(&signer),
+            &identity,
+        )
+        .expect("init");
+        let mut repo = Git2Repo::open_remote(&url, &dir.path().join("cache"), None)
+            .expect("open")
+            .with_signer(signer.clone());
+        repo.fetch().expect("fetch");
+        let (cosign_private, cosign_public) =
+            platform_capstone::gates::cosign::generate_key_pair().expect("cosign");
+        let cosign =
+            platform_capstone::gates::cosign::load_signing_key(&cosign_private).expect("key");
+        repo.commit_change(
+            "env/dev",
+            "trust the release key",
+            &mut |tree: &dyn TreeReader| {
+                let mut trust = tree.read_string("policies/trust.toml")?;
+                trust.push_str(
+                    "\n[[keys]]\nname = \"release-ci\"\npath = \"keys/release-ci.pub\"\n",
+                );
+                Ok(Some(vec![
+                    FileChange {
+                        path: "policies/keys/release-ci.pub".into(),
+                        content: Some(cosign_public.clone().into_bytes()),
+                    },
+                    FileChange {
+                        path: "policies/trust.toml".into(),
+                        content: Some(trust.into_bytes()),
+                    },
+                ]))
+            },
+        )
+        .expect("commit trust");
+        let head = repo.resolve("env/dev").expect("head");
+        let tree = repo.reader(&head).expect("tree");
+        let mut env = platform_capstone::config::load_own_env(tree.as_ref(), "dev")
+            .unwrap_or_else(|p| panic!("dev: {p:?}"));
+        env.rollout.analysis_interval = Duration::from_millis(1);
+        env.rollout.intervals_per_step = 1;
+        env.rollout.inconclusive_limit = 0;
+        env.rollout.min_requests = 10;
+        env.rollout.bake = Duration::from_millis(30);
+        drop(tree);
+        let store = Store::new(&dir.path().join("state"));
+        Rig {
+            repo,
+            signer,
+            store,
+            target: MemTarget::new(),
+            router: MemRouter::new(),
+            metrics: std::sync::Arc::new(ScriptedMetrics::new()),
+            registry: MemRegistry::new(),
+            cosign,
+            env,
+            stop: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+            released: 0,
+            _dir: dir,
+        }
+    }
+
+    /// Builds, signs and attests `version` in the registry; `repo@digest`.
+    fn publish(&self, version: &str) -> String {
+        let config = serde_json::json!({
+            "config": {"Labels": {"org.opencontainers.image.version": version}}
+        });
+        let digest = self
+            .registry
+            .push_image(
+                &format!("{IMAGE_REPO}:{version}"),
+                serde_json::to_vec(&config).expect("json"),
+                vec![format!("demo {version}").into_bytes()],
+            )
+            .expect("push");
+        platform_capstone::gates::cosign::sign(&self.registry, IMAGE_REPO, &digest, &self.cosign)
+            .expect("sign");
+        platform_capstone::gates::cosign::attest(
+            &self.registry,
+            IMAGE_REPO,
+            &digest,
+            platform_capstone::gates::cosign::VULN_PREDICATE,
+            platform_capstone::local::images::inventory_predicate(chrono::Utc::now()),
+            &self.cosign,
+        )
+        .expect("attest");
+        format!("{IMAGE_REPO}@{digest}")
+    }
+
+    /// Every SLO and the request count of `version` answer healthy values.
+    fn healthy(&self, version: &str) {
+        let v = format!("version=\"{version}\"");
+        self.metrics.value(&["5..", &v], 0.0);
+        self.metrics.value(&["histogram_quantile", &v], 0.02);
+        self.metrics.value(&["requests{", &v], 100.0);
+    }
+
+    /// Pins `version` on env/dev and runs its release: the commit and the
+    /// engine's answer.
+    fn release(&mut self, version: &str) -> (String, Result<EnvOutcome, EngineError>, Lines) {
+        let image = self.publish(version);
+        self.released += 1;
+        let id = format!("rel-2026-11-30-{:02}", self.released);
+        let commit = platform_capstone::engine::pin::pin_images(
+            &mut self.repo,
+            &self.env,
+            &[image],
+            version,
+            &id,
+        )
+        .expect("pin");
+        let (result, lines) = self.run(&commit, &id);
+        (commit, result, lines)
+    }
+
+    /// Runs (or resumes) release `id` of `commit`.
+    fn run(&mut self, commit: &str, id: &str) -> (Result<EnvOutcome, EngineError>, Lines) {
+        let mut lines = Lines::default();
+        let result = self.run_with(commit, id, &mut lines);
+        (result, lines)
+    }
+
+    fn run_with(
+        &mut self,
+        commit: &str,
+        id: &str,
+        out: &mut dyn Reporter,
+    ) -> Result<EnvOutcome, EngineError> {
+        let svc = Services {
+            target: &self.target,
+            router: &self.router,
+            metrics: self.metrics.as_ref(),
+            registry: &self.registry,
+            traffic: None,
+            requests_query: REQUESTS.into(),
+            scrape_settle: Duration::ZERO,
+            discovery_wait: Duration::from_millis(20),
+        };
+        let now = chrono::Utc::now;
+        let trust = ReleaseTrust::default();
+        let mut engine = platform_capstone::engine::Engine {
+            repo: &mut self.repo,
+            svc: &svc,
+            store: &self.store,
+            signer: &self.signer,
+            now: &now,
+            stop: &self.stop,
+            abort: &self.abort,
+        };
+        let release = EnvRelease {
+            env: &self.env,
+            next: None,
+            commit,
+            release: id,
+            actor: "test",
+            trust: &trust,
+        };
+        engine.run(&release, out)
+    }
+
+    fn workload(&self, track: Track) -> Workload {
+        Workload {
+            namespace: self.env.target.namespace.clone(),
+            app: self.env.target.app.clone(),
+            track,
+        }
+    }
+
+    fn head(&self) -> String {
+        self.repo.resolve("env/dev").expect("head")
+    }
+
+    fn record(&self, commit: &str, id: &str) -> platform_capstone::audit::Record {
+        let note = Note::parse(self.repo.note(commit).expect("note").as_deref());
+        note.records
+            .into_iter()
+            .find(|r| r.release == id)
+            .unwrap_or_else(|| panic!("no record of {id} in the note of {commit}"))
+    }
+
+    /// 1.0.0 live as stable (a first release: full traffic, no canary).
+    fn with_stable(&mut self) {
+        self.healthy("1.0.0");
+        let (_, result, _) = self.release("1.0.0");
+        assert_eq!(result.expect("first release"), EnvOutcome::Complete);
+    }
+
+    fn canary_weights(&self) -> Vec<u8> {
+        self.router
+            .history()
+            .iter()
+            .map(|s| s.canary_percent)
+            .collect()
+    }
+}
+
+#[test]
+fn a_good_release_goes_through_every_canary_step_bakes_and_becomes_last_good() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    let stable_before = rig
+        .target
+        .running(&rig.workload(Track::Stable))
+        .expect("stable");
+    rig.healthy("1.1.0");
+    let (commit, result, lines) = rig.release("1.1.0");
+    assert_eq!(result.expect("release"), EnvOutcome::Complete);
+    // First release: stable at 0%; then 10, 50, 100 to the canary, and the
+    // canary's version as the new stable with all traffic.
+    assert_eq!(rig.canary_weights(), vec![0, 10, 50, 100, 0]);
+    let stable = rig
+        .target
+        .running(&rig.workload(Track::Stable))
+        .expect("stable");
+    assert_eq!(stable.release, "rel-2026-11-30-02");
+    assert_ne!(stable.endpoints, stable_before.endpoints);
+    assert!(rig.target.running(&rig.workload(Track::Canary)).is_none());
+    let steps: Vec<&str> = lines.0.iter().map(String::as_str).collect();
+    for s in [
+        "canary_10: healthy",
+        "canary_50: healthy",
+        "full_100: healthy",
+        "bake: healthy",
+    ] {
+        assert!(steps.contains(&s), "{s} missing from {steps:?}");
+    }
+    let record = rig.record(&commit, "rel-2026-11-30-02");
+    assert_eq!(record.outcome, ReleaseOutcome::Complete);
+    assert_eq!(record.version, "1.1.0");
+    let good = rig.store.last_good("dev").expect("store").expect("good");
+    assert_eq!(good.release, "rel-2026-11-30-02");
+    assert_eq!(
+        good.previous.expect("previous").release,
+        "rel-2026-11-30-01"
+    );
+    assert_eq!(rig.head(), commit, "nothing committed after a good release");
+}
+
+#[test]
+fn an_unhealthy_canary_goes_back_to_stable_is_reverted_and_quarantined() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    rig.healthy("1.1.0");
+    rig.metrics.value(&["5..", "version=\"1.1.0\""], 0.4);
+    let (commit, result, lines) = rig.release("1.1.0");
+    let Ok(EnvOutcome::Failed { reason, revert }) = result else {
+        panic!("expected a failure, got {result:?}");
+    };
+    assert!(reason.contains("availability"), "{reason}");
+    // Stable took all traffic back before anything else; the canary is gone.
+    assert_eq!(rig.canary_weights().last(), Some(&0));
+    assert!(rig.target.running(&rig.workload(Track::Canary)).is_none());
+    let stable = rig
+        .target
+        .running(&rig.workload(Track::Stable))
+        .expect("stable");
+    assert_eq!(stable.release, "rel-2026-11-30-01");
+    let marks: Vec<&String> = lines.0.iter().filter(|l| l.starts_with("mark ")).collect();
+    assert_eq!(
+        marks,
+        [
+            "mark canary_traffic",
+            "mark detected",
+            "mark stable",
+            "mark reverted"
+        ]
+    );
+    // The revert is the branch's new head, signed, with the evidence.
+    let revert = revert.expect("a revert commit");
+    assert_eq!(rig.head(), revert);
+    let message = rig.repo.message(&revert).expect("message");
+    assert!(message.contains(&format!("Reverts: {commit}")), "{message}");
+    assert!(message.contains("Evidence: canary_10 at 10%"), "{message}");
+    let quarantined = rig.store.quarantine().expect("quarantine");
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0].release, "rel-2026-11-30-02");
+    let record = rig.record(&commit, "rel-2026-11-30-02");
+    assert_eq!(record.outcome, ReleaseOutcome::Failed);
+    assert_eq!(
+        record.steps[0].result,
+        platform_capstone::rollout::StepResult::Unhealthy(reason.clone())
+    );
+}
+
+#[test]
+fn no_data_parks_on_stable_and_reverts_nothing() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    // The canary's request count answers, its SLOs never do.
+    rig.metrics
+        .value(&["requests{", "version=\"1.1.0\""], 100.0);
+    let (commit, result, _) = rig.release("1.1.0");
+    let Ok(EnvOutcome::Inconclusive { reason }) = result else {
+        panic!("expected inconclusive, got {result:?}");
+    };
+    assert!(reason.contains("no data"), "{reason}");
+    assert_eq!(
+        rig.head(),
+        commit,
+        "an inconclusive release is never reverted"
+    );
+    assert!(rig.store.quarantine().expect("quarantine").is_empty());
+    assert_eq!(rig.canary_weights().last(), Some(&0));
+    assert_eq!(
+        rig.record(&commit, "rel-2026-11-30-02").outcome,
+        ReleaseOutcome::Paused
+    );
+}
+
+#[test]
+fn a_provider_error_is_never_read_as_healthy() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    rig.healthy("1.1.0");
+    rig.metrics.answer(
+        &["5..", "version=\"1.1.0\""],
+        Answer::ProviderError("connection refused".into()),
+    );
+    let (commit, result, _) = rig.release("1.1.0");
+    assert!(
+        matches!(result, Ok(EnvOutcome::Inconclusive { .. })),
+        "{result:?}"
+    );
+    assert_eq!(rig.head(), commit);
+}
+
+#[test]
+fn a_target_error_whose_text_says_not_ready_pauses_and_never_reverts() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    rig.healthy("1.1.0");
+    rig.target
+        .fail_apply(ApplyFault::Error(TargetError::Unavailable(
+            "the API server is not ready: etcd leader changed".into(),
+        )));
+    let (commit, result, _) = rig.release("1.1.0");
+    assert!(
+        matches!(result, Err(EngineError::Infrastructure(_))),
+        "expected a pause, got {result:?}"
+    );
+    assert_eq!(rig.head(), commit, "infrastructure never reverts");
+    assert!(rig.store.quarantine().expect("quarantine").is_empty());
+    let stable = rig
+        .target
+        .running(&rig.workload(Track::Stable))
+        .expect("stable");
+    assert_eq!(stable.release, "rel-2026-11-30-01");
+    // The same release runs to its end once the target answers again.
+    rig.target.clear_fault();
+    let (result, _) = rig.run(&commit, "rel-2026-11-30-02");
+    assert_eq!(result.expect("resumed"), EnvOutcome::Complete);
+}
+
+#[test]
+fn a_version_that_never_becomes_ready_fails_and_is_reverted() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    rig.healthy("1.1.0");
+    rig.target.fail_apply(ApplyFault::NeverReady);
+    let (commit, result, _) = rig.release("1.1.0");
+    let Ok(EnvOutcome::Failed { reason, revert }) = result else {
+        panic!("expected a failure, got {result:?}");
+    };
+    assert!(reason.contains("never became ready"), "{reason}");
+    assert_ne!(rig.head(), commit);
+    assert_eq!(Some(rig.head()), revert);
+    assert_eq!(
+        rig.target
+            .running(&rig.workload(Track::Stable))
+            .expect("stable")
+            .release,
+        "rel-2026-11-30-01"
+    );
+}
+
+#[test]
+fn an_unreachable_registry_pauses_at_the_gates() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    rig.healthy("1.1.0");
+    let image = rig.publish("1.1.0");
+    let commit = platform_capstone::engine::pin::pin_images(
+        &mut rig.repo,
+        &rig.env,
+        &[image],
+        "1.1.0",
+        "rel-2026-11-30-02",
+    )
+    .expect("pin");
+    rig.registry.set_down(Some("connection refused"));
+    let (result, _) = rig.run(&commit, "rel-2026-11-30-02");
+    assert!(
+        matches!(result, Err(EngineError::Infrastructure(_))),
+        "{result:?}"
+    );
+    assert_eq!(rig.head(), commit);
+    assert_eq!(
+        rig.target
+            .calls()
+            .iter()
+            .filter(|c| c.contains("canary"))
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn an_unsigned_image_fails_the_gate_before_anything_runs() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    let digest = rig
+        .registry
+        .push_image(
+            &format!("{IMAGE_REPO}:unsigned"),
+            b"{}".to_vec(),
+            vec![b"x".to_vec()],
+        )
+        .expect("push");
+    let commit = platform_capstone::engine::pin::pin_images(
+        &mut rig.repo,
+        &rig.env,
+        &[format!("{IMAGE_REPO}@{digest}")],
+        "unsigned",
+        "rel-2026-11-30-02",
+    )
+    .expect("pin");
+    let (result, _) = rig.run(&commit, "rel-2026-11-30-02");
+    let Ok(EnvOutcome::Failed { reason, revert }) = result else {
+        panic!("expected a gate failure, got {result:?}");
+    };
+    assert!(reason.starts_with("artifact_signature"), "{reason}");
+    assert_eq!(Some(rig.head()), revert);
+    assert_eq!(
+        rig.target
+            .calls()
+            .iter()
+            .filter(|c| c.contains("canary"))
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn an_operator_abort_parks_on_stable_and_records_aborted() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    rig.healthy("1.1.0");
+    rig.abort.store(true, Ordering::Relaxed);
+    let (commit, result, _) = rig.release("1.1.0");
+    assert!(
+        matches!(result, Ok(EnvOutcome::Aborted { .. })),
+        "{result:?}"
+    );
+    assert_eq!(rig.head(), commit, "an abort reverts nothing");
+    assert!(rig.target.running(&rig.workload(Track::Canary)).is_none());
+    assert_eq!(
+        rig.record(&commit, "rel-2026-11-30-02").outcome,
+        ReleaseOutcome::Aborted
+    );
+}
+
+#[test]
+fn a_shutdown_mid_canary_parks_on_stable_and_the_release_resumes() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    rig.healthy("1.1.0");
+    rig.stop.store(true, Ordering::Relaxed);
+    let (commit, result, _) = rig.release("1.1.0");
+    assert!(
+        matches!(result, Err(EngineError::Interrupted)),
+        "{result:?}"
+    );
+    let state = rig.store.release("dev").expect("store").expect("state");
+    assert_eq!(state.phase, Phase::Canary);
+    assert_eq!(rig.canary_weights().last(), Some(&0), "parked on stable");
+    rig.stop.store(false, Ordering::Relaxed);
+    let (result, lines) = rig.run(&commit, "rel-2026-11-30-02");
+    assert_eq!(result.expect("resumed"), EnvOutcome::Complete);
+    assert!(
+        lines
+            .0
+            .iter()
+            .any(|l| l.starts_with("resuming rel-2026-11-30-02")),
+        "{:?}",
+        lines.0
+    );
+    assert_eq!(
+        rig.record(&commit, "rel-2026-11-30-02").outcome,
+        ReleaseOutcome::Complete
+    );
+}
+
+/// Turns 1.1.0's error ratio bad once the canary finished its last step:
+/// the version goes bad while it bakes as the whole stable.
+struct BadAfterCanary(std::sync::Arc<ScriptedMetrics>, Lines);
+
+impl Reporter for BadAfterCanary {
+    fn step(&mut self, name: &str, result: &str) {
+        if name == "full_100" {
+            self.0.value(&["5..", "version=\"1.1.0\""], 0.3);
+        }
+        self.1.step(name, result);
+    }
+}
+
+#[test]
+fn an_unhealthy_bake_restores_the_last_good_release_and_reverts() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    rig.healthy("1.1.0");
+    rig.env.rollout.bake = Duration::from_secs(5);
+    let image = rig.publish("1.1.0");
+    let commit = platform_capstone::engine::pin::pin_images(
+        &mut rig.repo,
+        &rig.env,
+        &[image],
+        "1.1.0",
+        "rel-2026-11-30-02",
+    )
+    .expect("pin");
+    let mut reporter = BadAfterCanary(rig.metrics.clone(), Lines::default());
+    let result = rig.run_with(&commit, "rel-2026-11-30-02", &mut reporter);
+    let Ok(EnvOutcome::Failed { reason, revert }) = result else {
+        panic!("expected a bake failure, got {result:?}");
+    };
+    assert!(reason.starts_with("bake: "), "{reason}");
+    assert!(reporter.1.0.contains(&"full_100: healthy".to_string()));
+    // 1.0.0 runs again as stable with all traffic; the revert is pushed.
+    let stable = rig
+        .target
+        .running(&rig.workload(Track::Stable))
+        .expect("stable");
+    assert_eq!(stable.release, "rel-2026-11-30-01");
+    assert_eq!(rig.canary_weights().last(), Some(&0));
+    assert_eq!(Some(rig.head()), revert);
+    let good = rig.store.last_good("dev").expect("store").expect("good");
+    assert_eq!(
+        good.release, "rel-2026-11-30-01",
+        "a failed bake is never last good"
+    );
+}
