@@ -85,6 +85,12 @@ fn compare(label: &str, mut expected_for: impl FnMut(&Path) -> Option<String>) {
         "{label}: {compared} cases, {} match, {byte_identical} byte-identical",
         compared - failures.len()
     );
+    assert_eq!(
+        compared,
+        cases.len(),
+        "{label}: every case found must be compared; {} have no expected output",
+        cases.len() - compared
+    );
     assert!(
         failures.is_empty(),
         "{} of {compared} cases differ ({label}):\n{}",
@@ -100,18 +106,20 @@ fn every_golden_case_matches_the_checked_in_kubectl_output() {
     });
 }
 
+/// Opt-in (`cargo test -- --ignored`): needs `kubectl` on the PATH,
+/// which CI machines do not have; the checked-in outputs above are the
+/// ones `scripts/golden-update` took from it.
 #[test]
+#[ignore = "needs kubectl on the PATH; run with --ignored where it is installed"]
 fn every_golden_case_matches_the_installed_kubectl_live() {
     let available = Command::new("kubectl")
         .args(["version", "--client"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !available {
-        eprintln!(
-            "kubectl not installed: live comparison skipped (the checked-in outputs are still compared)"
-        );
-        return;
-    }
+    assert!(
+        available,
+        "kubectl is not installed (or `kubectl version --client` fails): install it to run this comparison"
+    );
     compare("live kubectl", |case| {
         let dir = match overlay_of(case) {
             "" => case.to_path_buf(),

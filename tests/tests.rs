@@ -12,10 +12,12 @@
 //!   real git remote, in milliseconds: steps, revert, pause, abort, resume
 //! - `fetch`: one fetch of every env branch; pruning; stale-lock recovery
 //! - `gates`: the admission gate with the blueprint's real policies
-//! - `golden`: the renderer vs `kubectl kustomize` on 45 overlay cases
+//! - `golden`: the renderer vs `kubectl kustomize` on 45 overlay cases (every
+//!   case compared; the live-kubectl run is `#[ignore]`d: no kubectl in CI)
 //! - `keyless`: Fulcio/Rekor verification with a local CA and log key
 //! - `kubernetes`: the kube target and router, request by request, against a
-//!   scripted API server (tower-test); a real-cluster suite when KUBECONFIG is set
+//!   scripted API server (tower-test); a real-cluster suite, `#[ignore]`d,
+//!   for `--ignored` with KUBECONFIG set
 //! - `local_stack`: the local stack for real: podman, HAProxy, Prometheus, registry
 //! - `registry`: keyed and keyless cosign signatures and attestations
 //!   against the real docker-registry
