@@ -174,16 +174,30 @@ impl Rig {
         let image = self.publish(version);
         self.released += 1;
         let id = format!("rel-2026-11-30-{:02}", self.released);
-        let commit = platform_capstone::engine::pin::pin_images(
-            &mut self.repo,
-            &self.env,
-            &[image],
-            version,
-            &id,
-        )
-        .expect("pin");
+        let commit = self.pin(&image, version, &id);
         let (result, lines) = self.run(&commit, &id);
         (commit, result, lines)
+    }
+
+    /// Pins `image` on env/dev as release `id`: the commit.
+    fn pin(&mut self, image: &str, version: &str, id: &str) -> String {
+        platform_capstone::engine::pin::pin_images(
+            &mut self.repo,
+            &self.env,
+            &[image.to_string()],
+            version,
+            id,
+        )
+        .expect("pin")
+    }
+
+    /// How many times anything was applied as the canary.
+    fn canary_applies(&self) -> usize {
+        self.target
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("apply") && c.contains("canary"))
+            .count()
     }
 
     /// Runs (or resumes) release `id` of `commit`.
@@ -452,14 +466,7 @@ fn an_unreachable_registry_pauses_at_the_gates() {
     rig.with_stable();
     rig.healthy("1.1.0");
     let image = rig.publish("1.1.0");
-    let commit = platform_capstone::engine::pin::pin_images(
-        &mut rig.repo,
-        &rig.env,
-        &[image],
-        "1.1.0",
-        "rel-2026-11-30-02",
-    )
-    .expect("pin");
+    let commit = rig.pin(&image, "1.1.0", "rel-2026-11-30-02");
     rig.registry.set_down(Some("connection refused"));
     let (result, _) = rig.run(&commit, "rel-2026-11-30-02");
     assert!(
@@ -467,14 +474,7 @@ fn an_unreachable_registry_pauses_at_the_gates() {
         "{result:?}"
     );
     assert_eq!(rig.head(), commit);
-    assert_eq!(
-        rig.target
-            .calls()
-            .iter()
-            .filter(|c| c.contains("canary"))
-            .count(),
-        0
-    );
+    assert_eq!(rig.canary_applies(), 0, "nothing ran as the canary");
 }
 
 #[test]
@@ -489,28 +489,18 @@ fn an_unsigned_image_fails_the_gate_before_anything_runs() {
             vec![b"x".to_vec()],
         )
         .expect("push");
-    let commit = platform_capstone::engine::pin::pin_images(
-        &mut rig.repo,
-        &rig.env,
-        &[format!("{IMAGE_REPO}@{digest}")],
+    let commit = rig.pin(
+        &format!("{IMAGE_REPO}@{digest}"),
         "unsigned",
         "rel-2026-11-30-02",
-    )
-    .expect("pin");
+    );
     let (result, _) = rig.run(&commit, "rel-2026-11-30-02");
     let Ok(EnvOutcome::Failed { reason, revert }) = result else {
         panic!("expected a gate failure, got {result:?}");
     };
     assert!(reason.starts_with("artifact_signature"), "{reason}");
     assert_eq!(Some(rig.head()), revert);
-    assert_eq!(
-        rig.target
-            .calls()
-            .iter()
-            .filter(|c| c.contains("canary"))
-            .count(),
-        0
-    );
+    assert_eq!(rig.canary_applies(), 0, "nothing ran as the canary");
 }
 
 #[test]
@@ -583,14 +573,7 @@ fn an_unhealthy_bake_restores_the_last_good_release_and_reverts() {
     rig.healthy("1.1.0");
     rig.env.rollout.bake = Duration::from_secs(5);
     let image = rig.publish("1.1.0");
-    let commit = platform_capstone::engine::pin::pin_images(
-        &mut rig.repo,
-        &rig.env,
-        &[image],
-        "1.1.0",
-        "rel-2026-11-30-02",
-    )
-    .expect("pin");
+    let commit = rig.pin(&image, "1.1.0", "rel-2026-11-30-02");
     let mut reporter = BadAfterCanary(rig.metrics.clone(), Lines::default());
     let result = rig.run_with(&commit, "rel-2026-11-30-02", &mut reporter);
     let Ok(EnvOutcome::Failed { reason, revert }) = result else {
