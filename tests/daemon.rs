@@ -399,7 +399,16 @@ fn the_daemon_serves_verifies_watches_reloads_and_stops() {
     // SIGHUP with a broken config: the old one stays.
     std::fs::write(&config, "remote = [not toml").expect("break");
     signal(&d.child, "-HUP");
-    std::thread::sleep(Duration::from_millis(500));
+    // Restored only once the daemon has read the broken file: two quick
+    // SIGHUPs could coalesce into one reload of the restored file.
+    wait_for("the refused reload", Duration::from_secs(30), || {
+        get("/metrics")
+            .ok()
+            .and_then(|r| r.text().ok())
+            .is_some_and(|m| {
+                m.contains("platform_capstone_config_reloads_total{result=\"refused\"} 1")
+            })
+    });
     assert_eq!(get("/healthz").expect("still serving").status(), 200);
     assert_eq!(
         reconcile(Some("Bearer t0ken")),

@@ -50,6 +50,13 @@ pub struct Metrics {
     pub last_fetch: Family<EnvLabel, Gauge>,
     /// 1 for the env's current status (ready, broken, untrusted, missing).
     pub env_status: Family<StatusLabels, Gauge>,
+    /// SIGHUP reloads by result: `applied` or `refused` (the old config stays).
+    pub config_reloads: Family<ResultLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -82,6 +89,7 @@ impl Metrics {
             webhook_rejected: Counter::default(),
             last_fetch: Family::default(),
             env_status: Family::default(),
+            config_reloads: Family::default(),
         };
         registry.register(
             "reconcile_duration_seconds",
@@ -128,6 +136,11 @@ impl Metrics {
             "env_status",
             "1 for each env's status: ready, broken (its own files are invalid), untrusted (signature, policy signer or rewritten history) or missing",
             m.env_status.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "SIGHUP config reloads by result: applied, or refused (invalid; the old config stays)",
+            m.config_reloads.clone(),
         );
         Self { registry, ..m }
     }

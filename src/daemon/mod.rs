@@ -1266,25 +1266,37 @@ fn drift_once(cfg: &DaemonConfig, config_file: &Path, env: &str) -> Result<Strin
 /// SIGHUP: the new config replaces the old only if it loads; what cannot
 /// change without a restart is said so.
 fn reload(config_file: &Path, cfg: &mut DaemonConfig, shared: &Shared) {
+    let applied = apply_reload(config_file, cfg, shared);
+    shared
+        .metrics
+        .config_reloads
+        .get_or_create(&metrics::ResultLabel {
+            result: if applied { "applied" } else { "refused" }.into(),
+        })
+        .inc();
+}
+
+/// Whether the new config replaced the old.
+fn apply_reload(config_file: &Path, cfg: &mut DaemonConfig, shared: &Shared) -> bool {
     let new = match DaemonConfig::load(config_file) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "SIGHUP: the new config is invalid; keeping the old one");
-            return;
+            return false;
         }
     };
     let token = match read_secret(&new.api_token_file) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "SIGHUP: api_token_file unreadable; keeping the old config");
-            return;
+            return false;
         }
     };
     let secret = match read_secret(&new.webhook_secret_file) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "SIGHUP: webhook_secret_file unreadable; keeping the old config");
-            return;
+            return false;
         }
     };
     for (field, changed) in [
@@ -1326,6 +1338,7 @@ fn reload(config_file: &Path, cfg: &mut DaemonConfig, shared: &Shared) {
     );
     *cfg = new;
     (cfg.remote, cfg.listen, cfg.cache_dir, cfg.state_dir) = keep;
+    true
 }
 
 #[cfg(test)]
