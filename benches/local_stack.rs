@@ -1,4 +1,4 @@
-//! Local stack figures (brief: "local up cold and warm; time to deploy one
+//! Local stack figures ("local up cold and warm; time to deploy one
 //! version; time for a weight change to show in traffic"), on a fresh
 //! state dir with free ports. Needs the static demo binary: run
 //! `source scripts/lib/deps.sh && pc_build_demo` (scripts/test does) or set

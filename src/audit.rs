@@ -43,7 +43,7 @@ pub struct IntervalRecord {
     pub measurements: Vec<Measurement>,
 }
 
-/// A step as §2 prints it, with what it measured.
+/// A step as the release output prints it, with what it measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     pub name: String,

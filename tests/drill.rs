@@ -93,7 +93,7 @@ fn every_drill_passes_on_the_real_stack_and_a_loose_gate_fails_the_rollback_dril
     assert_eq!(code, Some(0), "{out}");
     let start_head_tree = git(&remote, &["rev-parse", "env/dev^{tree}"]);
 
-    // rollback: §2's lines from real measurements.
+    // rollback: the drill's output lines from real measurements.
     let (code, run) = drill(&w, "rollback", &key_file, &[]);
     assert_eq!(code, Some(0), "{run}");
     assert_eq!(run["restored"], true);
@@ -135,7 +135,7 @@ fn every_drill_passes_on_the_real_stack_and_a_loose_gate_fails_the_rollback_dril
     let first = stdout.lines().next().unwrap_or_default();
     assert!(
         first.starts_with("rollback: success in "),
-        "§2's first line:\n{stdout}"
+        "the drill's first line:\n{stdout}"
     );
     assert!(
         stdout.lines().nth(1).is_some_and(

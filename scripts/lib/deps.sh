@@ -3,7 +3,7 @@
 # Runs apt-get as root (CI and these machines run as root); otherwise says
 # exactly what to install.
 
-# Build: git … make. Local stack (brief §5): docker-registry, haproxy,
+# Build: git … make. Local stack: docker-registry, haproxy,
 # prometheus, podman + runc + buildah, slirp4netns (pod networking without
 # iptables), catatonit (podman's pause process), libc6-dev (static demo),
 # systemd (systemd-analyze checks the unit).

@@ -56,7 +56,7 @@ const SKIPPED_KINDS: &[&str] = &[
 /// Env podman or the image sets on its own; not part of the desired state.
 const RUNTIME_ENV: &[&str] = &["PATH", "TERM", "container", "HOSTNAME", "HOME"];
 
-/// Where podman's configuration lives (never `/etc`): brief §5.
+/// Where podman's configuration lives (never `/etc`).
 #[derive(Debug, Clone)]
 pub struct PodmanConfig {
     pub containers_conf: PathBuf,

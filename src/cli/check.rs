@@ -67,7 +67,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Brief §2's block: one line per gate, reasons indented under non-pass lines.
+/// The `checks:` block: one line per gate, reasons indented under non-pass lines.
 pub fn format_checks(checks: &Checks) -> String {
     let mut out = String::from("checks:\n");
     for v in checks.verdicts() {

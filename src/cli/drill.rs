@@ -1,5 +1,5 @@
 //! `platform-capstone drill`: rehearse a failure mode for real and measure
-//! how the platform recovers (brief §2, §9).
+//! how the platform recovers (docs/runbooks.md).
 
 use super::Output;
 use crate::config::DaemonConfig;

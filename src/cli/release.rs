@@ -68,7 +68,7 @@ pub struct Common {
     output: Output,
 }
 
-/// §2's lines, live. They always go to stdout, in §2's order: `checks:`
+/// The release output (docs/operating-model.md), live. It always goes to stdout, in its order: `checks:`
 /// and its gates, then `rollout:` and one line per finished step. Interval
 /// progress is a spinner when stdout and stderr are both a terminal;
 /// otherwise a plain stderr line under the step, after `rollout:`, so it

@@ -1,5 +1,5 @@
 //! Drills, the pure half: what a drill run measured, whether the platform
-//! behaved, §2's lines, and the statistics of repeated runs (success rate,
+//! behaved, its output lines, and the statistics of repeated runs (success rate,
 //! p50/p95 per phase). The scenarios themselves — which break something
 //! real on purpose and watch the platform recover — are in [`run`].
 
@@ -117,7 +117,7 @@ impl DrillRun {
             .unwrap_or_else(|| self.phases.iter().map(|(_, v)| v).sum())
     }
 
-    /// §2's lines: `rollback: success in 2m04s`, then the post check.
+    /// The drill's output lines: `rollback: success in 2m04s`, then the post check.
     pub fn summary_lines(&self) -> Vec<String> {
         let mut out = vec![format!(
             "{}: {} in {}",

@@ -52,7 +52,8 @@ pub struct Services<'a> {
     pub discovery_wait: Duration,
 }
 
-/// What the engine reports as it goes (§2 lines, progress).
+/// What the engine reports as it goes (the release output of
+/// docs/operating-model.md, and progress).
 pub trait Reporter {
     fn env(&mut self, _env: &str) {}
     fn checks(&mut self, _checks: &Checks) {}

@@ -2,7 +2,7 @@
 //! promotion windows; its approval requirement, checked against
 //! `policies/approvers` of the next env's branch), the promotion commit
 //! itself — one signed commit changing nothing but the digest pins of the
-//! next env's overlay, with the trailers of brief §4 — and the signed
+//! next env's overlay, with the trailers listed in docs/operating-model.md — and the signed
 //! promotion record the next env re-verifies.
 
 use crate::audit::{self, Approval, Note, PromotionRecord, SignedPromotion};
@@ -127,7 +127,8 @@ fn new_pins(pins: &[ImagePin], released: &[String]) -> BTreeMap<String, Digest> 
     out
 }
 
-/// The commit message of a promotion: images, then §4 trailers.
+/// The commit message of a promotion: images, then its trailers
+/// (docs/operating-model.md).
 pub fn promotion_message(
     release: &str,
     from: &Env,

@@ -11,7 +11,7 @@
 //!   even on kill -9) by the one process releasing into the env, so two
 //!   daemons — or a daemon and `release` — sharing a state dir never run
 //!   the same env at once. Across machines the CAS push keeps promotions
-//!   single; running replicas apart is Kubernetes Leases' job (§11).
+//!   single; running replicas apart is Kubernetes Leases' job.
 //!
 //! Git stays the source of truth for what should run (last-good names a
 //! commit, re-rendered on restore); this is the engine's working memory.

@@ -1,4 +1,4 @@
-//! All three gates for one rendered release, in the order of brief §2:
+//! All three gates for one rendered release, in the order the release prints them:
 //! artifact signature, vulnerability policy, admission policy. A gate that
 //! cannot evaluate yields a `fail` verdict carrying the reason — never a
 //! pass, never a skip — and a gate in `warn` mode reports its failures

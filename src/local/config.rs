@@ -1,7 +1,7 @@
 //! The local stack's generated configuration files, as pure functions of
 //! the stack's layout: HAProxy, Prometheus, docker-registry, and podman's
-//! project-local containers.conf / storage.conf / registries.conf (brief
-//! §5: runc, cgroupfs, no default ulimits; never `/etc`).
+//! project-local containers.conf / storage.conf / registries.conf (runc,
+//! cgroupfs, no default ulimits; never `/etc`).
 
 use std::path::Path;
 
@@ -115,7 +115,7 @@ http:
 /// runtime state, sockets included (short: see `local::runtime_dir`).
 pub fn containers_conf(podman_dir: &Path, run: &Path) -> String {
     format!(
-        "# Project-local podman settings (brief §5); CONTAINERS_CONF points here.
+        "# Project-local podman settings; CONTAINERS_CONF points here.
 [containers]
 default_ulimits = []
 

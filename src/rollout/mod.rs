@@ -4,7 +4,7 @@
 //! the engine (`crate::engine`) feeds it measurements and persists what it
 //! returns after every transition.
 //!
-//! Rules (brief §6):
+//! Rules (docs/config.md, `[rollout]` and `[[slo]]`):
 //! - an interval is `healthy` only when every SLO has a number for the
 //!   canary, meets its objective and does not regress past
 //!   `max_regression` against the stable baseline, and the canary served
@@ -110,7 +110,8 @@ impl StepResult {
     }
 }
 
-/// `healthy`, `unhealthy (<reason>)`: how §2 prints a step.
+/// `healthy`, `unhealthy (<reason>)`: how the release output prints a step
+/// (docs/operating-model.md).
 impl std::fmt::Display for StepResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -341,7 +342,7 @@ pub enum Next {
     },
 }
 
-/// `canary_10`, `canary_50`, `full_100`: how §2 names a step.
+/// `canary_10`, `canary_50`, `full_100`: how the release output names a step.
 pub fn step_name(weight: u8) -> String {
     if weight >= 100 {
         "full_100".into()
