@@ -1032,3 +1032,242 @@ impl Target for Podman {
         observable(namespace, desired)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "hunter2-in-a-pod";
+
+    /// A Deployment with a ConfigMap and a Secret for its env, a Service
+    /// and a ServiceAccount (skipped here), as a render hands them over.
+    fn objects(replicas: u32, extra: &str) -> Vec<Value> {
+        let secret_b64 = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(SECRET)
+        };
+        let text = format!(
+            "apiVersion: v1
+kind: ConfigMap
+metadata: {{name: demo-config}}
+data: {{LOG_LEVEL: debug, MODE: canary}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: db}}
+data: {{PASSWORD: {secret_b64}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: demo}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: demo}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: demo}}
+spec:
+  replicas: {replicas}
+  template:
+    metadata:
+      labels: {{app: demo}}
+      annotations: {{team: web}}
+    spec:
+      containers:
+        - name: demo
+          image: localhost:5000/demo@sha256:{zeros}
+          ports:
+            - {{name: metrics, containerPort: 9090}}
+            - {{name: http, containerPort: 8080}}
+          readinessProbe:
+            httpGet: {{path: /healthz, port: 8080}}
+          envFrom:
+            - configMapRef: {{name: demo-config}}
+          env:
+            - {{name: MODE, value: stable}}
+            - name: DB_PASSWORD
+              valueFrom:
+                secretKeyRef: {{name: db, key: PASSWORD}}
+{extra}",
+            zeros = "0".repeat(64)
+        );
+        crate::yaml::documents("test.yaml", &text).expect("yaml")
+    }
+
+    fn workload(track: Track) -> Workload {
+        Workload {
+            namespace: "demo-dev".into(),
+            app: "demo".into(),
+            track,
+        }
+    }
+
+    fn ports() -> impl FnMut() -> Result<u16, String> {
+        let mut next = 30000;
+        move || {
+            next += 1;
+            Ok(next)
+        }
+    }
+
+    fn env_of(plan: &PodPlan) -> Vec<(String, String)> {
+        plan.doc["spec"]["containers"][0]["env"]
+            .as_sequence()
+            .expect("env")
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap_or_default().to_string(),
+                    e["value"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_deployment_becomes_one_labelled_pod_per_replica_on_loopback_ports() {
+        let plans = plan_pods(
+            &workload(Track::Canary),
+            &objects(2, ""),
+            "rel-2026-11-30-01",
+            "g1",
+            ports(),
+        )
+        .expect("plan");
+        assert_eq!(plans.len(), 2);
+        assert_eq!(plans[0].name, "demo-dev-demo-canary-g1-0");
+        assert_eq!(plans[1].name, "demo-dev-demo-canary-g1-1");
+        assert_eq!((plans[0].port, plans[1].port), (30001, 30002));
+        let p = &plans[1];
+        assert_eq!(p.probe.as_deref(), Some("/healthz"));
+        let labels = &p.doc["metadata"]["labels"];
+        for (k, v) in [
+            (MANAGED_BY, MANAGED_BY_VALUE),
+            (NAMESPACE_LABEL, "demo-dev"),
+            (APP_LABEL, "demo"),
+            (TRACK_LABEL, "canary"),
+            (RELEASE_LABEL, "rel-2026-11-30-01"),
+            (GENERATION_LABEL, "g1"),
+            (OBJECT_LABEL, "Deployment.demo"),
+            (PORT_LABEL, "30002"),
+            (PROBE_LABEL, "/healthz"),
+            ("app", "demo"),
+        ] {
+            assert_eq!(labels[k].as_str(), Some(v), "label {k}");
+        }
+        assert_eq!(
+            p.doc["metadata"]["annotations"]["team"].as_str(),
+            Some("web")
+        );
+        // Only the `http` port is published, on loopback.
+        let published = &p.doc["spec"]["containers"][0]["ports"];
+        assert_eq!(published[1]["hostPort"].as_u64(), Some(30002));
+        assert_eq!(published[1]["hostIP"].as_str(), Some("127.0.0.1"));
+        assert!(published[0].get("hostPort").is_none());
+    }
+
+    #[test]
+    fn env_from_config_maps_and_secrets_is_resolved_and_only_secret_names_are_labelled() {
+        let plans =
+            plan_pods(&workload(Track::Stable), &objects(1, ""), "r", "g", ports()).expect("plan");
+        let env = env_of(&plans[0]);
+        // env wins over envFrom, as in Kubernetes; envFrom keys come first.
+        assert_eq!(
+            env,
+            vec![
+                ("LOG_LEVEL".to_string(), "debug".to_string()),
+                ("MODE".to_string(), "stable".to_string()),
+                ("DB_PASSWORD".to_string(), SECRET.to_string()),
+            ]
+        );
+        assert!(
+            plans[0].doc["spec"]["containers"][0]
+                .get("envFrom")
+                .is_none()
+        );
+        let labels = &plans[0].doc["metadata"]["labels"];
+        assert_eq!(labels[SECRET_ENV_LABEL].as_str(), Some("DB_PASSWORD"));
+        let text = crate::yaml::to_string(std::slice::from_ref(&labels.clone())).expect("yaml");
+        assert!(!text.contains(SECRET), "a Secret value in a label: {text}");
+    }
+
+    #[test]
+    fn what_cannot_run_here_is_refused_by_name_before_any_port_is_taken() {
+        let refuse = |objects: Vec<Value>, track: Track| {
+            let mut taken = 0;
+            let err = plan_pods(&workload(track), &objects, "r", "g", || {
+                taken += 1;
+                Ok(40000)
+            })
+            .expect_err("refused");
+            (err.to_string(), taken)
+        };
+        let (e, taken) = refuse(
+            objects(
+                1,
+                "---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\n",
+            ),
+            Track::Stable,
+        );
+        assert!(
+            e.contains("StatefulSet/db") && e.contains("kind StatefulSet"),
+            "{e}"
+        );
+        assert_eq!(taken, 0);
+        let (e, _) = refuse(objects(5, ""), Track::Stable);
+        assert!(e.contains("5 replicas"), "{e}");
+        let mut without_secret = objects(1, "");
+        without_secret.remove(1);
+        let (e, _) = refuse(without_secret, Track::Stable);
+        assert!(e.contains("Secret \"db\" key \"PASSWORD\""), "{e}");
+        assert!(e.contains("add it to the overlay"), "{e}");
+        let mut other_app = objects(1, "");
+        other_app[4]["metadata"]["name"] = s("worker");
+        let (e, _) = refuse(other_app, Track::Canary);
+        assert!(
+            e.contains("no Deployment to run for demo-dev/demo (canary)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_field_ref_env_is_refused_not_dropped() {
+        let mut objs = objects(1, "");
+        let env = objs[4]["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_sequence_mut()
+            .expect("env");
+        env.push(
+            crate::yaml::from_str(
+                "t",
+                "{name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}",
+            )
+            .expect("yaml"),
+        );
+        let err =
+            plan_pods(&workload(Track::Stable), &objs, "r", "g", ports()).expect_err("refused");
+        assert!(err.to_string().contains("env POD: fieldRef"), "{err}");
+    }
+
+    #[test]
+    fn the_observable_form_masks_secret_env_and_sorts_it() {
+        let obs = observable("demo-dev", &objects(2, "")).expect("observable");
+        assert_eq!(obs.len(), 1, "only the Deployment is observable");
+        let d = &obs[0];
+        assert_eq!(d["metadata"]["namespace"].as_str(), Some("demo-dev"));
+        assert_eq!(d["spec"]["replicas"].as_u64(), Some(2));
+        let text = crate::yaml::to_string(std::slice::from_ref(d)).expect("yaml");
+        assert!(!text.contains(SECRET), "{text}");
+        let names: Vec<&str> = d["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_sequence()
+            .expect("env")
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        assert_eq!(names, ["DB_PASSWORD", "LOG_LEVEL", "MODE"]);
+        // The same value masks the same way: drift compares masks.
+        let again = observable("demo-dev", &objects(2, "")).expect("observable");
+        assert_eq!(obs, again);
+    }
+}
