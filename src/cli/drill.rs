@@ -151,3 +151,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         ExitCode::FAILURE
     })
 }
+
+/// `--scenario` values with their help, from the drill core (which knows
+/// nothing of the command line).
+impl clap::ValueEnum for Scenario {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Scenario::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.about()))
+    }
+}

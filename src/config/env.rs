@@ -974,7 +974,7 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
     let mut drills = Vec::new();
     for (i, d) in raw.drill.iter().enumerate() {
         let schedule = c.cron(&format!("drill[{i}].schedule"), &d.schedule);
-        let scenario = <crate::drill::Scenario as clap::ValueEnum>::from_str(&d.scenario, false);
+        let scenario = d.scenario.parse::<crate::drill::Scenario>();
         if let Some(s) = &schedule {
             c.fires(&format!("drill[{i}].schedule"), s, Some(MIN_DRILL_GAP));
         }

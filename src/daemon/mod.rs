@@ -1142,8 +1142,7 @@ fn start_drill(
     env: &str,
     scenario: &str,
 ) {
-    let Ok(scenario) = <crate::drill::Scenario as clap::ValueEnum>::from_str(scenario, false)
-    else {
+    let Ok(scenario) = scenario.parse::<crate::drill::Scenario>() else {
         return;
     };
     if !shared.claim(env) {

@@ -291,7 +291,7 @@ pub enum Action {
 pub fn decide(
     env: &crate::config::Env,
     report: &report::EnvReport,
-    good: &crate::engine::store::LastGood,
+    good: &crate::model::LastGood,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<Action> {
     let mut out = Vec::new();
@@ -376,7 +376,7 @@ mod tests {
 
     #[test]
     fn heal_waits_for_grace_and_slo_drift_reverts_only_a_recent_release() {
-        use crate::engine::store::LastGood;
+        use crate::model::LastGood;
         let dir = tempfile::tempdir().unwrap();
         crate::blueprint::write_files(dir.path()).unwrap();
         let tree = crate::source::DirReader::open(dir.path()).unwrap();

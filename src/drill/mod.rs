@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The failure modes a drill can rehearse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scenario {
     /// A faulty, properly signed version: the health gate catches it,
@@ -29,6 +29,31 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Rollback,
+        Scenario::BadSignature,
+        Scenario::ConfigDrift,
+        Scenario::GitOutage,
+        Scenario::MetricsOutage,
+        Scenario::CrashMidRollout,
+    ];
+
+    /// What the drill rehearses, in one line (`drill --help`).
+    pub fn about(self) -> &'static str {
+        match self {
+            Scenario::Rollback => {
+                "a faulty, properly signed version: caught, back on stable, reverted"
+            }
+            Scenario::BadSignature => "a version signed by an untrusted key never runs",
+            Scenario::ConfigDrift => "a live edit behind the tool's back is found (and healed)",
+            Scenario::GitOutage => "the config repo disappears: nothing destroyed, recovery",
+            Scenario::MetricsOutage => {
+                "Prometheus stops mid-analysis: inconclusive, no promotion, no revert"
+            }
+            Scenario::CrashMidRollout => "the engine is killed mid-canary and resumes",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Rollback => "rollback",
@@ -38,6 +63,22 @@ impl Scenario {
             Scenario::MetricsOutage => "metrics-outage",
             Scenario::CrashMidRollout => "crash-mid-rollout",
         }
+    }
+}
+
+impl std::str::FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scenario::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "{s:?} is not a drill; one of: {}",
+                    Scenario::ALL.map(Scenario::name).join(", ")
+                )
+            })
     }
 }
 
@@ -72,11 +113,11 @@ pub struct DrillRun {
 }
 
 impl DrillRun {
-    pub fn new(scenario: Scenario, env: &str) -> Self {
+    pub fn new(scenario: Scenario, env: &str, started: DateTime<Utc>) -> Self {
         Self {
             scenario,
             env: env.to_string(),
-            started: Utc::now(),
+            started,
             phases: Vec::new(),
             checks: Vec::new(),
             release: None,
@@ -272,7 +313,7 @@ mod tests {
         assert_eq!(percentile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 95.0), Some(10));
         assert_eq!(percentile(&[], 50.0), None);
 
-        let mut ok = DrillRun::new(Scenario::Rollback, "dev");
+        let mut ok = DrillRun::new(Scenario::Rollback, "dev", Utc::now());
         ok.phase("detect", 12_000);
         ok.phase("drill", 30_000);
         ok.check("reverted", true, "abc");

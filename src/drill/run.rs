@@ -484,7 +484,7 @@ pub fn run(
     env: &str,
     say: &mut dyn FnMut(&str),
 ) -> DrillRun {
-    let mut run = DrillRun::new(scenario, env);
+    let mut run = DrillRun::new(scenario, env, chrono::Utc::now());
     let mut g = match ground(ctx, env) {
         Ok(g) => g,
         Err(e) => {

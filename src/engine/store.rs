@@ -50,24 +50,7 @@ pub struct ReleaseState {
     pub version: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LastGood {
-    pub release: String,
-    pub commit: String,
-    pub images: Vec<String>,
-    pub version: String,
-    /// SLO name → the value measured in the release's last healthy
-    /// interval: what SLO drift compares against (regression).
-    #[serde(default)]
-    pub baseline: std::collections::BTreeMap<String, f64>,
-    /// When it became the env's good release.
-    #[serde(default)]
-    pub since: Option<chrono::DateTime<chrono::Utc>>,
-    /// The good release before it: where SLO drift right after a release
-    /// rolls back to. One level only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous: Option<Box<LastGood>>,
-}
+pub use crate::model::LastGood;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quarantined {

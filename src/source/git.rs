@@ -1227,13 +1227,13 @@ impl Lookup for GitTreeReader<'_> {
             Err(source) => {
                 return Err(ReadError::Git {
                     path: shown,
-                    source,
+                    message: source.message().to_string(),
                 });
             }
         };
-        let git_err = |source| ReadError::Git {
+        let git_err = |source: git2::Error| ReadError::Git {
             path: shown.clone(),
-            source,
+            message: source.message().to_string(),
         };
         match entry.filemode() {
             0o040000 => Ok(Node::Dir),
@@ -1282,9 +1282,9 @@ impl Backend for GitTreeReader<'_> {
     }
 
     fn read_resolved(&self, shown: &str, components: &[String]) -> Result<Vec<u8>, ReadError> {
-        let git_err = |source| ReadError::Git {
+        let git_err = |source: git2::Error| ReadError::Git {
             path: shown.to_string(),
-            source,
+            message: source.message().to_string(),
         };
         let entry = self
             .tree
@@ -1295,9 +1295,9 @@ impl Backend for GitTreeReader<'_> {
     }
 
     fn list_resolved(&self, shown: &str, components: &[String]) -> Result<Vec<String>, ReadError> {
-        let git_err = |source| ReadError::Git {
+        let git_err = |source: git2::Error| ReadError::Git {
             path: shown.to_string(),
-            source,
+            message: source.message().to_string(),
         };
         let tree = if components.is_empty() {
             self.tree.clone()

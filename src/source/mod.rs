@@ -73,12 +73,9 @@ pub enum ReadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: git: {source}")]
-    Git {
-        path: String,
-        #[source]
-        source: git2::Error,
-    },
+    /// The git adapter could not read the tree (its message).
+    #[error("{path}: git: {message}")]
+    Git { path: String, message: String },
 }
 
 /// Read-only, confined view of one tree (a directory, or a commit's tree).
