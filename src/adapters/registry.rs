@@ -4,16 +4,15 @@
 //! runtime, so the CLI and the gates stay synchronous.
 
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::manifest::OciImageManifest;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use sha2::Digest as _;
+use platform_capstone_core::model::oci::Manifest;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 /// Largest manifest read (cosign signature manifests are a few KiB).
 pub const MAX_MANIFEST_BYTES: usize = 256 * 1024;
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub use platform_capstone_core::model::oci::{OCI_MANIFEST, descriptor, sha256};
 
 pub use crate::ports::RegistryError;
 
@@ -60,10 +59,7 @@ impl OciRegistry {
 impl crate::ports::Registry for OciRegistry {
     /// The OCI image manifest at `reference` (`repo:tag` or `repo@digest`)
     /// and its digest; `None` when the registry says it does not exist.
-    fn manifest(
-        &self,
-        reference: &str,
-    ) -> Result<Option<(OciImageManifest, String)>, RegistryError> {
+    fn manifest(&self, reference: &str) -> Result<Option<(Manifest, String)>, RegistryError> {
         let r = Self::reference(reference)?;
         let result = self.rt.block_on(self.client.pull_manifest_raw(
             &r,
@@ -127,11 +123,7 @@ impl crate::ports::Registry for OciRegistry {
         Ok(digest)
     }
 
-    fn push_manifest(
-        &self,
-        reference: &str,
-        manifest: &OciImageManifest,
-    ) -> Result<String, RegistryError> {
+    fn push_manifest(&self, reference: &str, manifest: &Manifest) -> Result<String, RegistryError> {
         let r = Self::reference(reference)?;
         // Plain JSON, not oci-client's OLPC canonical form: that writes
         // control characters (the newlines of a PEM certificate in a
@@ -176,28 +168,6 @@ fn is_not_found(e: &oci_client::errors::OciDistributionError) -> bool {
         }),
         other => other.to_string().contains("404"),
     }
-}
-
-/// A descriptor of `bytes` (digest and size computed), with annotations.
-pub fn descriptor(
-    media_type: &str,
-    bytes: &[u8],
-    annotations: Option<std::collections::BTreeMap<String, String>>,
-) -> oci_client::manifest::OciDescriptor {
-    oci_client::manifest::OciDescriptor {
-        media_type: media_type.into(),
-        digest: sha256(bytes),
-        size: bytes.len() as i64,
-        urls: None,
-        annotations,
-    }
-}
-
-/// `sha256:<hex>` of bytes.
-pub fn sha256(bytes: &[u8]) -> String {
-    let d = sha2::Sha256::digest(bytes);
-    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
 }
 
 /// An AsyncWrite that refuses to grow past `cap` bytes.

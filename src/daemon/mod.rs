@@ -20,7 +20,7 @@
 
 pub mod http;
 pub mod metrics;
-pub mod schedule;
+pub use platform_capstone_core::schedule;
 
 use crate::audit::{self, Record};
 use crate::config::DaemonConfig;

@@ -13,7 +13,7 @@
 
 use super::confine::{Lookup, Node};
 use super::push::{PushFailure, RefUpdate, push_cas};
-use super::{Backend, DEFAULT_MAX_FILE_SIZE, ReadError, TreeReader};
+use super::{Backend, DEFAULT_MAX_FILE_SIZE, ENV_BRANCH_PREFIX, ReadError, TreeReader};
 use crate::signing::{GIT_NAMESPACE, SignError, Signer};
 use git2::{ErrorCode, FetchOptions, Oid, Repository};
 use std::collections::BTreeMap;
@@ -23,8 +23,6 @@ use std::time::{Duration, Instant};
 
 /// Notes ref holding the audit trail; fetched and pushed with the branches.
 pub const NOTES_REF: &str = "refs/notes/platform-capstone";
-/// Every environment branch lives under this prefix (`env/dev`, …).
-pub const ENV_BRANCH_PREFIX: &str = "env/";
 /// Attempts of fetch → re-apply → push before giving up on a busy branch.
 pub const DEFAULT_PUSH_ATTEMPTS: u32 = 8;
 

@@ -394,7 +394,7 @@ impl Registry for MemRegistry {
     fn manifest(
         &self,
         reference: &str,
-    ) -> Result<Option<(oci_client::manifest::OciImageManifest, String)>, RegistryError> {
+    ) -> Result<Option<(crate::model::oci::Manifest, String)>, RegistryError> {
         self.check_down(reference)?;
         let bytes = match lock(&self.state).manifests.get(reference) {
             Some(b) => b.clone(),
@@ -404,7 +404,7 @@ impl Registry for MemRegistry {
             reference: reference.to_string(),
             message: format!("not an OCI image manifest: {e}"),
         })?;
-        Ok(Some((m, crate::adapters::registry::sha256(&bytes))))
+        Ok(Some((m, crate::model::oci::sha256(&bytes))))
     }
 
     fn blob(&self, repo: &str, digest: &str, cap: usize) -> Result<Vec<u8>, RegistryError> {
@@ -428,7 +428,7 @@ impl Registry for MemRegistry {
 
     fn push_blob(&self, repo: &str, bytes: Vec<u8>) -> Result<String, RegistryError> {
         self.check_down(repo)?;
-        let digest = crate::adapters::registry::sha256(&bytes);
+        let digest = crate::model::oci::sha256(&bytes);
         lock(&self.state).blobs.insert(digest.clone(), bytes);
         Ok(digest)
     }
@@ -436,14 +436,14 @@ impl Registry for MemRegistry {
     fn push_manifest(
         &self,
         reference: &str,
-        manifest: &oci_client::manifest::OciImageManifest,
+        manifest: &crate::model::oci::Manifest,
     ) -> Result<String, RegistryError> {
         self.check_down(reference)?;
         let bytes = serde_json::to_vec(manifest).map_err(|e| RegistryError::Invalid {
             reference: reference.to_string(),
             message: format!("manifest does not serialize: {e}"),
         })?;
-        let digest = crate::adapters::registry::sha256(&bytes);
+        let digest = crate::model::oci::sha256(&bytes);
         let mut state = lock(&self.state);
         state
             .manifests

@@ -244,7 +244,7 @@ pub trait Registry {
     fn manifest(
         &self,
         reference: &str,
-    ) -> Result<Option<(oci_client::manifest::OciImageManifest, String)>, RegistryError>;
+    ) -> Result<Option<(crate::model::oci::Manifest, String)>, RegistryError>;
     /// A blob of `repo`, at most `cap` bytes, checked against `digest`.
     fn blob(&self, repo: &str, digest: &str, cap: usize) -> Result<Vec<u8>, RegistryError>;
     /// Uploads a blob to `repo`; returns its digest.
@@ -254,7 +254,7 @@ pub trait Registry {
     fn push_manifest(
         &self,
         reference: &str,
-        manifest: &oci_client::manifest::OciImageManifest,
+        manifest: &crate::model::oci::Manifest,
     ) -> Result<String, RegistryError>;
     /// Pushes an image: its config and layer blobs, then an OCI manifest
     /// tagged `reference` (`repo:tag`). Returns the manifest digest.
@@ -265,7 +265,7 @@ pub trait Registry {
         layers: Vec<Vec<u8>>,
     ) -> Result<String, RegistryError> {
         let repo = reference.rsplit_once(':').map_or(reference, |(r, _)| r);
-        let config_descriptor = crate::adapters::registry::descriptor(
+        let config_descriptor = crate::model::oci::descriptor(
             "application/vnd.oci.image.config.v1+json",
             &config,
             None,
@@ -273,16 +273,16 @@ pub trait Registry {
         self.push_blob(repo, config)?;
         let mut descriptors = Vec::new();
         for layer in layers {
-            descriptors.push(crate::adapters::registry::descriptor(
+            descriptors.push(crate::model::oci::descriptor(
                 "application/vnd.oci.image.layer.v1.tar",
                 &layer,
                 None,
             ));
             self.push_blob(repo, layer)?;
         }
-        let manifest = oci_client::manifest::OciImageManifest {
+        let manifest = crate::model::oci::Manifest {
             schema_version: 2,
-            media_type: Some(crate::adapters::registry::OCI_MANIFEST.into()),
+            media_type: Some(crate::model::oci::OCI_MANIFEST.into()),
             config: config_descriptor,
             layers: descriptors,
             subject: None,

@@ -1,6 +1,7 @@
 //! Domain types shared by every stage. Pure: no I/O, no git, no network.
 
 mod image;
+pub mod oci;
 mod release;
 mod verdict;
 

@@ -1,7 +1,7 @@
 //! Rollout stage, the pure decision core: judging one analysis interval
 //! from SLO samples, and the canary state machine that turns interval
 //! results into the next move. State in, decision out; no clock, no I/O —
-//! the engine (`crate::engine`) feeds it measurements and persists what it
+//! the shell's engine feeds it measurements and persists what it
 //! returns after every transition.
 //!
 //! Rules (docs/config.md, `[rollout]` and `[[slo]]`):

@@ -37,7 +37,7 @@ pub const MAX_ENVS: usize = 256;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawTrust {
+pub struct RawTrust {
     /// The environments, in promotion order (each promotes into the next).
     #[serde(default)]
     envs: Vec<String>,
@@ -232,12 +232,7 @@ fn valid_env_name(name: &str) -> bool {
 
 /// Validates `[trust]` and loads the files it names (relative paths from
 /// `base`, the config file's directory). Every problem is reported.
-pub(super) fn load(
-    file: &str,
-    base: &Path,
-    raw: Option<RawTrust>,
-    problems: &mut Vec<Problem>,
-) -> Trust {
+pub fn load(file: &str, base: &Path, raw: Option<RawTrust>, problems: &mut Vec<Problem>) -> Trust {
     let Some(raw) = raw else {
         problems.push(Problem::new(
             file,

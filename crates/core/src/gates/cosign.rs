@@ -10,11 +10,11 @@
 use super::keyless::{self, KeylessSignature, Logged};
 use super::signature::{self, Rejection};
 use super::trust::TrustPolicy;
-use crate::adapters::registry::{RegistryError, descriptor};
 use crate::model::Finding;
+use crate::model::oci::{Descriptor as OciDescriptor, Manifest as OciImageManifest, descriptor};
 use crate::ports::Registry;
+use crate::ports::RegistryError;
 use chrono::{DateTime, Utc};
-use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use std::collections::BTreeMap;
 
 pub const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -389,7 +389,7 @@ fn push_layer(
     }
     let manifest = OciImageManifest {
         schema_version: 2,
-        media_type: Some(crate::adapters::registry::OCI_MANIFEST.into()),
+        media_type: Some(crate::model::oci::OCI_MANIFEST.into()),
         config: config_descriptor,
         layers,
         subject: None,
