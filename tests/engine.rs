@@ -475,6 +475,21 @@ fn an_unreachable_registry_pauses_at_the_gates() {
     );
     assert_eq!(rig.head(), commit);
     assert_eq!(rig.canary_applies(), 0, "nothing ran as the canary");
+    // The pause is on record, with its reason; once the registry answers
+    // the same release runs to its end and the record says so.
+    let paused = rig.record(&commit, "rel-2026-11-30-02");
+    assert_eq!(paused.outcome, ReleaseOutcome::Paused);
+    let reason = paused.reason.expect("a reason");
+    assert!(reason.starts_with("infrastructure: "), "{reason}");
+    assert!(reason.contains("connection refused"), "{reason}");
+    rig.registry.set_down(None);
+    let (result, _) = rig.run(&commit, "rel-2026-11-30-02");
+    assert_eq!(result.expect("resumed"), EnvOutcome::Complete);
+    let done = rig.record(&commit, "rel-2026-11-30-02");
+    assert_eq!(
+        (done.outcome, done.reason),
+        (ReleaseOutcome::Complete, None)
+    );
 }
 
 #[test]

@@ -422,8 +422,57 @@ impl Engine<'_> {
         }
     }
 
-    /// Runs (or resumes) one env's release to its end.
+    /// Runs (or resumes) one env's release to its end. An infrastructure
+    /// pause is recorded like every other outcome: the release's record
+    /// says `paused` with the reason (in the state dir at once, in the
+    /// audit note when git answers), and the release resumes from its
+    /// phase next time.
     pub fn run(
+        &mut self,
+        r: &EnvRelease<'_>,
+        out: &mut dyn Reporter,
+    ) -> Result<EnvOutcome, EngineError> {
+        let result = self.drive(r, out);
+        if let Err(EngineError::Infrastructure(why)) = &result {
+            self.record_pause(r, why);
+        }
+        result
+    }
+
+    fn record_pause(&mut self, r: &EnvRelease<'_>, why: &str) {
+        let Ok(Some(mut state)) = self.store.release(&r.env.name) else {
+            return;
+        };
+        if state.release != r.release || state.commit != r.commit || state.phase == Phase::Finished
+        {
+            return;
+        }
+        state.record.outcome = ReleaseOutcome::Paused;
+        state.record.reason = Some(format!("infrastructure: {why}"));
+        if let Err(e) = self.store.save_release(&state) {
+            tracing::warn!(env = %r.env.name, error = %e, "cannot record the pause in the state dir");
+            return;
+        }
+        if let Err(e) = self.audit(&state) {
+            tracing::warn!(env = %r.env.name, error = %e, "cannot record the pause in the audit note yet");
+        }
+    }
+
+    /// The version the release's app image says it is (its OCI label),
+    /// else its short digest.
+    fn release_version(&self, env: &Env, images: &[String]) -> String {
+        images
+            .iter()
+            .find(|i| {
+                i.contains(&format!("/{}@", env.target.app))
+                    || i.contains(&format!("{}@", env.target.app))
+            })
+            .or(images.first())
+            .map(|i| image_version(self.svc.registry, i))
+            .unwrap_or_default()
+    }
+
+    fn drive(
         &mut self,
         r: &EnvRelease<'_>,
         out: &mut dyn Reporter,
@@ -438,15 +487,7 @@ impl Engine<'_> {
         let mut state = match existing {
             Some(s) => s,
             None => {
-                let version = images
-                    .iter()
-                    .find(|i| {
-                        i.contains(&format!("/{}@", env.target.app))
-                            || i.contains(&format!("{}@", env.target.app))
-                    })
-                    .or(images.first())
-                    .map(|i| image_version(self.svc.registry, i))
-                    .unwrap_or_default();
+                let version = self.release_version(env, &images);
                 ReleaseState {
                     release: r.release.into(),
                     env: env.name.clone(),
@@ -481,6 +522,8 @@ impl Engine<'_> {
                 "resuming {} in {} at {:?}",
                 r.release, env.name, state.phase
             ));
+            state.record.outcome = ReleaseOutcome::Running;
+            state.record.reason = None;
         }
 
         // Gates: always re-run (cheap, and a resumed release must still pass them).
@@ -492,6 +535,8 @@ impl Engine<'_> {
             out.checks(&checks);
         }
         if let Some(infra) = &checks.infrastructure {
+            // Saved first, so the pause is recorded against this release.
+            self.store.save_release(&state)?;
             return Err(EngineError::Infrastructure(infra.clone()));
         }
         if !checks.passed() {
@@ -514,6 +559,13 @@ impl Engine<'_> {
                 .collect::<Vec<_>>()
                 .join("; ");
             return self.fail(env, &mut state, &reason, false, out);
+        }
+        if resumed && state.phase == Phase::Gated {
+            // Nothing runs yet: the version is read again now that the
+            // registry answered (a release first seen while it was down
+            // has the short digest, which no metric is labelled with).
+            state.version = self.release_version(env, &images);
+            state.record.version = state.version.clone();
         }
         self.save(&state)?;
 
