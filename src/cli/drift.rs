@@ -100,7 +100,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             continue;
         };
         let (local, prometheus) = a.targets.resolve(&cfg);
-        let report = match wiring::adapters(env, &local, prometheus.as_deref()) {
+        let report = match wiring::adapters(env, &local, prometheus.as_deref(), cfg.scrape_settle) {
             Err(e) => {
                 let mut r = EnvReport::skipped(
                     &env.name,

@@ -387,7 +387,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             trust.next_blocked = None;
         }
         let (local, prometheus) = a.common.targets.resolve(&cfg);
-        let ad = wiring::adapters(env, &local, prometheus.as_deref())?;
+        let ad = wiring::adapters(env, &local, prometheus.as_deref(), cfg.scrape_settle)?;
         let r = EnvRelease {
             env,
             next,

@@ -28,6 +28,9 @@ fn default_max_file_size() -> u64 {
 fn default_git_timeout() -> String {
     "120s".into()
 }
+fn default_scrape_settle() -> String {
+    "2500ms".into()
+}
 fn default_log_level() -> String {
     "info".into()
 }
@@ -66,6 +69,11 @@ struct RawDaemon {
     /// answers slower is an infrastructure error, never a hang.
     #[serde(default = "default_git_timeout")]
     git_timeout: String,
+    /// Wait after each analysis interval for Prometheus's last scrape of
+    /// it (default 2500ms, for a 1s scrape interval): about one scrape
+    /// interval plus the scrape's own duration.
+    #[serde(default = "default_scrape_settle")]
+    scrape_settle: String,
     /// trace, debug, info, warn or error; RUST_LOG overrides (default info).
     #[serde(default = "default_log_level")]
     log_level: String,
@@ -105,6 +113,7 @@ pub struct DaemonConfig {
     pub poll_interval: Duration,
     pub max_file_size: u64,
     pub git_timeout: Duration,
+    pub scrape_settle: Duration,
     pub log_level: String,
     pub log_json: bool,
     pub webhook_secret_file: Option<PathBuf>,
@@ -217,6 +226,18 @@ impl DaemonConfig {
                 crate::source::DEFAULT_GIT_DEADLINE
             }
         };
+        let scrape_settle = match humantime::parse_duration(&raw.scrape_settle) {
+            Ok(d) if d <= Duration::from_secs(300) => d,
+            _ => {
+                problems.push(Problem::new(
+                    file,
+                    "scrape_settle",
+                    format!("{:?} is not a duration in 0s..5m", raw.scrape_settle),
+                    "write it like \"2500ms\": about your Prometheus scrape interval plus a second",
+                ));
+                Duration::from_millis(2500)
+            }
+        };
         if !["trace", "debug", "info", "warn", "error"].contains(&raw.log_level.as_str()) {
             problems.push(Problem::new(
                 file,
@@ -280,6 +301,7 @@ impl DaemonConfig {
             poll_interval,
             max_file_size: raw.max_file_size,
             git_timeout,
+            scrape_settle,
             log_level: raw.log_level,
             log_json,
             webhook_secret_file: raw.webhook_secret_file,
@@ -309,6 +331,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8087");
         assert_eq!(c.cache_dir, PathBuf::from("/var/cache/platform-capstone"));
         assert!(c.log_json);
+        assert_eq!(c.scrape_settle, Duration::from_millis(2500));
         assert_eq!(c.trust.envs, vec!["dev"]);
         assert_eq!(
             c.trust.history_rewrite,
@@ -450,7 +473,7 @@ mod tests {
     #[test]
     fn every_problem_is_reported() {
         let text = format!(
-            "remote = \"\"\nlisten = \"nope\"\npoll_interval = \"0s\"\nlog_format = \"xml\"\nreports_branch = \"env/reports\"\n{TRUST_OPEN}"
+            "remote = \"\"\nlisten = \"nope\"\npoll_interval = \"0s\"\nscrape_settle = \"10m\"\nlog_format = \"xml\"\nreports_branch = \"env/reports\"\n{TRUST_OPEN}"
         );
         let problems = DaemonConfig::parse("d.toml", &text).unwrap_err();
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
@@ -460,6 +483,7 @@ mod tests {
                 "remote",
                 "listen",
                 "poll_interval",
+                "scrape_settle",
                 "log_format",
                 "reports_branch"
             ]

@@ -463,8 +463,13 @@ impl Worker {
             .local_stack
             .clone()
             .unwrap_or_else(|| PathBuf::from(".platform-capstone/local"));
-        let adapters = wiring::adapters(env, &local, self.cfg.prometheus.as_deref())
-            .map_err(|e| e.to_string())?;
+        let adapters = wiring::adapters(
+            env,
+            &local,
+            self.cfg.prometheus.as_deref(),
+            self.cfg.scrape_settle,
+        )
+        .map_err(|e| e.to_string())?;
         let actor = format!(
             "{} <{}> (daemon)",
             self.cfg.identity.name, self.cfg.identity.email
@@ -1207,7 +1212,7 @@ fn drift_once(cfg: &DaemonConfig, config_file: &Path, env: &str) -> Result<Strin
         .local_stack
         .clone()
         .unwrap_or_else(|| PathBuf::from(".platform-capstone/local"));
-    let adapters = match wiring::adapters(e, &local, cfg.prometheus.as_deref()) {
+    let adapters = match wiring::adapters(e, &local, cfg.prometheus.as_deref(), cfg.scrape_settle) {
         Ok(a) => a,
         Err(err) => {
             // The target cannot be looked at: a report that says so.

@@ -134,8 +134,13 @@ fn ground(ctx: &DrillContext<'_>, env: &str) -> Result<Ground, String> {
                 env.name
             )
         })?;
-    let adapters =
-        wiring::adapters(&env, &ctx.local, ctx.prometheus.as_deref()).map_err(|e| e.to_string())?;
+    let adapters = wiring::adapters(
+        &env,
+        &ctx.local,
+        ctx.prometheus.as_deref(),
+        ctx.cfg.scrape_settle,
+    )
+    .map_err(|e| e.to_string())?;
     Ok(Ground {
         repo,
         signer,

@@ -306,6 +306,8 @@ pub struct Adapters {
     pub metrics: Box<dyn Metrics + Send>,
     pub traffic: Option<String>,
     pub requests_query: String,
+    /// Wait after each interval for the metrics' last scrape of it.
+    pub scrape_settle: Duration,
 }
 
 impl Adapters {
@@ -328,6 +330,7 @@ pub fn adapters(
     env: &Env,
     local: &Path,
     prometheus: Option<&str>,
+    scrape_settle: Duration,
 ) -> Result<Adapters, WiringError> {
     match env.target.kind {
         TargetKind::Podman => {
@@ -357,6 +360,7 @@ pub fn adapters(
                 metrics: Box::new(Prometheus::new(&Stack::prometheus_url(&state), Duration::from_secs(10)).map_err(err)?),
                 traffic: Some(format!("http://127.0.0.1:{}/", route.port)),
                 requests_query: "sum(increase(haproxy_server_http_responses_total{proxy=\"{{namespace}}.{{app}}\",server=~\"{{track}}.*\"}[{{interval}}]))".into(),
+                scrape_settle,
             })
         }
         TargetKind::Kubernetes => {
@@ -368,6 +372,7 @@ pub fn adapters(
                 metrics: Box::new(Prometheus::new(url, Duration::from_secs(10)).map_err(err)?),
                 traffic: None,
                 requests_query: "sum(increase(gateway_http_requests_total{namespace=\"{{namespace}}\",service=~\"{{app}}-{{track}}\"}[{{interval}}]))".into(),
+                scrape_settle,
             })
         }
     }
@@ -417,7 +422,7 @@ pub fn with_engine<R>(
             registry: &registry,
             traffic: adapters.traffic.clone(),
             requests_query: adapters.requests_query.clone(),
-            scrape_settle: Duration::from_millis(2500),
+            scrape_settle: adapters.scrape_settle,
             discovery_wait: Duration::from_secs(10),
         };
         let mut engine = super::Engine {
