@@ -34,6 +34,11 @@ struct Rig {
     registry: MemRegistry,
     cosign: p256::ecdsa::SigningKey,
     env: Env,
+    /// The next env (staging, from its own branch) and what the release
+    /// trusts for promoting into it; `next: None` releases dev alone.
+    staging: Env,
+    next: bool,
+    trust: ReleaseTrust,
     stop: AtomicBool,
     abort: AtomicBool,
     released: usize,
@@ -115,6 +120,11 @@ impl Rig {
         env.rollout.min_requests = 10;
         env.rollout.bake = Duration::from_millis(30);
         drop(tree);
+        let staging_head = repo.resolve("env/staging").expect("staging head");
+        let staging_tree = repo.reader(&staging_head).expect("tree");
+        let staging = platform_capstone::config::load_own_env(staging_tree.as_ref(), "staging")
+            .unwrap_or_else(|p| panic!("staging: {p:?}"));
+        drop(staging_tree);
         let store = Store::new(&dir.path().join("state"));
         Rig {
             repo,
@@ -126,6 +136,9 @@ impl Rig {
             registry: MemRegistry::new(),
             cosign,
             env,
+            staging,
+            next: false,
+            trust: ReleaseTrust::default(),
             stop: AtomicBool::new(false),
             abort: AtomicBool::new(false),
             released: 0,
@@ -224,7 +237,6 @@ impl Rig {
             discovery_wait: Duration::from_millis(20),
         };
         let now = chrono::Utc::now;
-        let trust = ReleaseTrust::default();
         let mut engine = platform_capstone::engine::Engine {
             repo: &mut self.repo,
             svc: &svc,
@@ -236,11 +248,11 @@ impl Rig {
         };
         let release = EnvRelease {
             env: &self.env,
-            next: None,
+            next: self.next.then_some(&self.staging),
             commit,
             release: id,
             actor: "test",
-            trust: &trust,
+            trust: &self.trust,
         };
         engine.run(&release, out)
     }
@@ -609,4 +621,171 @@ fn an_unhealthy_bake_restores_the_last_good_release_and_reverts() {
         good.release, "rel-2026-11-30-01",
         "a failed bake is never last good"
     );
+}
+
+#[test]
+fn a_baked_release_is_promoted_by_one_signed_commit_of_pins_with_trailers() {
+    let mut rig = Rig::new();
+    rig.next = true;
+    rig.healthy("1.0.0");
+    let (commit, result, _) = rig.release("1.0.0");
+    let Ok(EnvOutcome::Promoted {
+        env,
+        commit: Some(promotion),
+    }) = result
+    else {
+        panic!("expected a promotion, got {result:?}");
+    };
+    assert_eq!(env, "staging");
+    assert_eq!(rig.repo.resolve("env/staging").expect("head"), promotion);
+    let message = rig.repo.message(&promotion).expect("message");
+    for trailer in [
+        "Release-Id: rel-2026-11-30-01",
+        "Source-Branch: env/dev",
+        &format!("Source-Commit: {commit}"),
+        "Gate-artifact-signature: pass",
+        "Gate-vulnerability-policy: pass",
+        "Gate-admission-policy: pass",
+    ] {
+        assert!(message.contains(trailer), "{trailer} missing:\n{message}");
+    }
+    // Only the pins changed, to the digest dev released.
+    let record = rig.record(&commit, "rel-2026-11-30-01");
+    assert_eq!(record.outcome, ReleaseOutcome::Promoted);
+    assert_eq!(
+        record.commits.promotion.as_deref(),
+        Some(promotion.as_str())
+    );
+    let tree = rig.repo.reader(&promotion).expect("tree");
+    let pins = tree
+        .read_string("overlays/staging/kustomization.yaml")
+        .expect("overlay");
+    drop(tree);
+    let digest = record.images[0].rsplit_once('@').expect("pinned").1;
+    assert!(pins.contains(digest), "{pins}");
+    // Running it again promotes nothing twice.
+    let (again, _) = rig.run(&commit, "rel-2026-11-30-01");
+    assert!(again.is_ok(), "{again:?}");
+    assert_eq!(rig.repo.resolve("env/staging").expect("head"), promotion);
+}
+
+#[test]
+fn a_closed_window_or_a_missing_approval_waits_and_an_approval_lets_it_through() {
+    use std::str::FromStr;
+    let mut rig = Rig::new();
+    rig.next = true;
+    rig.healthy("1.0.0");
+    // Staging's window opens on January 1st only.
+    rig.staging.promotion.windows = vec![platform_capstone::config::PromotionWindow {
+        schedule: cron::Schedule::from_str("0 0 0 1 1 *").expect("cron"),
+        duration: Duration::from_secs(60),
+    }];
+    let staging_before = rig.repo.resolve("env/staging").expect("head");
+    let (commit, result, _) = rig.release("1.0.0");
+    let Ok(EnvOutcome::Waiting { env, reason }) = result else {
+        panic!("expected to wait, got {result:?}");
+    };
+    assert_eq!(env, "staging");
+    assert!(reason.contains("window"), "{reason}");
+    assert_eq!(
+        rig.repo.resolve("env/staging").expect("head"),
+        staging_before
+    );
+    assert_eq!(
+        rig.record(&commit, "rel-2026-11-30-01").outcome,
+        ReleaseOutcome::Waiting
+    );
+
+    // Window open, approval required: still waiting, with the command to run.
+    rig.staging.promotion.windows.clear();
+    rig.staging.promotion.requires_approval = true;
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = dir.path().join("alice");
+    let public = platform_capstone::signing::generate_key(&key, "alice").expect("key");
+    rig.trust.next_approvers = Some(platform_capstone::signing::AllowedSigners::of_key(
+        "alice@example.com",
+        &public,
+    ));
+    let (result, _) = rig.run(&commit, "rel-2026-11-30-01");
+    let Ok(EnvOutcome::Waiting { reason, .. }) = result else {
+        panic!("expected to wait for an approval, got {result:?}");
+    };
+    assert!(
+        reason.contains("platform-capstone approve rel-2026-11-30-01 --env staging"),
+        "{reason}"
+    );
+    // An approval by someone else does not count; alice's does.
+    let mallory_key = dir.path().join("mallory");
+    platform_capstone::signing::generate_key(&mallory_key, "mallory").expect("key");
+    let as_signer = |path: &std::path::Path, who: &str| {
+        Signer::load(
+            path,
+            Identity {
+                name: who.into(),
+                email: format!("{who}@example.com"),
+            },
+        )
+        .expect("signer")
+    };
+    platform_capstone::engine::promote::approve(
+        &mut rig.repo,
+        &as_signer(&mallory_key, "mallory"),
+        &commit,
+        "rel-2026-11-30-01",
+        "staging",
+    )
+    .expect("approve");
+    let (result, _) = rig.run(&commit, "rel-2026-11-30-01");
+    assert!(
+        matches!(result, Ok(EnvOutcome::Waiting { .. })),
+        "{result:?}"
+    );
+    platform_capstone::engine::promote::approve(
+        &mut rig.repo,
+        &as_signer(&key, "alice"),
+        &commit,
+        "rel-2026-11-30-01",
+        "staging",
+    )
+    .expect("approve");
+    let (result, _) = rig.run(&commit, "rel-2026-11-30-01");
+    let Ok(EnvOutcome::Promoted {
+        commit: Some(promotion),
+        ..
+    }) = result
+    else {
+        panic!("expected a promotion, got {result:?}");
+    };
+    let message = rig.repo.message(&promotion).expect("message");
+    assert!(
+        message.contains("Approved-By: alice@example.com"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_quarantined_digest_never_runs_again() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    rig.healthy("1.1.0");
+    rig.metrics.value(&["5..", "version=\"1.1.0\""], 0.4);
+    let (_, result, _) = rig.release("1.1.0");
+    assert!(
+        matches!(result, Ok(EnvOutcome::Failed { .. })),
+        "{result:?}"
+    );
+    let applies = rig.canary_applies();
+    // The same digest pinned again (a re-push of the bad build): refused
+    // at the gates, nothing applied.
+    let image = format!(
+        "{IMAGE_REPO}@{}",
+        rig.store.quarantine().expect("quarantine")[0].digest
+    );
+    let commit = rig.pin(&image, "1.1.0", "rel-2026-11-30-03");
+    let (result, _) = rig.run(&commit, "rel-2026-11-30-03");
+    let Ok(EnvOutcome::Failed { reason, .. }) = result else {
+        panic!("expected a refusal, got {result:?}");
+    };
+    assert!(reason.contains("quarantine"), "{reason}");
+    assert_eq!(rig.canary_applies(), applies, "nothing more ran");
 }
