@@ -7,7 +7,10 @@
 //! Configuration, all from the environment (so an image can carry a fault):
 //! - `PORT` (default 8080), `BIND` (default 0.0.0.0)
 //! - `VERSION`: the label on every metric (default `dev`)
-//! - `FAULT_ERROR_RATIO`: 0.0–1.0, the share of `/` requests answered 500
+//! - `FAULT_ERROR_RATIO`: 0.0–1.0, the share of `/` requests answered 500 —
+//!   exactly that share of any run of requests (spread evenly, not drawn at
+//!   random), so a test or drill judging a faulty version never depends on
+//!   luck with a few dozen requests
 //! - `FAULT_LATENCY_MS`: latency added to every `/` request
 //!
 //! An invalid value is refused at start with the variable named: a demo
@@ -87,6 +90,8 @@ impl Config {
 
 struct App {
     config: Config,
+    /// `/` requests answered so far: which ones fail.
+    served: std::sync::atomic::AtomicU64,
     registry: Registry,
     requests: Family<CodeLabels, Counter>,
     duration: Family<VersionLabels, Histogram>,
@@ -97,7 +102,10 @@ async fn root(State(app): State<Arc<App>>) -> impl IntoResponse {
     if !app.config.latency.is_zero() {
         tokio::time::sleep(app.config.latency).await;
     }
-    let fail = app.config.error_ratio > 0.0 && fastrand::f64() < app.config.error_ratio;
+    let n = app
+        .served
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let fail = fails(n, app.config.error_ratio);
     let code = if fail {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
@@ -120,6 +128,13 @@ async fn root(State(app): State<Arc<App>>) -> impl IntoResponse {
         format!("hello from version {}\n", app.config.version)
     };
     (code, body)
+}
+
+/// Whether request `n` (from 0) fails at `ratio`: request n fails when
+/// `floor((n+1)·ratio)` passes `floor(n·ratio)`, so every run of k
+/// consecutive requests holds k·ratio failures, give or take one.
+fn fails(n: u64, ratio: f64) -> bool {
+    ratio > 0.0 && ((n + 1) as f64 * ratio).floor() > (n as f64 * ratio).floor()
 }
 
 async fn healthz() -> &'static str {
@@ -175,6 +190,7 @@ fn app(config: Config) -> Arc<App> {
     }));
     Arc::new(App {
         config,
+        served: std::sync::atomic::AtomicU64::new(0),
         registry,
         requests,
         duration,
@@ -257,6 +273,23 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         })
+    }
+
+    #[test]
+    fn faults_are_spread_evenly_over_any_run_of_requests() {
+        let failed = |from: u64, k: u64, r: f64| (from..from + k).filter(|&n| fails(n, r)).count();
+        assert_eq!(failed(0, 100, 0.3), 30);
+        assert_eq!(failed(0, 1000, 0.0), 0);
+        assert_eq!(failed(0, 10, 1.0), 10);
+        for from in 0..50 {
+            for k in [10, 14, 37] {
+                let got = failed(from, k, 0.3) as f64;
+                assert!(
+                    (got - k as f64 * 0.3).abs() <= 1.0,
+                    "{got} of {k} from {from}"
+                );
+            }
+        }
     }
 
     #[test]
