@@ -177,6 +177,12 @@ pub struct KeylessTrust {
 
 /// Parses a PEM bundle of certificates.
 pub fn parse_certificates(pem: &str) -> Result<Vec<Certificate>, String> {
+    // x509-cert 0.2.5 computes `len - 1` after stripping trailing line
+    // breaks: nothing but line breaks overflows (a panic with overflow
+    // checks on; found by the `signatures` fuzz target).
+    if pem.trim_end_matches(['\r', '\n']).is_empty() {
+        return Err("no certificate in the PEM bundle".into());
+    }
     let certs = Certificate::load_pem_chain(pem.as_bytes())
         .map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
     if certs.is_empty() {
@@ -619,4 +625,16 @@ fn verify_bundle(
     }
     DateTime::from_timestamp(bundle.payload.integrated_time, 0)
         .ok_or_else(|| bad("integratedTime out of range".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_or_blank_bundle_is_an_error_not_a_panic() {
+        for pem in ["", "\n", "\r\n\n", " "] {
+            assert!(parse_certificates(pem).is_err(), "{pem:?}");
+        }
+    }
 }
