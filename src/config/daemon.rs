@@ -193,51 +193,56 @@ impl DaemonConfig {
             ));
             SocketAddr::from(([127, 0, 0, 1], 8087))
         });
-        let poll_interval = match humantime::parse_duration(&raw.poll_interval) {
-            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(3600) => d,
-            Ok(_) => {
-                problems.push(Problem::new(
-                    file,
-                    "poll_interval",
-                    format!("{:?} is out of range", raw.poll_interval),
-                    "use 1s..1h",
-                ));
-                Duration::from_secs(30)
-            }
-            Err(e) => {
-                problems.push(Problem::new(
-                    file,
-                    "poll_interval",
-                    format!("{:?}: {e}", raw.poll_interval),
-                    "write it like \"30s\"",
-                ));
-                Duration::from_secs(30)
-            }
-        };
-        let git_timeout = match humantime::parse_duration(&raw.git_timeout) {
-            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(3600) => d,
-            _ => {
-                problems.push(Problem::new(
-                    file,
-                    "git_timeout",
-                    format!("{:?} is not a duration in 1s..1h", raw.git_timeout),
-                    "write it like \"120s\"",
-                ));
-                crate::source::DEFAULT_GIT_DEADLINE
+        // A duration field within `range`, else a problem naming it and the
+        // fallback (so every other field is still checked).
+        let mut duration = |field: &str,
+                            text: &str,
+                            range: std::ops::RangeInclusive<Duration>,
+                            shown: &str,
+                            fix: &str,
+                            fallback: Duration| {
+            match humantime::parse_duration(text) {
+                Ok(d) if range.contains(&d) => d,
+                Ok(_) => {
+                    problems.push(Problem::new(
+                        file,
+                        field,
+                        format!("{text:?} is out of range"),
+                        format!("use {shown}"),
+                    ));
+                    fallback
+                }
+                Err(e) => {
+                    problems.push(Problem::new(file, field, format!("{text:?}: {e}"), fix));
+                    fallback
+                }
             }
         };
-        let scrape_settle = match humantime::parse_duration(&raw.scrape_settle) {
-            Ok(d) if d <= Duration::from_secs(300) => d,
-            _ => {
-                problems.push(Problem::new(
-                    file,
-                    "scrape_settle",
-                    format!("{:?} is not a duration in 0s..5m", raw.scrape_settle),
-                    "write it like \"2500ms\": about your Prometheus scrape interval plus a second",
-                ));
-                Duration::from_millis(2500)
-            }
-        };
+        let (second, hour) = (Duration::from_secs(1), Duration::from_secs(3600));
+        let poll_interval = duration(
+            "poll_interval",
+            &raw.poll_interval,
+            second..=hour,
+            "1s..1h",
+            "write it like \"30s\"",
+            Duration::from_secs(30),
+        );
+        let git_timeout = duration(
+            "git_timeout",
+            &raw.git_timeout,
+            second..=hour,
+            "1s..1h",
+            "write it like \"120s\"",
+            crate::source::DEFAULT_GIT_DEADLINE,
+        );
+        let scrape_settle = duration(
+            "scrape_settle",
+            &raw.scrape_settle,
+            Duration::ZERO..=Duration::from_secs(300),
+            "0s..5m: about your Prometheus scrape interval plus a second",
+            "write it like \"2500ms\"",
+            Duration::from_millis(2500),
+        );
         if !["trace", "debug", "info", "warn", "error"].contains(&raw.log_level.as_str()) {
             problems.push(Problem::new(
                 file,
