@@ -7,7 +7,7 @@
 //! and reverted), but not while Prometheus is down (no data, no revert);
 //! heal mode restores a modified and a deleted pod and audits the diff.
 
-use crate::support::world::{Down, World, live_image, signed_commit};
+use crate::support::world::{self, World, live_image, signed_commit};
 use crate::support::{self, git};
 use platform_capstone::adapters::podman::EnvEdit;
 use platform_capstone::local::{PortChoice, Stack, images};
@@ -101,18 +101,13 @@ fn edit_dev_env(dir: &Path, from: &str, to: &str) {
 fn drift_is_reported_masked_healed_and_slo_burn_reverts_on_the_real_stack() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().to_path_buf();
-    let local = dir.join("local");
-    let _turn = crate::support::real_stack();
-    let stack = Stack::new(&local).expect("stack");
-    let _down = Down(&stack);
-    let state = stack
-        .up(
-            &[("demo-dev".to_string(), "demo".to_string())],
-            PortChoice::Auto,
-            &mut |_| {},
-        )
-        .expect("local up");
-    let registry = Stack::registry_host(&state);
+    let (_turn, shared) = world::shared_stack();
+    let (stack, local, registry, state) = (
+        &shared.stack,
+        shared.local.clone(),
+        shared.registry.clone(),
+        &shared.state,
+    );
     let route = format!(
         "http://127.0.0.1:{}/",
         state
@@ -148,7 +143,7 @@ fn drift_is_reported_masked_healed_and_slo_burn_reverts_on_the_real_stack() {
         assert_eq!(code, Some(0), "{out}");
         all_output.push_str(&out);
     }
-    assert_eq!(live_image(&stack, "demo-dev"), versions[1].reference);
+    assert_eq!(live_image(stack, "demo-dev"), versions[1].reference);
 
     // 1. Right after the release: in sync; the SLOs still see the
     //    analysis traffic (ok) or nothing (no data, exit 2), never drift.
@@ -173,7 +168,7 @@ fn drift_is_reported_masked_healed_and_slo_burn_reverts_on_the_real_stack() {
 
     // 2. A pod replaced with a modified manifest through podman: the
     //    exact diff; the Secret-derived value only as a masked hash.
-    replace_pods(&stack, &|env| {
+    replace_pods(stack, &|env| {
         set(env, "LOG_LEVEL", "trace");
         set(env, "API_TOKEN", SECRET_TWO);
     });
@@ -206,7 +201,7 @@ fn drift_is_reported_masked_healed_and_slo_burn_reverts_on_the_real_stack() {
 
     // 3. The demo switched to its fault mode after the release, while
     //    Prometheus is down: no data, nothing reverted.
-    replace_pods(&stack, &|env| {
+    replace_pods(stack, &|env| {
         set(env, "LOG_LEVEL", "debug");
         set(env, "API_TOKEN", SECRET_ONE);
         set(env, "FAULT_ERROR_RATIO", "0.5");
@@ -264,12 +259,12 @@ fn drift_is_reported_masked_healed_and_slo_burn_reverts_on_the_real_stack() {
         "{revert}"
     );
     assert!(w.verify(&w.head("env/dev")), "the revert is signed");
-    assert_eq!(live_image(&stack, "demo-dev"), versions[0].reference);
+    assert_eq!(live_image(stack, "demo-dev"), versions[0].reference);
 
     // 5. Heal mode: a modified pod is put back as the live release says,
     //    and the healed diff is audited on the live commit.
     edit_dev_env(&dir, "mode = \"report\"", "mode = \"heal\"");
-    replace_pods(&stack, &|env| set(env, "LOG_LEVEL", "trace"));
+    replace_pods(stack, &|env| set(env, "LOG_LEVEL", "trace"));
     let (code, out, err) = drift(&w, &["--act", "-o", "json"]);
     all_output.push_str(&(out.clone() + &err));
     let r = json(&out);
@@ -305,7 +300,7 @@ fn drift_is_reported_masked_healed_and_slo_burn_reverts_on_the_real_stack() {
     let (_, out, err) = drift(&w, &["--act", "-o", "json"]);
     all_output.push_str(&(out.clone() + &err));
     assert_eq!(json(&out)["healed"], serde_json::json!(["Deployment/demo"]));
-    assert_eq!(live_image(&stack, "demo-dev"), versions[0].reference);
+    assert_eq!(live_image(stack, "demo-dev"), versions[0].reference);
 
     // No Secret value anywhere: outputs, logs, reports, notes.
     let mut kept = String::new();

@@ -3,9 +3,9 @@
 //! it started; a fault the gate cannot catch (SLOs set too loose on
 //! purpose) makes the rollback drill fail and exit non-zero.
 
-use crate::support::world::{Down, World, live_image, signed_commit};
+use crate::support::world::{self, World, live_image, signed_commit};
 use crate::support::{self, git};
-use platform_capstone::local::{PortChoice, Stack, images};
+use platform_capstone::local::images;
 use std::path::Path;
 
 fn drill(
@@ -57,18 +57,8 @@ fn phase(run: &serde_json::Value, name: &str) -> u64 {
 fn every_drill_passes_on_the_real_stack_and_a_loose_gate_fails_the_rollback_drill() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().to_path_buf();
-    let local = dir.join("local");
-    let _turn = crate::support::real_stack();
-    let stack = Stack::new(&local).expect("stack");
-    let _down = Down(&stack);
-    let state = stack
-        .up(
-            &[("demo-dev".to_string(), "demo".to_string())],
-            PortChoice::Auto,
-            &mut |_| {},
-        )
-        .expect("local up");
-    let registry = Stack::registry_host(&state);
+    let (_turn, shared) = world::shared_stack();
+    let (stack, local, registry) = (&shared.stack, shared.local.clone(), shared.registry.clone());
     let (w, keys) = World::create(
         &dir,
         &local,
@@ -151,7 +141,7 @@ fn every_drill_passes_on_the_real_stack_and_a_loose_gate_fails_the_rollback_dril
         start_head_tree,
         "dev's tree is back where it started"
     );
-    assert_eq!(live_image(&stack, "demo-dev"), good.reference);
+    assert_eq!(live_image(stack, "demo-dev"), good.reference);
     let reports: Vec<_> = std::fs::read_dir(dir.join("state/drills/dev"))
         .expect("reports")
         .flatten()
@@ -186,7 +176,7 @@ fn every_drill_passes_on_the_real_stack_and_a_loose_gate_fails_the_rollback_dril
             !run["phases"].as_array().expect("phases").is_empty(),
             "{scenario}: measured phases"
         );
-        assert_eq!(live_image(&stack, "demo-dev"), good.reference, "{scenario}");
+        assert_eq!(live_image(stack, "demo-dev"), good.reference, "{scenario}");
     }
 
     // SLOs set too loose on purpose: the fault passes the gate, the drill
@@ -225,7 +215,7 @@ fn every_drill_passes_on_the_real_stack_and_a_loose_gate_fails_the_rollback_dril
         .clone();
     assert_eq!(caught["ok"], false, "{run}");
     assert_eq!(run["restored"], true, "{run}");
-    assert_eq!(live_image(&stack, "demo-dev"), good.reference);
+    assert_eq!(live_image(stack, "demo-dev"), good.reference);
 
     // The runbooks' first looks after a drill: the audit trail and the stack.
     let (code, out) = w.run(&["audit", "list", "--env", "dev", "--config", "daemon.toml"]);

@@ -11,9 +11,9 @@
 //! operator abort and retry, a second daemon on the same repo (one
 //! promotion commit), and a git outage.
 
-use crate::support::world::{Down, World, live_image, signed_commit};
+use crate::support::world::{self, World, live_image, signed_commit};
 use crate::support::{self, git};
-use platform_capstone::local::{PortChoice, Stack, images};
+use platform_capstone::local::{PortChoice, images};
 use platform_capstone::ports::Target;
 use std::path::Path;
 use std::process::Command;
@@ -23,23 +23,8 @@ use std::time::Duration;
 fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().to_path_buf();
-    // A state dir far longer than a Unix socket path may be: the stack's
-    // sockets live in its short runtime dir, never under the state dir.
-    let local = dir.join(format!("local-state-{}", "long".repeat(40)));
-    assert!(local.as_os_str().len() > 150);
-    let _turn = crate::support::real_stack();
-    let stack = Stack::new(&local).expect("stack");
-    assert!(stack.haproxy_socket().as_os_str().len() < 90, "{stack:?}");
-    assert!(!stack.run.starts_with(&dir));
-    let _down = Down(&stack);
-    let routes: Vec<(String, String)> = ["demo-dev", "demo-staging", "demo-prod"]
-        .iter()
-        .map(|n| (n.to_string(), "demo".to_string()))
-        .collect();
-    let state = stack
-        .up(&routes, PortChoice::Auto, &mut |_| {})
-        .expect("local up");
-    let registry = Stack::registry_host(&state);
+    let (_turn, shared) = world::shared_stack();
+    let (stack, local, registry) = (&shared.stack, shared.local.clone(), shared.registry.clone());
 
     // Keys: the daemon's (commits, promotion records), an approver's, cosign's.
     let (w, keys) = World::create(&dir, &local, &registry, &|_, _| {}, "");
@@ -152,7 +137,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         "{out}"
     );
     for ns in ["demo-dev", "demo-staging", "demo-prod"] {
-        assert_eq!(live_image(&stack, ns), good[0].reference, "{ns}");
+        assert_eq!(live_image(stack, ns), good[0].reference, "{ns}");
     }
     // Three tool commits — the pin on dev, the promotions to staging and
     // prod — verify with stock git, and each carries its audit note.
@@ -209,7 +194,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
     assert!(out.contains("result: release failed"), "{out}");
     let bad_rel = World::release_id(&out);
     assert_eq!(
-        live_image(&stack, "demo-dev"),
+        live_image(stack, "demo-dev"),
         good[0].reference,
         "live is back on the good digest"
     );
@@ -253,8 +238,8 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         "{out}"
     );
     assert!(!out.contains("rollout:"), "{out}");
-    assert_eq!(live_image(&stack, "demo-dev"), good[0].reference);
-    assert!(!live_image(&stack, "demo-dev").contains(&forged[0].digest));
+    assert_eq!(live_image(stack, "demo-dev"), good[0].reference);
+    assert!(!live_image(stack, "demo-dev").contains(&forged[0].digest));
 
     // 4. Prometheus stops mid-analysis: inconclusive, no promotion, no revert.
     let child = w
@@ -288,7 +273,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         "no revert expected"
     );
     assert_eq!(w.head("env/staging"), staging_head, "no promotion");
-    assert_eq!(live_image(&stack, "demo-dev"), good[0].reference);
+    assert_eq!(live_image(stack, "demo-dev"), good[0].reference);
     stack
         .up(&[], PortChoice::Auto, &mut |_| {})
         .expect("prometheus back");
@@ -335,8 +320,8 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         .filter(|l| l.contains(&format!("promote {rel5} to staging")))
         .count();
     assert_eq!(promotions, 1, "exactly one promotion commit");
-    assert_eq!(live_image(&stack, "demo-dev"), next[0].reference);
-    assert_eq!(live_image(&stack, "demo-staging"), next[0].reference);
+    assert_eq!(live_image(stack, "demo-dev"), next[0].reference);
+    assert_eq!(live_image(stack, "demo-staging"), next[0].reference);
     let pods = stack
         .podman()
         .expect("podman")
@@ -421,7 +406,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         || phase_of().is_some_and(|(p, o)| p == "finished" && o == "promoted"),
     )
     .expect("resumed and promoted");
-    assert_eq!(live_image(&stack, "demo-dev"), good[0].reference);
+    assert_eq!(live_image(stack, "demo-dev"), good[0].reference);
     let log2 = std::fs::read_to_string(dir.join("daemon-2.log")).unwrap_or_default();
     assert!(
         log2.contains("resuming"),
@@ -446,7 +431,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         },
     )
     .expect("reverted");
-    assert_eq!(live_image(&stack, "demo-dev"), good[0].reference);
+    assert_eq!(live_image(stack, "demo-dev"), good[0].reference);
 
     // Staging released what dev promoted and waits for prod's approval:
     // approved through the daemon's API (signed here, verified there), the
@@ -602,7 +587,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         state_of(&candidate).is_some_and(|(p, o)| p == "finished" && o == "aborted")
     })
     .expect("aborted");
-    assert_eq!(live_image(&stack, "demo-dev"), good[0].reference);
+    assert_eq!(live_image(stack, "demo-dev"), good[0].reference);
     let canary = platform_capstone::ports::Workload {
         namespace: "demo-dev".into(),
         app: "demo".into(),
@@ -623,7 +608,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         || state_of(&candidate).is_some_and(|(p, o)| p == "finished" && o == "promoted"),
     )
     .expect("retried and promoted");
-    assert_eq!(live_image(&stack, "demo-dev"), next[0].reference);
+    assert_eq!(live_image(stack, "demo-dev"), next[0].reference);
 
     // A second daemon on the same repo and state dir: the env lock lets one
     // release each commit; one promotion commit.
@@ -685,7 +670,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
     std::fs::rename(&remote, dir.join("remote.git.away")).expect("hide the remote");
     daemon.wait_ready(false);
     assert_eq!(
-        live_image(&stack, "demo-dev"),
+        live_image(stack, "demo-dev"),
         good[0].reference,
         "nothing was touched"
     );

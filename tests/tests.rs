@@ -30,6 +30,11 @@
 //! - `validation`: every env-file problem, table-driven; hostile TOML
 //! - `cli`: the binary end to end: init, validate, status, keygen
 //!
+//! The release, drift and drill tests share one local stack per run of this
+//! binary (`support::world::shared_stack`: brought up once, reset between
+//! tests, brought down by a watchdog when the process exits), in 1 s
+//! analysis intervals; the local-stack test brings up and tears down its own.
+//!
 //! Everything runs against real git: temp repos, bare remotes on disk, a
 //! `git daemon` on loopback for the smart protocol, and the stock git CLI as
 //! the independent checker (`git verify-commit`, `git notes`).

@@ -11,10 +11,11 @@ use platform_capstone::source::Git2Repo;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Real-stack tests take turns: each brings up a whole stack (podman,
-/// HAProxy, Prometheus, registry) and judges real traffic in short
-/// analysis intervals; two at once on a 2-core CI machine starve each
-/// other's intervals into "inconclusive". Hold the guard for the test.
+/// Real-stack tests take turns: they judge real traffic in short analysis
+/// intervals, and two at once on a 2-core CI machine starve each other's
+/// intervals into "inconclusive". Hold the guard for the test (the
+/// release, drift and drill tests take it with the shared stack:
+/// `world::shared_stack`; the local-stack test brings up its own).
 pub fn real_stack() -> std::sync::MutexGuard<'static, ()> {
     static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
     TURN.lock().unwrap_or_else(|e| e.into_inner())

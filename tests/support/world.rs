@@ -3,7 +3,7 @@
 //! keys and quick analysis, and the binary run against it.
 
 use super::git;
-use platform_capstone::local::Stack;
+use platform_capstone::local::{PortChoice, Stack, StackState};
 use platform_capstone::ports::Target;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -14,6 +14,115 @@ pub struct Down<'a>(pub &'a Stack);
 impl Drop for Down<'_> {
     fn drop(&mut self) {
         let _ = self.0.down(&mut |_| {});
+    }
+}
+
+/// The namespaces the worlds release into: one route each on the shared stack.
+pub const NAMESPACES: [&str; 3] = ["demo-dev", "demo-staging", "demo-prod"];
+
+/// The one local stack of this test binary (registry, podman, HAProxy,
+/// Prometheus), shared by the release, drift and drill tests in turn.
+pub struct Shared {
+    pub stack: Stack,
+    /// Its state dir (what `PLATFORM_CAPSTONE_LOCAL` names for the binary).
+    pub local: PathBuf,
+    pub registry: String,
+    pub state: StackState,
+}
+
+/// Takes the real-stack turn and the shared stack, brought up by the first
+/// caller and reset for each: a component a test stopped is started again
+/// and no pod is left from the test before (the next release is a first
+/// release). The stack goes down when the test process exits, however it
+/// exits: a watchdog process waits for it and runs `local down`.
+pub fn shared_stack() -> (std::sync::MutexGuard<'static, ()>, &'static Shared) {
+    static SHARED: std::sync::OnceLock<Result<Shared, String>> = std::sync::OnceLock::new();
+    let turn = super::real_stack();
+    let shared = match SHARED.get_or_init(bring_up) {
+        Ok(s) => s,
+        Err(e) => panic!("the shared local stack did not come up: {e}"),
+    };
+    shared.reset();
+    (turn, shared)
+}
+
+fn routes() -> Vec<(String, String)> {
+    NAMESPACES
+        .iter()
+        .map(|n| (n.to_string(), "demo".to_string()))
+        .collect()
+}
+
+fn bring_up() -> Result<Shared, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("pc-shared-stack-")
+        .tempdir()
+        .map_err(|e| format!("temp dir: {e}"))?
+        .keep();
+    // A state dir far longer than a Unix socket path may be: the stack's
+    // sockets live in its short runtime dir, never under the state dir.
+    let local = dir.join(format!("local-state-{}", "long".repeat(40)));
+    let stack = Stack::new(&local).map_err(|e| e.to_string())?;
+    if stack.haproxy_socket().as_os_str().len() >= 90 || stack.run.starts_with(&dir) {
+        return Err(format!(
+            "the stack's sockets live under its state dir: {stack:?}"
+        ));
+    }
+    watchdog(&local, &dir)?;
+    let state = stack
+        .up(&routes(), PortChoice::Auto, &mut |l| {
+            eprintln!("shared stack: {l}")
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(Shared {
+        registry: Stack::registry_host(&state),
+        stack,
+        local,
+        state,
+    })
+}
+
+/// A process that outlives this one only to bring the stack down and
+/// remove its dir once this process has exited (even by kill -9 or a
+/// panic), with its output detached so nothing waits for it.
+fn watchdog(local: &Path, dir: &Path) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    Command::new("sh")
+        .args([
+            "-c",
+            r#"while kill -0 "$1" 2>/dev/null; do sleep 1; done; "$2" local down >/dev/null 2>&1; rm -rf "$3""#,
+            "watchdog",
+        ])
+        .arg(std::process::id().to_string())
+        .arg(env!("CARGO_BIN_EXE_platform-capstone"))
+        .arg(dir)
+        .env("PLATFORM_CAPSTONE_LOCAL", local)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the stack's watchdog: {e}"))
+}
+
+impl Shared {
+    fn reset(&self) {
+        self.stack
+            .up(&routes(), PortChoice::Auto, &mut |_| {})
+            .expect("the shared stack comes back up");
+        let podman = self.stack.podman().expect("podman");
+        let out = podman
+            .command()
+            .args(["pod", "rm", "--all", "--force", "--time", "2"])
+            .output()
+            .expect("podman pod rm");
+        assert!(
+            out.status.success(),
+            "podman pod rm --all: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        podman.write_scrape_targets().expect("scrape targets");
     }
 }
 
@@ -93,7 +202,7 @@ impl World {
         std::fs::write(
             &w.config,
             format!(
-                "remote = \"file://{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\n{daemon_extra}[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n{}",
+                "remote = \"file://{}\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nsigning_key = \"{}\"\nscrape_settle = \"1500ms\"\n{daemon_extra}[identity]\nname = \"platform-capstone\"\nemail = \"daemon@example.com\"\n{}",
                 remote.display(),
                 dir.join("cache").display(),
                 dir.join("state").display(),
@@ -245,9 +354,9 @@ pub fn configure(
                     }
                     continue;
                 } else if line.starts_with("analysis_interval") {
-                    "analysis_interval = \"3s\"".to_string()
+                    "analysis_interval = \"1s\"".to_string()
                 } else if line.starts_with("intervals_per_step") {
-                    "intervals_per_step = 2".to_string()
+                    "intervals_per_step = 1".to_string()
                 } else if line.starts_with("min_requests") {
                     "min_requests = 5".to_string()
                 } else if line.starts_with("bake") {
