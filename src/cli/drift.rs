@@ -5,7 +5,6 @@
 
 use crate::config::DaemonConfig;
 use crate::drift::report::{EnvReport, markdown};
-use crate::engine::store::Store;
 use crate::engine::{Reporter, wiring};
 use anyhow::bail;
 use std::path::PathBuf;
@@ -63,9 +62,14 @@ impl Reporter for Quiet {
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let cfg = DaemonConfig::load(&a.config)?;
-    let (mut repo, signer) = wiring::open(&cfg, &a.config, &cfg.cache_dir)?;
-    let store = Store::new(&cfg.state_dir);
-    let (slots, _) = wiring::slots(&repo, &cfg.trust, Some(&store), false)?;
+    let (ws, _) = wiring::Workspace::open(&cfg, &a.config, &cfg.cache_dir, false)?;
+    let wiring::Workspace {
+        mut repo,
+        signer,
+        store,
+        slots,
+        ..
+    } = ws;
     if let Some(e) = &a.env
         && !cfg.trust.pins(e)
     {

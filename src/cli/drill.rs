@@ -68,7 +68,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let env = match &a.env {
         Some(e) => e.clone(),
         None => {
-            let _ = wiring::open(&cfg, &a.config, &cfg.cache_dir)?;
+            wiring::Workspace::new(&cfg, &a.config, &cfg.cache_dir)?;
             cfg.trust
                 .envs
                 .first()

@@ -27,7 +27,7 @@ struct StateDir {
         long,
         value_name = "DIR",
         env = "PLATFORM_CAPSTONE_LOCAL",
-        default_value = ".platform-capstone/local"
+        default_value = crate::config::DEFAULT_LOCAL_STACK
     )]
     state_dir: PathBuf,
 }

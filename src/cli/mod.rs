@@ -91,10 +91,7 @@ impl Targets {
     /// (local stack dir, Prometheus URL): flags, then the config, then defaults.
     pub fn resolve(&self, cfg: &crate::config::DaemonConfig) -> (PathBuf, Option<String>) {
         (
-            self.local
-                .clone()
-                .or_else(|| cfg.local_stack.clone())
-                .unwrap_or_else(|| PathBuf::from(".platform-capstone/local")),
+            self.local.clone().unwrap_or_else(|| cfg.local_stack_dir()),
             self.prometheus.clone().or_else(|| cfg.prometheus.clone()),
         )
     }

@@ -6,8 +6,9 @@ use crate::adapters::registry::OciRegistry;
 use crate::audit::{self, Record};
 use crate::config::trust::Trust;
 use crate::config::{DaemonConfig, Env};
-use crate::engine::store::{Phase, Store};
-use crate::engine::{EnvOutcome, EnvRelease, Reporter, wiring};
+use crate::engine::store::Phase;
+use crate::engine::wiring::{self, Workspace};
+use crate::engine::{EnvOutcome, EnvRelease, Reporter};
 use crate::gates::run::Checks;
 use crate::model::{Digest, Outcome, pins_from_kustomization};
 use crate::ports::Registry as _;
@@ -305,17 +306,16 @@ fn result_line(release: &str, outcome: &Result<EnvOutcome, String>) -> (String, 
     }
 }
 
-/// The daemon config, a fetched repo handle on its cache, the signer.
-fn setup(config: &std::path::Path) -> anyhow::Result<(DaemonConfig, Git2Repo, Signer)> {
-    let cfg = DaemonConfig::load(config)?;
-    let (repo, signer) = wiring::open(&cfg, config, &cfg.cache_dir)?;
-    Ok((cfg, repo, signer))
-}
-
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let (cfg, mut repo, signer) = setup(&a.common.config)?;
-    let store = Store::new(&cfg.state_dir);
-    let (slots, rewrites) = wiring::slots(&repo, &cfg.trust, Some(&store), true)?;
+    let cfg = DaemonConfig::load(&a.common.config)?;
+    let (ws, rewrites) = Workspace::open(&cfg, &a.common.config, &cfg.cache_dir, true)?;
+    let Workspace {
+        mut repo,
+        signer,
+        store,
+        slots,
+        ..
+    } = ws;
     for r in &rewrites {
         eprintln!(
             "warning: env/{} was rewritten ({} -> {}); accepted as trust.history_rewrite says",
@@ -492,7 +492,9 @@ pub fn approve(a: ApproveArgs) -> anyhow::Result<ExitCode> {
     let Some(config) = &a.config else {
         bail!("--config FILE or --daemon URL is required");
     };
-    let (cfg, mut repo, _) = setup(config)?;
+    let cfg = DaemonConfig::load(config)?;
+    let mut repo = Workspace::new(&cfg, config, &cfg.cache_dir)?.repo;
+    repo.fetch()?;
     let names = &cfg.trust.envs;
     let source = names
         .iter()

@@ -100,6 +100,9 @@ struct RawDaemon {
     trust: Option<super::trust::RawTrust>,
 }
 
+/// Where `local up` keeps the stack when nothing says otherwise.
+pub const DEFAULT_LOCAL_STACK: &str = ".platform-capstone/local";
+
 /// A validated daemon configuration.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -140,6 +143,14 @@ pub enum DaemonConfigError {
 }
 
 impl DaemonConfig {
+    /// The local stack's state dir the podman envs run on: `local_stack`,
+    /// else `.platform-capstone/local` (as `local up` makes it).
+    pub fn local_stack_dir(&self) -> PathBuf {
+        self.local_stack
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_LOCAL_STACK))
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, DaemonConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| DaemonConfigError::Read {

@@ -6,4 +6,4 @@ pub use platform_capstone_core::config::*;
 
 mod daemon;
 
-pub use daemon::{DaemonConfig, DaemonConfigError};
+pub use daemon::{DEFAULT_LOCAL_STACK, DaemonConfig, DaemonConfigError};

@@ -27,7 +27,7 @@ use crate::config::DaemonConfig;
 use crate::engine::store::Store;
 use crate::engine::{EnvOutcome, EnvRelease, Reporter, wiring};
 use crate::rollout::IntervalResult;
-use crate::source::{Git2Repo, GitRepo};
+use crate::source::GitRepo;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -129,21 +129,31 @@ impl std::fmt::Display for Reconciled {
     }
 }
 
-/// Why a worker's reconcile did not run the release.
+/// Why a worker's reconcile did not run the release. `Busy` is retried at
+/// the next poll; everything else pauses the env's worker with backoff.
 #[derive(Debug, thiserror::Error)]
 enum ReconcileError {
-    /// Another process releases this env now: retried at the next poll.
+    /// Another process releases this env now.
     #[error("busy: {0}")]
     Busy(String),
-    /// Infrastructure or configuration: paused, retried with backoff.
-    #[error("{0}")]
-    Paused(String),
-}
-
-impl From<String> for ReconcileError {
-    fn from(m: String) -> Self {
-        ReconcileError::Paused(m)
-    }
+    /// Git (fetch, objects, notes) did not answer or refused.
+    #[error(transparent)]
+    Git(#[from] crate::source::GitError),
+    /// The env cannot be acted on (broken, untrusted, missing) or its
+    /// adapters cannot be made.
+    #[error(transparent)]
+    Env(#[from] wiring::WiringError),
+    /// The env's overlay at the commit does not render.
+    #[error("{overlay}: {source}")]
+    Render {
+        overlay: String,
+        source: crate::render::RenderError,
+    },
+    #[error("state dir: {0}")]
+    Store(#[from] crate::engine::store::StoreError),
+    /// The engine paused the release (infrastructure) or refused it.
+    #[error(transparent)]
+    Engine(crate::engine::EngineError),
 }
 
 /// An operator's hold on one env's worker (the API's `abort` and `retry`).
@@ -170,7 +180,7 @@ pub struct Shared {
     /// The loaded config (SIGHUP replaces it).
     pub cfg: Mutex<DaemonConfig>,
     /// The API's own clone of the config repo (approvals are written there).
-    api_repo: Mutex<Option<Git2Repo>>,
+    api_repo: Mutex<Option<wiring::Workspace>>,
     /// The daemon config's path, for messages.
     config_file: PathBuf,
     pub metrics: metrics::Metrics,
@@ -235,15 +245,16 @@ impl Shared {
         let unavailable = |e: &dyn std::fmt::Display| ApiError::Unavailable(e.to_string());
         if slot.is_none() {
             // Approvals land in notes, signed by the daemon like every commit.
-            let signer = wiring::signer(&cfg, &self.config_file).map_err(|e| unavailable(&e))?;
-            let repo = wiring::repo(&cfg, &cfg.cache_dir.join("api"), &signer)
+            let ws = wiring::Workspace::new(&cfg, &self.config_file, &cfg.cache_dir.join("api"))
                 .map_err(|e| unavailable(&e))?;
-            *slot = Some(repo);
+            *slot = Some(ws);
         }
-        let Some(repo) = slot.as_mut() else {
+        let Some(ws) = slot.as_mut() else {
             return Err(ApiError::Unavailable("no repo".into()));
         };
-        repo.fetch().map_err(|e| unavailable(&e))?;
+        ws.trust = cfg.trust.clone();
+        ws.refresh(false).map_err(|e| unavailable(&e))?;
+        let (repo, slots) = (&mut ws.repo, &ws.slots);
         let names = &cfg.trust.envs;
         let Some(i) = names.iter().position(|e| e == env) else {
             return Err(ApiError::NotFound(format!(
@@ -265,8 +276,6 @@ impl Shared {
         let approvers = match pinned {
             Some(a) => a,
             None => {
-                let (slots, _) =
-                    wiring::slots(&*repo, &cfg.trust, None, false).map_err(|e| unavailable(&e))?;
                 let own = slots.iter().find(|s| s.name == env);
                 let Some(head) = own
                     .filter(|s| s.env().is_some())
@@ -383,19 +392,29 @@ struct Worker {
     control: Arc<Control>,
 }
 
+/// What the poll hands a worker: the head to reconcile and every env as
+/// that poll judged it (loaded and trust-checked once per poll, not once
+/// per worker).
+#[derive(Debug, Clone)]
+struct Job {
+    commit: String,
+    slots: Arc<Vec<wiring::EnvSlot>>,
+}
+
 impl Worker {
-    /// Runs the engine for `commit` of this env. Blocking.
+    /// Runs the engine for the job's commit of this env. Blocking. The
+    /// worker's own cache is fetched (it writes from there); the envs are
+    /// the poll's.
     fn reconcile(
         &self,
-        repo: &mut Git2Repo,
-        signer: &crate::signing::Signer,
-        commit: &str,
+        ws: &mut wiring::Workspace,
+        job: &Job,
     ) -> Result<Reconciled, ReconcileError> {
-        repo.fetch().map_err(|e| e.to_string())?;
-        let store = Store::new(&self.cfg.state_dir);
-        let (slots, _) = wiring::slots(&*repo, &self.cfg.trust, Some(&store), false)
-            .map_err(|e| e.to_string())?;
-        let env = wiring::ready_env(&slots, &self.env).map_err(|e| e.to_string())?;
+        let commit = job.commit.as_str();
+        ws.repo.fetch()?;
+        let (repo, signer, store) = (&mut ws.repo, &ws.signer, &ws.store);
+        let slots = job.slots.as_slice();
+        let env = wiring::ready_env(slots, &self.env)?;
         if slots
             .iter()
             .find(|s| s.name == self.env)
@@ -404,33 +423,29 @@ impl Worker {
         {
             return Ok(Reconciled::MovedOn);
         }
-        let next = wiring::next_of(&slots, env);
-        let trust = wiring::release_trust(&self.cfg.trust, signer, &slots, env);
+        let next = wiring::next_of(slots, env);
+        let trust = wiring::release_trust(&self.cfg.trust, signer, slots, env);
         let retry = self.control.retry.swap(false, Ordering::Relaxed);
         let images = {
-            let tree = repo.reader(commit).map_err(|e| e.to_string())?;
+            let tree = repo.reader(commit)?;
             crate::render::render(tree.as_ref(), &env.overlay)
                 .map(|r| crate::render::images(&r))
-                .map_err(|e| format!("{}: {e}", env.overlay))?
+                .map_err(|source| ReconcileError::Render {
+                    overlay: env.overlay.clone(),
+                    source,
+                })?
         };
-        let in_progress = store
-            .release(&env.name)
-            .map_err(|e| e.to_string())?
-            .filter(|s| s.commit == commit);
+        let in_progress = store.release(&env.name)?.filter(|s| s.commit == commit);
         // What runs is what the branch says (e.g. after a revert): nothing to do.
         if in_progress.is_none()
             && store
-                .last_good(&env.name)
-                .map_err(|e| e.to_string())?
+                .last_good(&env.name)?
                 .is_some_and(|g| g.images == images)
         {
             return Ok(Reconciled::InSync);
         }
-        let notes = repo.notes().map_err(|e| e.to_string())?;
-        let release = match (
-            &in_progress,
-            release_trailer(&repo.message(commit).map_err(|e| e.to_string())?),
-        ) {
+        let notes = repo.notes()?;
+        let release = match (&in_progress, release_trailer(&repo.message(commit)?)) {
             (Some(s), _) => s.release.clone(),
             (None, Some(id)) => id,
             (None, None) => {
@@ -444,7 +459,7 @@ impl Worker {
                 )
             }
         };
-        let note = audit::Note::parse(repo.note(commit).map_err(|e| e.to_string())?.as_deref());
+        let note = audit::Note::parse(repo.note(commit)?.as_deref());
         let done = note.records.iter().find(|r| {
             r.release == release
                 && r.env == env.name
@@ -458,18 +473,13 @@ impl Worker {
                 outcome: r.outcome,
             });
         }
-        let local = self
-            .cfg
-            .local_stack
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(".platform-capstone/local"));
+        let local = self.cfg.local_stack_dir();
         let adapters = wiring::adapters(
             env,
             &local,
             self.cfg.prometheus.as_deref(),
             self.cfg.scrape_settle,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let actor = format!(
             "{} <{}> (daemon)",
             self.cfg.identity.name, self.cfg.identity.email
@@ -493,7 +503,7 @@ impl Worker {
         let started = Instant::now();
         let result = wiring::run_env(
             repo,
-            &store,
+            store,
             signer,
             &adapters,
             &r,
@@ -505,46 +515,45 @@ impl Worker {
         self.control.abort.store(false, Ordering::Relaxed);
         self.shared
             .metrics
-            .observe(&env.name, started.elapsed(), &result, &store, &release);
+            .observe(&env.name, started.elapsed(), &result, store, &release);
         match result {
             Ok(outcome) => Ok(Reconciled::Ran { release, outcome }),
             Err(crate::engine::EngineError::Busy(m)) => Err(ReconcileError::Busy(m)),
-            Err(e) => Err(ReconcileError::Paused(e.to_string())),
+            Err(e) => Err(ReconcileError::Engine(e)),
         }
     }
 
     /// The worker loop: runs on its own thread, one reconcile at a time.
-    fn run(self, mut rx: watch::Receiver<Option<String>>) {
+    fn run(self, mut rx: watch::Receiver<Option<Job>>) {
         let cache = self.cfg.cache_dir.join(format!("env-{}", self.env));
-        let mut handle: Option<(Git2Repo, crate::signing::Signer)> = None;
-        let mut backoff = Duration::from_secs(1);
+        let mut handle: Option<wiring::Workspace> = None;
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return;
             }
-            let Some(commit) = rx.borrow_and_update().clone() else {
+            let Some(job) = rx.borrow_and_update().clone() else {
                 if futures_wait(&mut rx, &self.stop) {
                     continue;
                 }
                 return;
             };
             if handle.is_none() {
-                match wiring::open(&self.cfg, &self.config_file, &cache) {
+                match wiring::Workspace::new(&self.cfg, &self.config_file, &cache) {
                     Ok(h) => handle = Some(h),
                     Err(e) => {
                         tracing::warn!(env = %self.env, error = %e, "cannot open the repo; retrying");
-                        if !pause(backoff, &self.stop) {
+                        if !pause(backoff.failed(), &self.stop) {
                             return;
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(300));
                         continue;
                     }
                 }
             }
-            let Some((repo, signer)) = handle.as_mut() else {
+            let Some(ws) = handle.as_mut() else {
                 continue;
             };
-            let outcome = self.reconcile(repo, signer, &commit);
+            let outcome = self.reconcile(ws, &job);
             let waiting = matches!(&outcome, Ok(r) if r.waiting());
             if let Ok(mut e) = self.shared.envs.lock()
                 && let Some(s) = e.get_mut(&self.env)
@@ -565,7 +574,7 @@ impl Worker {
             match outcome {
                 Ok(m) => {
                     tracing::info!(env = %self.env, "{m}");
-                    backoff = Duration::from_secs(1);
+                    backoff.succeeded();
                 }
                 Err(m @ ReconcileError::Busy(_)) => {
                     // Another process releases this env: look again each poll.
@@ -579,10 +588,9 @@ impl Worker {
                     // Infrastructure or config trouble: pause, retry with backoff.
                     tracing::warn!(env = %self.env, error = %m, "reconcile paused");
                     // A new head ends the pause early; shutdown ends it at once.
-                    if !pause_or_change(jitter(backoff), &self.stop, &mut rx) {
+                    if !pause_or_change(backoff.failed(), &self.stop, &mut rx) {
                         return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(300));
                     continue;
                 }
             }
@@ -597,7 +605,7 @@ impl Worker {
 }
 
 /// Blocks this (non-async) thread until the watch changes or stop is set.
-fn futures_wait(rx: &mut watch::Receiver<Option<String>>, stop: &AtomicBool) -> bool {
+fn futures_wait(rx: &mut watch::Receiver<Option<Job>>, stop: &AtomicBool) -> bool {
     loop {
         if stop.load(Ordering::Relaxed) {
             return false;
@@ -651,11 +659,7 @@ fn pause(d: Duration, stop: &AtomicBool) -> bool {
 }
 
 /// Like `pause`, but a change of the watched head ends it early.
-fn pause_or_change(
-    d: Duration,
-    stop: &AtomicBool,
-    rx: &mut watch::Receiver<Option<String>>,
-) -> bool {
+fn pause_or_change(d: Duration, stop: &AtomicBool, rx: &mut watch::Receiver<Option<Job>>) -> bool {
     let end = Instant::now() + d;
     while Instant::now() < end {
         if stop.load(Ordering::Relaxed) {
@@ -669,10 +673,39 @@ fn pause_or_change(
     !stop.load(Ordering::Relaxed)
 }
 
-/// The wait before the next fetch after `failures` failures in a row:
-/// doubling from the poll interval, capped at 10 minutes, jittered.
-fn backoff_after(poll: Duration, failures: u32) -> Duration {
-    jitter(poll.saturating_mul(2u32.saturating_pow(failures.min(5)))).min(Duration::from_secs(600))
+/// The daemon's one retry policy, for the poll's fetch and every worker:
+/// after `n` failures in a row wait `base × 2^n`, jittered ±50 % so
+/// replicas and envs do not retry in step, never over `cap`. The poll's
+/// base is the poll interval (cap 10 minutes); a worker's is 1 s (cap 5
+/// minutes). A success resets it.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    base: Duration,
+    cap: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    fn new(base: Duration, cap: Duration) -> Self {
+        Backoff {
+            base,
+            cap,
+            failures: 0,
+        }
+    }
+
+    /// One more failure: how long to wait before trying again.
+    fn failed(&mut self) -> Duration {
+        let d = self
+            .base
+            .saturating_mul(2u32.saturating_pow(self.failures.min(16)));
+        self.failures = self.failures.saturating_add(1);
+        jitter(d.min(self.cap)).min(self.cap)
+    }
+
+    fn succeeded(&mut self) {
+        self.failures = 0;
+    }
 }
 
 /// ±50% jitter.
@@ -778,12 +811,10 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut cfg = cfg;
-    let mut poll_repo: Option<Arc<Mutex<Git2Repo>>> = None;
-    let mut workers: BTreeMap<
-        String,
-        (watch::Sender<Option<String>>, std::thread::JoinHandle<()>),
-    > = BTreeMap::new();
-    let mut failures = 0u32;
+    let mut poll_repo: Option<Arc<Mutex<wiring::Workspace>>> = None;
+    let mut workers: BTreeMap<String, (watch::Sender<Option<Job>>, std::thread::JoinHandle<()>)> =
+        BTreeMap::new();
+    let mut backoff = Backoff::new(cfg.poll_interval, Duration::from_secs(600));
     let mut reported = BTreeMap::new();
     // A deadline, not a duration: other wake-ups must not push the poll back.
     let mut poll_at = tokio::time::Instant::now();
@@ -815,6 +846,7 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
             _ = term.recv() => break,
             _ = hup.recv() => {
                 reload(&config_file, &mut cfg, &shared);
+                backoff.base = cfg.poll_interval;
                 continue;
             }
         }
@@ -837,10 +869,8 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
             None => {
                 let (c, f, file) = (cfg.clone(), cfg.cache_dir.join("poll"), config_file.clone());
                 // Signing: the poll records accepted history rewrites in notes.
-                match tokio::task::spawn_blocking(move || {
-                    wiring::signer(&c, &file).and_then(|s| wiring::repo(&c, &f, &s))
-                })
-                .await
+                match tokio::task::spawn_blocking(move || wiring::Workspace::new(&c, &file, &f))
+                    .await
                 {
                     Ok(Ok(r)) => {
                         let r = Arc::new(Mutex::new(r));
@@ -855,26 +885,25 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
                         };
                         tracing::warn!(error = %e, "cannot open the config repo");
                         shared.metrics.fetch_errors.inc();
-                        failures += 1;
-                        poll_at = tokio::time::Instant::now()
-                            + backoff_after(cfg.poll_interval, failures);
+                        poll_at = tokio::time::Instant::now() + backoff.failed();
                         continue;
                     }
                 }
             }
         };
-        let state_dir = cfg.state_dir.clone();
         let trust = cfg.trust.clone();
         let actor = format!("{} <{}> (daemon)", cfg.identity.name, cfg.identity.email);
         let mut fetching = tokio::task::spawn_blocking(move || {
-            let mut r = repo.lock().map_err(|_| "poisoned".to_string())?;
-            r.fetch().map_err(|e| e.to_string())?;
-            let heads = r.heads().map_err(|e| e.to_string())?;
-            let store = Store::new(&state_dir);
+            let mut guard = repo.lock().map_err(|_| "poisoned".to_string())?;
+            let ws = &mut *guard;
+            // The trust root as the config says now (SIGHUP may change it).
+            ws.trust = trust;
             // Each pinned env from its own branch only; a bad one is
             // reported and skipped, never in the way of the others.
-            let (slots, rewrites) =
-                wiring::slots(&*r, &trust, Some(&store), true).map_err(|e| e.to_string())?;
+            let rewrites = ws.refresh(true).map_err(|e| e.to_string())?;
+            let slots = ws.slots.clone();
+            let (r, store) = (&mut ws.repo, &ws.store);
+            let heads = r.heads().map_err(|e| e.to_string())?;
             for rw in rewrites {
                 tracing::warn!(env = %rw.env, from = %rw.from, to = %rw.to, "env branch history rewritten; accepted (trust.history_rewrite = accept) and recorded");
                 let entry = audit::RewriteRecord {
@@ -896,12 +925,7 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
             // Which envs already run what their branch says: no worker needed.
             let in_sync: BTreeMap<String, bool> = envs
                 .iter()
-                .map(|e| {
-                    (
-                        e.name.clone(),
-                        in_sync(&*r, &store, e, heads.get(&e.branch)),
-                    )
-                })
+                .map(|e| (e.name.clone(), in_sync(&*r, store, e, heads.get(&e.branch))))
                 .collect();
             Ok::<_, String>((heads, slots, envs, records, in_sync))
         });
@@ -944,14 +968,13 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
             Err(e) => {
                 // Git unreachable: the last known good stays; nothing is dispatched.
                 shared.metrics.fetch_errors.inc();
-                failures += 1;
-                let wait = backoff_after(cfg.poll_interval, failures);
+                let wait = backoff.failed();
                 poll_at = tokio::time::Instant::now() + wait;
                 tracing::warn!(error = %e, retry_in_s = wait.as_secs(), "fetch failed; keeping the last known good state");
                 continue;
             }
         };
-        failures = 0;
+        backoff.succeeded();
         poll_at = tokio::time::Instant::now() + cfg.poll_interval;
         if let Ok(mut t) = shared.last_fetch_ok.lock() {
             *t = Some(Instant::now());
@@ -960,6 +983,7 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
             *r = records;
         }
         report_slots(&shared, &slots, &mut reported);
+        let slots = Arc::new(slots);
         // env/* branches nobody pinned define nothing: said once each.
         for branch in heads.keys() {
             let name = branch.trim_start_matches(crate::source::ENV_BRANCH_PREFIX);
@@ -1019,7 +1043,9 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
                 .and_then(|m| m.get(&env.name).map(|s| s.waiting))
                 .unwrap_or(false);
             let synced = in_sync.get(&env.name).copied().unwrap_or(false);
-            let known = workers.get(&env.name).map(|w| w.0.borrow().clone());
+            let known = workers
+                .get(&env.name)
+                .map(|w| w.0.borrow().as_ref().map(|j| j.commit.clone()));
             let changed = known.as_ref() != Some(&head);
             let control = shared.control(&env.name);
             let retry = control.retry.load(Ordering::Relaxed);
@@ -1041,7 +1067,10 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
                 (tx, handle)
             });
             if changed || waiting || retry || !due_jobs.is_empty() {
-                entry.0.send_replace(head);
+                entry.0.send_replace(head.map(|commit| Job {
+                    commit,
+                    slots: slots.clone(),
+                }));
             }
         }
     }
@@ -1176,10 +1205,7 @@ fn start_drill(
         let ctx = crate::drill::run::DrillContext {
             cfg: &cfg,
             config_file: &config_file,
-            local: cfg
-                .local_stack
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(".platform-capstone/local")),
+            local: cfg.local_stack_dir(),
             prometheus: cfg.prometheus.clone(),
             cosign_key: key,
             demo_binary: cfg.demo_binary.clone(),
@@ -1202,16 +1228,16 @@ fn start_drill(
 /// One drift check of `env` (blocking): the report's summary line.
 fn drift_once(cfg: &DaemonConfig, config_file: &Path, env: &str) -> Result<String, String> {
     let cache = cfg.cache_dir.join(format!("drift-{env}"));
-    let (mut repo, signer) = wiring::open(cfg, config_file, &cache).map_err(|e| e.to_string())?;
-    repo.fetch().map_err(|e| e.to_string())?;
-    let store = Store::new(&cfg.state_dir);
-    let (slots, _) =
-        wiring::slots(&repo, &cfg.trust, Some(&store), false).map_err(|e| e.to_string())?;
-    let e = wiring::ready_env(&slots, env).map_err(|e| e.to_string())?;
-    let local = cfg
-        .local_stack
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(".platform-capstone/local"));
+    let (ws, _) =
+        wiring::Workspace::open(cfg, config_file, &cache, false).map_err(|e| e.to_string())?;
+    let e = &ws.env(env).map_err(|e| e.to_string())?.clone();
+    let wiring::Workspace {
+        mut repo,
+        signer,
+        store,
+        ..
+    } = ws;
+    let local = cfg.local_stack_dir();
     let adapters = match wiring::adapters(e, &local, cfg.prometheus.as_deref(), cfg.scrape_settle) {
         Ok(a) => a,
         Err(err) => {
@@ -1358,5 +1384,23 @@ mod tests {
         );
         assert_eq!(release_trailer("fix the overlay\n"), None);
         assert_eq!(release_trailer("x\n\nRelease-Id: nonsense\n"), None);
+    }
+
+    #[test]
+    fn backoff_doubles_within_jitter_caps_and_resets() {
+        let base = Duration::from_secs(2);
+        let mut b = Backoff::new(base, Duration::from_secs(60));
+        for n in 0..10u32 {
+            let d = b.failed();
+            let nominal = base
+                .saturating_mul(2u32.pow(n))
+                .min(Duration::from_secs(60));
+            assert!(
+                d >= nominal / 2 && d <= nominal.mul_f64(1.5).min(Duration::from_secs(60)),
+                "failure {n}: {d:?} vs {nominal:?}"
+            );
+        }
+        b.succeeded();
+        assert!(b.failed() <= base.mul_f64(1.5));
     }
 }

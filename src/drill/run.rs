@@ -26,6 +26,42 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+/// Why a drill could not run or finish; its report carries the message as
+/// `error`, and a drill that ends this way is a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DrillError {
+    /// The drill cannot run here as things are: what is missing, what to do.
+    #[error("{0}")]
+    Precondition(String),
+    #[error(transparent)]
+    Wiring(#[from] wiring::WiringError),
+    #[error(transparent)]
+    Git(#[from] crate::source::GitError),
+    #[error("state dir: {0}")]
+    Store(#[from] crate::engine::store::StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The drill's release stopped before it could show anything (paused).
+    #[error("the release did not run: {0}")]
+    ReleaseNotRun(String),
+    #[error("target: {0}")]
+    Target(#[from] crate::ports::TargetError),
+    #[error("local stack: {0}")]
+    Local(#[from] crate::local::LocalError),
+    /// Building, signing or pushing a drill image.
+    #[error("drill image: {0}")]
+    Image(String),
+    #[error("render: {0}")]
+    Render(#[from] crate::render::RenderError),
+    #[error("drift: {0}")]
+    Drift(#[from] crate::drift::run::DriftError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// What drills need beyond the daemon config.
 pub struct DrillContext<'a> {
     pub cfg: &'a DaemonConfig,
@@ -106,41 +142,42 @@ struct Ground {
     start: LastGood,
 }
 
-fn ground(ctx: &DrillContext<'_>, env: &str) -> Result<Ground, String> {
-    let (mut repo, signer) =
-        wiring::open(ctx.cfg, ctx.config_file, &ctx.cfg.cache_dir.join("drill"))
-            .map_err(|e| e.to_string())?;
-    repo.fetch().map_err(|e| e.to_string())?;
-    let store = Store::new(&ctx.cfg.state_dir);
-    let (slots, _) =
-        wiring::slots(&repo, &ctx.cfg.trust, Some(&store), true).map_err(|e| e.to_string())?;
-    let env = wiring::ready_env(&slots, env)
-        .map_err(|e| e.to_string())?
-        .clone();
-    if let Some(s) = store.release(&env.name).map_err(|e| e.to_string())?
+fn ground(ctx: &DrillContext<'_>, env: &str) -> Result<Ground, DrillError> {
+    let (ws, _) = wiring::Workspace::open(
+        ctx.cfg,
+        ctx.config_file,
+        &ctx.cfg.cache_dir.join("drill"),
+        true,
+    )?;
+    let env = ws.env(env)?.clone();
+    let wiring::Workspace {
+        repo,
+        signer,
+        store,
+        ..
+    } = ws;
+    if let Some(s) = store.release(&env.name)?
         && s.phase != Phase::Finished
     {
-        return Err(format!(
+        return Err(DrillError::Precondition(format!(
             "{} is in progress in {}; drill when the env is quiet",
             s.release, env.name
-        ));
+        )));
     }
     let start = store
-        .last_good(&env.name)
-        .map_err(|e| e.to_string())?
+        .last_good(&env.name)?
         .ok_or_else(|| {
-            format!(
+            DrillError::Precondition(format!(
                 "nothing has been released in {} yet: release a good version first (a drill needs a stable release to come back to)",
                 env.name
-            )
+            ))
         })?;
     let adapters = wiring::adapters(
         &env,
         &ctx.local,
         ctx.prometheus.as_deref(),
         ctx.cfg.scrape_settle,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     Ok(Ground {
         repo,
         signer,
@@ -151,14 +188,14 @@ fn ground(ctx: &DrillContext<'_>, env: &str) -> Result<Ground, String> {
     })
 }
 
-fn local_stack(ctx: &DrillContext<'_>, env: &Env, what: &str) -> Result<Stack, String> {
+fn local_stack(ctx: &DrillContext<'_>, env: &Env, what: &str) -> Result<Stack, DrillError> {
     if env.target.kind != TargetKind::Podman {
-        return Err(format!(
+        return Err(DrillError::Precondition(format!(
             "the {what} drill runs on the local stack (podman envs); {} is {:?}",
             env.name, env.target.kind
-        ));
+        )));
     }
-    Stack::new(&ctx.local).map_err(|e| e.to_string())
+    Stack::new(&ctx.local).map_err(DrillError::from)
 }
 
 /// Builds, pushes, signs and attests one demo image tagged `tag`.
@@ -169,15 +206,16 @@ fn build(
     extra_env: Vec<(String, String)>,
     key: &p256::ecdsa::SigningKey,
     say: &mut dyn FnMut(&str),
-) -> Result<Published, String> {
+) -> Result<Published, DrillError> {
     let stack = local_stack(ctx, env, "image-building")?;
-    let state = stack
-        .load()
-        .ok_or("the local stack is not up: run `platform-capstone local up`")?;
-    let binary = ctx
-        .demo_binary
-        .as_ref()
-        .ok_or("--demo-binary is required to build drill images")?;
+    let state = stack.load().ok_or_else(|| {
+        DrillError::Precondition(
+            "the local stack is not up: run `platform-capstone local up`".into(),
+        )
+    })?;
+    let binary = ctx.demo_binary.as_ref().ok_or_else(|| {
+        DrillError::Precondition("--demo-binary is required to build drill images".into())
+    })?;
     let mut vars = vec![("VERSION".to_string(), tag.to_string())];
     vars.extend(extra_env);
     let mut out = images::publish(
@@ -190,12 +228,14 @@ fn build(
         }],
         key,
         &mut |l| say(l),
-    )?;
-    out.pop().ok_or_else(|| "nothing was published".to_string())
+    )
+    .map_err(DrillError::Image)?;
+    out.pop()
+        .ok_or_else(|| DrillError::Image("nothing was published".into()))
 }
 
-fn release_id(g: &Ground) -> Result<String, String> {
-    let ids: Vec<String> = audit::all_records(&g.repo.notes().map_err(|e| e.to_string())?)
+fn release_id(g: &Ground) -> Result<String, DrillError> {
+    let ids: Vec<String> = audit::all_records(&g.repo.notes()?)
         .into_iter()
         .map(|r| r.release)
         .collect();
@@ -212,7 +252,7 @@ fn pin(
     run: &mut DrillRun,
     img: &Published,
     tag: &str,
-) -> Result<(String, String), String> {
+) -> Result<(String, String), DrillError> {
     let release = release_id(g)?;
     let commit = crate::engine::pin::pin_images(
         &mut g.repo,
@@ -220,8 +260,7 @@ fn pin(
         std::slice::from_ref(&img.reference),
         tag,
         &release,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     run.release = Some(release.clone());
     Ok((commit, release))
 }
@@ -257,19 +296,15 @@ fn engine_run(
 }
 
 /// The images `commit` of the env renders.
-fn images_at(g: &Ground, commit: &str) -> Result<Vec<String>, String> {
-    let tree = g.repo.reader(commit).map_err(|e| e.to_string())?;
+fn images_at(g: &Ground, commit: &str) -> Result<Vec<String>, DrillError> {
+    let tree = g.repo.reader(commit)?;
     crate::render::render(tree.as_ref(), &g.env.overlay)
         .map(|r| crate::render::images(&r))
-        .map_err(|e| e.to_string())
+        .map_err(DrillError::from)
 }
 
-fn live_images(g: &Ground) -> Result<Vec<String>, String> {
-    let live = g
-        .adapters
-        .target
-        .live(&g.env.target.namespace)
-        .map_err(|e| e.to_string())?;
+fn live_images(g: &Ground) -> Result<Vec<String>, DrillError> {
+    let live = g.adapters.target.live(&g.env.target.namespace)?;
     let mut out: Vec<String> = live
         .iter()
         .flat_map(|o| {
@@ -289,10 +324,10 @@ fn live_images(g: &Ground) -> Result<Vec<String>, String> {
 /// Puts the env back where the drill found it: the starting release live
 /// and known good, and the branch pinning its images (a signed revert of
 /// the drill's pin commit when it is still there). Returns what it did.
-fn restore(g: &mut Ground, pin: Option<&str>) -> Result<Vec<String>, String> {
+fn restore(g: &mut Ground, pin: Option<&str>) -> Result<Vec<String>, DrillError> {
     let mut did = Vec::new();
-    g.repo.fetch().map_err(|e| e.to_string())?;
-    let head = g.repo.resolve(&g.env.branch).map_err(|e| e.to_string())?;
+    g.repo.fetch()?;
+    let head = g.repo.resolve(&g.env.branch)?;
     if let Some(pin) = pin
         && images_at(g, &head)? != g.start.images
     {
@@ -300,12 +335,10 @@ fn restore(g: &mut Ground, pin: Option<&str>) -> Result<Vec<String>, String> {
             "drill: return {} to its starting state\n\nThe drill's release commit {pin} is reverted; {} runs again.\n\nReverts: {pin}\n",
             g.env.name, g.start.release
         );
-        g.repo
-            .revert(&g.env.branch, pin, &msg)
-            .map_err(|e| e.to_string())?;
+        g.repo.revert(&g.env.branch, pin, &msg)?;
         did.push(format!("reverted {}", &pin[..12.min(pin.len())]));
     }
-    let current = g.store.last_good(&g.env.name).map_err(|e| e.to_string())?;
+    let current = g.store.last_good(&g.env.name)?;
     let live = live_images(g)?;
     let start_images: Vec<String> = {
         let mut v = g.start.images.clone();
@@ -324,25 +357,22 @@ fn restore(g: &mut Ground, pin: Option<&str>) -> Result<Vec<String>, String> {
             &g.adapters,
             &g.env,
             &g.start,
-        )
-        .map_err(|e| e.to_string())?;
-        g.store
-            .save_last_good(&g.env.name, &g.start)
-            .map_err(|e| e.to_string())?;
+        )?;
+        g.store.save_last_good(&g.env.name, &g.start)?;
         did.push(format!("{} live again", g.start.release));
     }
     Ok(did)
 }
 
 /// Whether the env is where the drill found it.
-fn is_restored(g: &mut Ground) -> Result<bool, String> {
-    g.repo.fetch().map_err(|e| e.to_string())?;
-    let head = g.repo.resolve(&g.env.branch).map_err(|e| e.to_string())?;
+fn is_restored(g: &mut Ground) -> Result<bool, DrillError> {
+    g.repo.fetch()?;
+    let head = g.repo.resolve(&g.env.branch)?;
     let mut want = g.start.images.clone();
     want.sort();
     let mut at_head = images_at(g, &head)?;
     at_head.sort();
-    let good = g.store.last_good(&g.env.name).map_err(|e| e.to_string())?;
+    let good = g.store.last_good(&g.env.name)?;
     // And live matches what git says, field by field (a drill's live edit is gone).
     let (report, _) = crate::drift::run::observe(
         &g.repo,
@@ -351,8 +381,7 @@ fn is_restored(g: &mut Ground) -> Result<bool, String> {
         g.adapters.metrics.as_ref(),
         &g.env,
         chrono::Utc::now(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     Ok(at_head == want
         && live_images(g)? == want
         && good.is_some_and(|x| x.release == g.start.release)
@@ -472,10 +501,12 @@ fn wait_healthy(g: &Ground, timeout: Duration) -> Option<Instant> {
     None
 }
 
-fn key<'c>(ctx: &'c DrillContext<'_>) -> Result<&'c p256::ecdsa::SigningKey, String> {
-    ctx.cosign_key
-        .as_ref()
-        .ok_or_else(|| "--key (the release signing key the env trusts) is required".to_string())
+fn key<'c>(ctx: &'c DrillContext<'_>) -> Result<&'c p256::ecdsa::SigningKey, DrillError> {
+    ctx.cosign_key.as_ref().ok_or_else(|| {
+        DrillError::Precondition(
+            "--key (the release signing key the env trusts) is required".into(),
+        )
+    })
 }
 
 fn stamp() -> String {
@@ -493,7 +524,7 @@ pub fn run(
     let mut g = match ground(ctx, env) {
         Ok(g) => g,
         Err(e) => {
-            run.error = Some(e);
+            run.error = Some(e.to_string());
             return run;
         }
     };
@@ -506,7 +537,7 @@ pub fn run(
         Scenario::CrashMidRollout => crash_mid_rollout(ctx, &mut g, &mut run, say),
     };
     if let Err(e) = result {
-        run.error = Some(e);
+        run.error = Some(e.to_string());
     }
     // Whatever happened, the env goes back; then we look.
     let pin = run.release.as_ref().and_then(|_| {
@@ -558,7 +589,7 @@ fn rollback(
     g: &mut Ground,
     run: &mut DrillRun,
     say: &mut dyn FnMut(&str),
-) -> Result<(), String> {
+) -> Result<(), DrillError> {
     let key = key(ctx)?;
     let tag = format!("drill-{}-bad", stamp());
     say(&format!(
@@ -584,7 +615,19 @@ fn rollback(
     say(&format!("releasing {tag} into {} as {release}", g.env.name));
     let mut marks = Marks::new(say);
     let outcome = engine_run(g, &pin, &release, &mut marks);
-    let healthy = wait_healthy(g, Duration::from_secs(120));
+    let caught = matches!(
+        &outcome,
+        Ok(EnvOutcome::Failed {
+            revert: Some(_),
+            ..
+        })
+    );
+    // The last good release runs again only when the fault was caught; a
+    // fault that got through stays live until the drill restores the env,
+    // and waiting for it to look healthy would only run out the clock.
+    let healthy = caught
+        .then(|| wait_healthy(g, Duration::from_secs(120)))
+        .flatten();
     let (fault, detected, stable, reverted) = (
         marks.when("canary_traffic"),
         marks.when("detected"),
@@ -606,15 +649,17 @@ fn rollback(
                 format!("the faulty version was not stopped: {other:?}"),
             );
         }
-        Err(e) => return Err(format!("the release did not run: {e}")),
+        Err(e) => return Err(DrillError::ReleaseNotRun(e.to_string())),
     }
     run.check(
         "live healthy on the last good release",
         healthy.is_some(),
         if healthy.is_some() {
             "stable ready and answering"
-        } else {
+        } else if caught {
             "not healthy within 120 s"
+        } else {
+            "not checked: the faulty version was not stopped (live until the drill restores the env)"
         },
     );
     // The engine times the route change itself; the mark also covers
@@ -652,9 +697,9 @@ fn bad_signature(
     g: &mut Ground,
     run: &mut DrillRun,
     say: &mut dyn FnMut(&str),
-) -> Result<(), String> {
-    let (pem, _) = crate::gates::cosign::generate_key_pair().map_err(|e| e.to_string())?;
-    let stranger = crate::gates::cosign::load_signing_key(&pem).map_err(|e| e.to_string())?;
+) -> Result<(), DrillError> {
+    let (pem, _) = crate::gates::cosign::generate_key_pair().map_err(DrillError::Image)?;
+    let stranger = crate::gates::cosign::load_signing_key(&pem).map_err(DrillError::Image)?;
     let tag = format!("drill-{}-untrusted", stamp());
     say(&format!("building {tag}, signed by a key nobody trusts"));
     let img = build(ctx, &g.env, &tag, Vec::new(), &stranger, say)?;
@@ -692,16 +737,14 @@ fn config_drift(
     g: &mut Ground,
     run: &mut DrillRun,
     say: &mut dyn FnMut(&str),
-) -> Result<(), String> {
+) -> Result<(), DrillError> {
     let stack = local_stack(ctx, &g.env, "config-drift")?;
-    let podman = stack.podman().map_err(|e| e.to_string())?;
+    let podman = stack.podman()?;
     say("editing live pods behind the tool's back (podman): DRILL_EDIT=1");
     let t = Instant::now();
-    podman
-        .tamper(&g.env.target.namespace, &|env| {
-            env.push(("DRILL_EDIT".into(), "1".into()));
-        })
-        .map_err(|e| e.to_string())?;
+    podman.tamper(&g.env.target.namespace, &|env| {
+        env.push(("DRILL_EDIT".into(), "1".into()));
+    })?;
     let edited = Instant::now();
     run.phase("edit", t.elapsed().as_millis() as u64);
     let heal = g.env.drift.mode == crate::config::DriftMode::Heal;
@@ -716,8 +759,7 @@ fn config_drift(
         actor,
         heal,
         &mut quiet,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     run.phase("detect", edited.elapsed().as_millis() as u64);
     let found = report.drifted.iter().any(|o| {
         matches!(&o.status, crate::drift::Status::Modified { diff } if diff.contains("DRILL_EDIT"))
@@ -732,8 +774,7 @@ fn config_drift(
             &g.adapters,
             &g.env,
             &g.start,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
     } else {
         let healed = !report.healed.is_empty();
         run.check("healed (heal mode)", healed, report.healed.join(", "));
@@ -744,8 +785,7 @@ fn config_drift(
             g.adapters.metrics.as_ref(),
             &g.env,
             chrono::Utc::now(),
-        )
-        .map_err(|e| e.to_string())?
+        )?
         .0;
         run.check(
             "in sync after healing",
@@ -762,18 +802,21 @@ fn git_outage(
     g: &mut Ground,
     run: &mut DrillRun,
     say: &mut dyn FnMut(&str),
-) -> Result<(), String> {
+) -> Result<(), DrillError> {
     let Some(path) = crate::source::local_path_of(&ctx.cfg.remote) else {
-        return Err(format!(
+        return Err(DrillError::Precondition(format!(
             "the git-outage drill takes a file:// remote away by renaming it; {} is not one (block it at the network instead)",
             ctx.cfg.remote
-        ));
+        )));
     };
     let aside = path.with_extension("drill-away");
     let before = live_images(g)?;
-    let head = g.repo.resolve(&g.env.branch).map_err(|e| e.to_string())?;
+    let head = g.repo.resolve(&g.env.branch)?;
     say(&format!("taking the remote away ({})", path.display()));
-    std::fs::rename(&path, &aside).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::rename(&path, &aside).map_err(|source| DrillError::Io {
+        path: path.clone(),
+        source,
+    })?;
     let t = Instant::now();
     let fetched = g.repo.fetch();
     let infra = matches!(&fetched, Err(e) if e.is_infrastructure());
@@ -794,14 +837,17 @@ fn git_outage(
         still == before,
         format!("live: {}", still.join(", ")),
     );
-    let good = g.store.last_good(&g.env.name).map_err(|e| e.to_string())?;
+    let good = g.store.last_good(&g.env.name)?;
     run.check(
         "nothing reverted or replaced while git is away",
         good.is_some_and(|x| x.release == g.start.release)
             && g.repo.resolve(&g.env.branch).ok() == Some(head.clone()),
         "",
     );
-    std::fs::rename(&aside, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::rename(&aside, &path).map_err(|source| DrillError::Io {
+        path: path.clone(),
+        source,
+    })?;
     run.phase("outage", t.elapsed().as_millis() as u64);
     let back = Instant::now();
     let ok = g.repo.fetch().is_ok();
@@ -815,13 +861,15 @@ fn metrics_outage(
     g: &mut Ground,
     run: &mut DrillRun,
     say: &mut dyn FnMut(&str),
-) -> Result<(), String> {
+) -> Result<(), DrillError> {
     let key = key(ctx)?;
     let stack = local_stack(ctx, &g.env, "metrics-outage")?;
     let pid = stack
         .load()
         .and_then(|s| s.pids.get("prometheus").copied())
-        .ok_or("the local stack's Prometheus is not running")?;
+        .ok_or_else(|| {
+            DrillError::Precondition("the local stack's Prometheus is not running".into())
+        })?;
     let tag = format!("drill-{}", stamp());
     let img = build(ctx, &g.env, &tag, Vec::new(), key, say)?;
     let (pin, release) = pin(g, run, &img, &tag)?;
@@ -853,7 +901,7 @@ fn metrics_outage(
     let back = Instant::now();
     stack
         .up(&[], crate::local::PortChoice::Auto, &mut |_| {})
-        .map_err(|e| format!("bringing Prometheus back: {e}"))?;
+        .map_err(DrillError::Local)?;
     let scraping = crate::adapters::process::wait_until(
         "Prometheus to scrape the env again",
         Duration::from_secs(60),
@@ -877,7 +925,7 @@ fn metrics_outage(
         }
         other => run.check("analysis inconclusive", false, format!("{other:?}")),
     }
-    let head = g.repo.resolve(&g.env.branch).map_err(|e| e.to_string())?;
+    let head = g.repo.resolve(&g.env.branch)?;
     run.check(
         "nothing reverted",
         head == pin,
@@ -915,16 +963,23 @@ fn crash_mid_rollout(
     g: &mut Ground,
     run: &mut DrillRun,
     say: &mut dyn FnMut(&str),
-) -> Result<(), String> {
+) -> Result<(), DrillError> {
     let key = key(ctx)?;
     let tag = format!("drill-{}", stamp());
     let img = build(ctx, &g.env, &tag, Vec::new(), key, say)?;
     let file = ctx.cfg.state_dir.join(format!("drills/{tag}.yaml"));
     if let Some(p) = file.parent() {
-        std::fs::create_dir_all(p).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(p).map_err(|source| DrillError::Io {
+            path: p.to_path_buf(),
+            source,
+        })?;
     }
-    std::fs::write(&file, format!("images:\n  - {}\n", img.reference))
-        .map_err(|e| e.to_string())?;
+    std::fs::write(&file, format!("images:\n  - {}\n", img.reference)).map_err(|source| {
+        DrillError::Io {
+            path: file.clone(),
+            source,
+        }
+    })?;
     let child = |args: &[&str], crash: Option<&str>| {
         let mut c = std::process::Command::new(&ctx.exe);
         c.args(args)
@@ -937,7 +992,10 @@ fn crash_mid_rollout(
             Some(p) => c.env("PLATFORM_CAPSTONE_CRASH_AT", p),
             None => c.env_remove("PLATFORM_CAPSTONE_CRASH_AT"),
         };
-        c.output()
+        c.output().map_err(|source| DrillError::Io {
+            path: ctx.exe.clone(),
+            source,
+        })
     };
     say(&format!(
         "releasing {tag} into {}; the engine is killed when the canary is up",
@@ -956,10 +1014,9 @@ fn crash_mid_rollout(
             &g.env.name,
         ],
         Some("canary"),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     run.phase("to_crash", t.elapsed().as_millis() as u64);
-    let state = g.store.release(&g.env.name).map_err(|e| e.to_string())?;
+    let state = g.store.release(&g.env.name)?;
     let crashed =
         !first.status.success() && state.as_ref().is_some_and(|s| s.phase == Phase::Canary);
     run.check(
@@ -968,7 +1025,9 @@ fn crash_mid_rollout(
         format!("exit {:?}", first.status.code()),
     );
     let Some(state) = state else {
-        return Err("no release state after the crash".into());
+        return Err(DrillError::Precondition(
+            "no release state after the crash: the killed release saved nothing".into(),
+        ));
     };
     run.release = Some(state.release.clone());
     let t = Instant::now();
@@ -981,8 +1040,7 @@ fn crash_mid_rollout(
             &g.env.name,
         ],
         None,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     run.phase("resume_to_done", t.elapsed().as_millis() as u64);
     let out = String::from_utf8_lossy(&second.stdout);
     run.check(
@@ -1006,7 +1064,7 @@ fn crash_mid_rollout(
         left == 0,
         format!("{left} canary pods"),
     );
-    g.repo.fetch().map_err(|e| e.to_string())?;
+    g.repo.fetch()?;
     let log = g
         .repo
         .notes()

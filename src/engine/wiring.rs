@@ -25,16 +25,79 @@ fn err(e: impl std::fmt::Display) -> WiringError {
     WiringError(e.to_string())
 }
 
-/// The daemon's signer and a repo handle on `cache_dir` (fetched).
-pub fn open(
-    cfg: &DaemonConfig,
-    config_file: &Path,
-    cache_dir: &Path,
-) -> Result<(Git2Repo, Signer), WiringError> {
-    let signer = signer(cfg, config_file)?;
-    let mut repo = repo(cfg, cache_dir, &signer)?;
-    repo.fetch().map_err(err)?;
-    Ok((repo, signer))
+/// What every entry point works on — `release`, `drift`, the drills, and
+/// the daemon's workers, drift checks, API and poll: the daemon's signer,
+/// a repo handle on a cache of its own, the state dir's store, and every
+/// pinned env as the remote showed it at the last fetch. The one place
+/// the open → fetch → load-envs recipe is written.
+pub struct Workspace {
+    pub repo: Git2Repo,
+    pub signer: Signer,
+    pub store: super::store::Store,
+    pub trust: Trust,
+    /// Every pinned env in promotion order, as of the last `refresh`/`reload`.
+    pub slots: Vec<EnvSlot>,
+}
+
+impl Workspace {
+    /// The signer and a repo handle on `cache_dir`; nothing fetched or
+    /// loaded yet (`slots` is empty until `refresh`).
+    pub fn new(
+        cfg: &DaemonConfig,
+        config_file: &Path,
+        cache_dir: &Path,
+    ) -> Result<Self, WiringError> {
+        let signer = signer(cfg, config_file)?;
+        let repo = repo(cfg, cache_dir, &signer)?;
+        Ok(Workspace {
+            repo,
+            signer,
+            store: super::store::Store::new(&cfg.state_dir),
+            trust: cfg.trust.clone(),
+            slots: Vec::new(),
+        })
+    }
+
+    /// `new`, then one fetch and every env loaded. `record`: heads
+    /// accepted are remembered (for callers about to act on them);
+    /// returns the history rewrites accepted, for the audit trail.
+    pub fn open(
+        cfg: &DaemonConfig,
+        config_file: &Path,
+        cache_dir: &Path,
+        record: bool,
+    ) -> Result<(Self, Vec<Rewrite>), WiringError> {
+        let mut ws = Self::new(cfg, config_file, cache_dir)?;
+        let rewrites = ws.refresh(record)?;
+        Ok((ws, rewrites))
+    }
+
+    /// One fetch of every env branch, then every env loaded again.
+    pub fn refresh(&mut self, record: bool) -> Result<Vec<Rewrite>, WiringError> {
+        self.repo.fetch().map_err(err)?;
+        self.reload(record)
+    }
+
+    /// Every env loaded again from what was last fetched (a promotion of
+    /// ours moved the next env's head).
+    pub fn reload(&mut self, record: bool) -> Result<Vec<Rewrite>, WiringError> {
+        let (slots, rewrites) = slots(&self.repo, &self.trust, Some(&self.store), record)?;
+        self.slots = slots;
+        Ok(rewrites)
+    }
+
+    /// The ready env `name`, or why it cannot be acted on.
+    pub fn env(&self, name: &str) -> Result<&Env, WiringError> {
+        ready_env(&self.slots, name)
+    }
+
+    /// The head of env `name`'s branch as last fetched.
+    pub fn head(&self, name: &str) -> Option<&str> {
+        self.slots
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.head.as_deref())
+    }
 }
 
 /// The daemon's signer: its key loaded and checked against the trust
