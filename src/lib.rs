@@ -7,7 +7,7 @@
 //!
 //! Two crates (see docs/architecture.md): the pure core
 //! (`platform-capstone-core`, re-exported here as `audit`, `fakes`,
-//! `fsutil`, `gates`, `model`, `ports`, `redact`, `render`, `rollout`,
+//! `fsutil`, `gates`, `model`, `ports`, `redact`, `release`, `render`, `rollout`,
 //! `signing`, `yaml`, and under `config`, `source`, `drift`, `drill`) and
 //! this shell, which owns every edge:
 //! - [`source`]: the config repo over git2: fetch, signed CAS commits, reverts, notes; trust of heads
@@ -15,7 +15,7 @@
 //! - [`blueprint`]: the reference config repo compiled in; `init`
 //! - [`adapters`]: the I/O edges: registry, podman, Kubernetes, HAProxy, Prometheus, traffic
 //! - [`local`]: the local stack (registry, HAProxy, Prometheus, podman) and demo images
-//! - [`engine`]: the release driver: gates → canary → bake → promote, rollback and revert
+//! - [`engine`]: the release driver: gates, then the `release` machine's actions through the ports, then promotion; rollback and revert
 //! - [`drift`]: drift's edges (`drift::run`); [`drill`]: the drill scenarios (`drill::run`)
 //! - [`daemon`]: the long-running reconciler: polling, watch, webhook, workers per env, HTTP, metrics
 //! - [`cli`]: the command line, one file per subcommand
@@ -24,7 +24,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub use platform_capstone_core::{
-    audit, fakes, fsutil, gates, model, ports, redact, render, rollout, signing, yaml,
+    audit, fakes, fsutil, gates, model, ports, redact, release, render, rollout, signing, yaml,
 };
 
 pub mod adapters;

@@ -9,7 +9,7 @@
 
 use crate::support::world::{self, World, live_image, signed_commit};
 use crate::support::{self, git};
-use platform_capstone::adapters::podman::EnvEdit;
+use platform_capstone::drill::tamper::{EnvEdit, tamper};
 use platform_capstone::local::{PortChoice, Stack, images};
 use std::path::Path;
 use std::process::Command;
@@ -49,11 +49,7 @@ fn dev_extras(work: &Path, _branch: &str) {
 /// Replaces every dev pod behind the tool's back (podman directly):
 /// same name, labels, image and port; env edited by `edit`.
 fn replace_pods(stack: &Stack, edit: &EnvEdit<'_>) {
-    let replaced = stack
-        .podman()
-        .expect("podman")
-        .tamper("demo-dev", edit)
-        .expect("tamper");
+    let replaced = tamper(&stack.podman().expect("podman"), "demo-dev", edit).expect("tamper");
     assert!(!replaced.is_empty(), "no dev pods to replace");
 }
 

@@ -41,8 +41,6 @@ pub const GENERATION_LABEL: &str = "platform-capstone.dev/generation";
 pub const OBJECT_LABEL: &str = "platform-capstone.dev/object";
 pub const PORT_LABEL: &str = "platform-capstone.dev/port";
 pub const PROBE_LABEL: &str = "platform-capstone.dev/readiness-path";
-/// Edits a container's env (name, value) list in place.
-pub type EnvEdit<'a> = dyn Fn(&mut Vec<(String, String)>) + 'a;
 
 /// Env names whose values came from Secrets (names only, comma-separated).
 pub const SECRET_ENV_LABEL: &str = "platform-capstone.dev/secret-env";
@@ -54,7 +52,7 @@ const SKIPPED_KINDS: &[&str] = &[
     "NetworkPolicy",
 ];
 /// Env podman or the image sets on its own; not part of the desired state.
-const RUNTIME_ENV: &[&str] = &["PATH", "TERM", "container", "HOSTNAME", "HOME"];
+pub(crate) const RUNTIME_ENV: &[&str] = &["PATH", "TERM", "container", "HOSTNAME", "HOME"];
 
 /// Where podman's configuration lives (never `/etc`).
 #[derive(Debug, Clone)]
@@ -557,7 +555,7 @@ impl Podman {
         c
     }
 
-    fn podman(&self, args: &[&str]) -> Result<String, TargetError> {
+    pub(crate) fn podman(&self, args: &[&str]) -> Result<String, TargetError> {
         process::run(self.command().args(args), self.command_timeout, None)
             .map(|o| o.stdout)
             .map_err(TargetError::Unavailable)
@@ -565,7 +563,7 @@ impl Podman {
 
     /// `podman kube play` of a pod file written as `name` in the work dir:
     /// owner-only (resolved Secret values are in it) and gone after play.
-    fn play(&self, name: &str, content: &[u8]) -> Result<(), TargetError> {
+    pub(crate) fn play(&self, name: &str, content: &[u8]) -> Result<(), TargetError> {
         let dir = &self.config.work_dir;
         std::fs::create_dir_all(dir)
             .map_err(|e| TargetError::Unavailable(format!("{}: {e}", dir.display())))?;
@@ -581,83 +579,6 @@ impl Podman {
         ]);
         let _ = std::fs::remove_file(&file);
         played.map(|_| ())
-    }
-
-    /// Changes live state behind the tool's back, as someone with podman
-    /// access would (the config-drift drill, tests): every managed pod of
-    /// `namespace` is removed and played again from a hand-written
-    /// manifest — same name, labels, image and port; env as `edit` leaves
-    /// it. Returns the pods replaced.
-    pub fn tamper(&self, namespace: &str, edit: &EnvEdit<'_>) -> Result<Vec<String>, TargetError> {
-        let pods = self.pods(Some(namespace))?;
-        let mut out = Vec::new();
-        for pod in pods {
-            let inspected = self.inspect_containers(&pod.containers)?;
-            let Some(c) = inspected.first() else { continue };
-            let image = c["ImageName"].as_str().unwrap_or_default().to_string();
-            let mut env: Vec<(String, String)> = c["Config"]["Env"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.as_str()?.split_once('='))
-                .filter(|(k, _)| !RUNTIME_ENV.contains(k))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            edit(&mut env);
-            let port: u16 = pod
-                .labels
-                .get(PORT_LABEL)
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| TargetError::Unavailable(format!("{}: no port label", pod.name)))?;
-            let cname = c["Name"].as_str().unwrap_or_default();
-            let short = cname
-                .strip_prefix(&format!("{}-", pod.name))
-                .unwrap_or(cname)
-                .to_string();
-            // The port is published by the pod's infra container.
-            let pod_info: serde_json::Value = self
-                .podman(&["pod", "inspect", "--format", "json", &pod.name])
-                .ok()
-                .and_then(|o| serde_json::from_str(&o).ok())
-                .unwrap_or_default();
-            let info = if pod_info.is_array() {
-                pod_info[0].clone()
-            } else {
-                pod_info
-            };
-            let container_port: u16 = [
-                &info["InfraConfig"]["PortBindings"],
-                &c["HostConfig"]["PortBindings"],
-            ]
-            .iter()
-            .find_map(|b| {
-                b.as_object()
-                    .and_then(|m| m.keys().next())
-                    .and_then(|k| k.split('/').next())
-                    .and_then(|p| p.parse().ok())
-            })
-            .ok_or_else(|| {
-                TargetError::Unavailable(format!("{}: no published container port", pod.name))
-            })?;
-            let manifest = serde_json::json!({
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": pod.name, "labels": pod.labels},
-                "spec": {"containers": [{
-                    "name": short,
-                    "image": image,
-                    "env": env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>(),
-                    "ports": [{"containerPort": container_port, "hostIP": "127.0.0.1", "hostPort": port}],
-                }]},
-            });
-            self.podman(&["pod", "rm", "-f", &pod.name])?;
-            self.play(
-                &format!("{}.tampered.json", pod.name),
-                manifest.to_string().as_bytes(),
-            )?;
-            out.push(pod.name);
-        }
-        Ok(out)
     }
 
     /// Every pod this tool manages, optionally only of one namespace.
@@ -774,7 +695,10 @@ impl Podman {
             .max()
     }
 
-    fn inspect_containers(&self, ids: &[String]) -> Result<Vec<serde_json::Value>, TargetError> {
+    pub(crate) fn inspect_containers(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<serde_json::Value>, TargetError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }

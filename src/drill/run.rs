@@ -742,7 +742,7 @@ fn config_drift(
     let podman = stack.podman()?;
     say("editing live pods behind the tool's back (podman): DRILL_EDIT=1");
     let t = Instant::now();
-    podman.tamper(&g.env.target.namespace, &|env| {
+    super::tamper::tamper(&podman, &g.env.target.namespace, &|env| {
         env.push(("DRILL_EDIT".into(), "1".into()));
     })?;
     let edited = Instant::now();

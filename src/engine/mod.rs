@@ -26,7 +26,8 @@ use crate::config::Env;
 use crate::gates::run::Checks;
 use crate::model::Outcome;
 use crate::ports::{Metrics, Registry, Split, Target, Track, TrafficRouter, Workload};
-use crate::rollout::{self, AbortKind, IntervalResult, Next, Progress, StepResult};
+use crate::release::{self, Action, Observation, Plan};
+use crate::rollout::{self, IntervalResult, Progress, StepResult};
 use crate::signing::Signer;
 use crate::source::GitRepo;
 use chrono::{DateTime, Utc};
@@ -141,6 +142,14 @@ pub struct ReleaseTrust {
     pub next_approvers: Option<crate::signing::AllowedSigners>,
     /// The pinned next env cannot take a promotion now: (env, why).
     pub next_blocked: Option<(String, String)>,
+}
+
+/// Where the new version went: endpoints of both tracks, and whether it
+/// is the env's first release (nothing ran before it).
+struct Deployed {
+    first_release: bool,
+    stable: Vec<String>,
+    canary: Vec<String>,
 }
 
 fn workload(env: &Env, track: Track) -> Workload {
@@ -494,6 +503,7 @@ impl Engine<'_> {
                     commit: r.commit.into(),
                     phase: Phase::Gated,
                     progress: Progress::new(),
+                    bake: Progress::new(),
                     baseline_version: self.store.last_good(&env.name)?.map(|g| g.version),
                     version: version.clone(),
                     record: Record {
@@ -569,36 +579,10 @@ impl Engine<'_> {
         }
         self.save(&state)?;
 
-        if matches!(state.phase, Phase::Gated | Phase::Canary) {
-            match self.canary(env, r, &objects, &mut state, out)? {
-                None => {}
-                Some(outcome) => return Ok(outcome),
-            }
-        }
-        if state.phase == Phase::Stable {
-            let t = Instant::now();
-            if let Some(outcome) = self.bake(env, &mut state, out)? {
-                return Ok(outcome);
-            }
-            state.record.timings.insert("bake_ms".into(), ms(t));
-            // Only a baked release is good enough to come back to.
-            self.store.save_last_good(
-                &env.name,
-                &LastGood {
-                    release: r.release.into(),
-                    commit: r.commit.into(),
-                    images: images.clone(),
-                    version: state.version.clone(),
-                    baseline: baseline_of(&state.record),
-                    since: Some((self.now)()),
-                    previous: self.store.last_good(&env.name)?.map(|mut p| {
-                        p.previous = None;
-                        Box::new(p)
-                    }),
-                },
-            )?;
-            state.phase = Phase::Baked;
-            self.save(&state)?;
+        if matches!(state.phase, Phase::Gated | Phase::Canary | Phase::Stable)
+            && let Some(outcome) = self.analyse(env, r, &objects, &images, &mut state, out)?
+        {
+            return Ok(outcome);
         }
         // Baked: promote into the next env, if any (and if it can take it).
         let next_state = match (r.next, &r.trust.next_blocked) {
@@ -741,31 +725,23 @@ impl Engine<'_> {
         Ok(checks)
     }
 
-    /// The canary through every step. `Some(outcome)` when it ended the
-    /// release (abort); `None` when the new version is now stable.
-    fn canary(
+    /// Deploys the new version (canary track; stable when nothing runs
+    /// yet). `Err(outcome)` when it never became ready: the release failed,
+    /// rolled back and reverted.
+    fn deploy(
         &mut self,
         env: &Env,
         r: &EnvRelease<'_>,
         objects: &[yaml_serde::Value],
         state: &mut ReleaseState,
         out: &mut dyn Reporter,
-    ) -> Result<Option<EnvOutcome>, EngineError> {
+    ) -> Result<Result<Deployed, EnvOutcome>, EngineError> {
         let t = Instant::now();
         let target = self.svc.target;
         let stable_now = target
             .readiness(&workload(env, Track::Stable))
             .map_err(Self::target_err)?;
         let first_release = stable_now.desired == 0;
-        // With nothing live yet, the version goes in as stable and is
-        // analysed at full traffic only.
-        let steps: Vec<u8> = if first_release {
-            vec![100]
-        } else {
-            env.rollout.steps.clone()
-        };
-        let mut rollout_cfg = env.rollout.clone();
-        rollout_cfg.steps = steps.clone();
         let track = if first_release {
             Track::Stable
         } else {
@@ -785,213 +761,229 @@ impl Engine<'_> {
                         true,
                         out,
                     )
-                    .map(Some);
+                    .map(Err);
             }
             Err(e) => return Err(Self::target_err(e)),
         };
-        if !first_release {
+        let d = if first_release {
+            Deployed {
+                first_release,
+                stable: applied.endpoints,
+                canary: Vec::new(),
+            }
+        } else {
             // A canary left by a killed run is replaced, not kept beside.
             target
                 .settle(&workload(env, Track::Canary))
                 .map_err(Self::target_err)?;
-        }
-        let stable_eps = if first_release {
-            applied.endpoints.clone()
-        } else {
-            stable_now.endpoints.clone()
-        };
-        let canary_eps = if first_release {
-            Vec::new()
-        } else {
-            applied.endpoints.clone()
+            Deployed {
+                first_release,
+                stable: stable_now.endpoints,
+                canary: applied.endpoints,
+            }
         };
         if first_release {
-            self.route(env, &stable_eps, &[], 0)?;
+            self.route(env, &d.stable, &[], 0)?;
             target
                 .settle(&workload(env, Track::Stable))
                 .map_err(Self::target_err)?;
         }
-        state.phase = Phase::Canary;
-        self.save(state)?;
         state.record.timings.insert("deploy_ms".into(), ms(t));
-        let version = state.version.clone();
-        let baseline = if first_release {
-            None
-        } else {
-            state.baseline_version.clone()
-        };
-        let t = Instant::now();
-        out.rollout();
-        while let Some(&weight) = steps.get(state.progress.step) {
-            if self.abort.load(std::sync::atomic::Ordering::Relaxed) {
-                recover::rollback(self, env, state, first_release, &stable_eps)?;
-                return self.aborted(state, out).map(Some);
-            }
-            if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if !first_release {
-                    self.route(env, &stable_eps, &canary_eps, 0)?;
-                }
-                self.save(state)?;
-                return Err(EngineError::Interrupted);
-            }
-            if !first_release {
-                self.route(env, &stable_eps, &canary_eps, weight)?;
-            }
-            if state.record.steps.is_empty() {
-                out.mark("canary_traffic");
-                self.warm_up(env, &version, track);
-            }
-            let name = rollout::step_name(weight);
-            if state.record.steps.last().is_none_or(|s| s.name != name) {
-                state.record.steps.push(StepRecord {
-                    name: name.clone(),
-                    result: StepResult::Running,
-                    intervals: Vec::new(),
-                });
-            }
-            let (result, record) =
-                self.measure(env, weight, (track, &version), baseline.as_deref());
-            let n = state
-                .record
-                .steps
-                .last()
-                .map(|s| s.intervals.len())
-                .unwrap_or(0);
-            out.interval(&name, n + 1, &result);
-            if let Some(s) = state.record.steps.last_mut() {
-                s.intervals.push(record);
-            }
-            let next = rollout::on_interval(&mut state.progress, &rollout_cfg, &result);
-            if let Some((done, res)) = state.progress.finished.last().cloned()
-                && let Some(s) = state.record.steps.iter_mut().find(|s| s.name == done)
-                && s.result == StepResult::Running
-            {
-                s.result = res.clone();
-                out.step(&done, &res.to_string());
-            }
-            self.save(state)?;
-            match next {
-                Next::Measure | Next::Advance { .. } => continue,
-                Next::Complete => break,
-                Next::Abort { kind, reason } => {
-                    state.record.timings.insert("analysis_ms".into(), ms(t));
-                    out.mark("detected");
-                    let detected = Instant::now();
-                    // Traffic back on stable and the canary gone, first.
-                    let to_stable =
-                        recover::rollback(self, env, state, first_release, &stable_eps)?;
-                    out.mark("stable");
-                    state
-                        .record
-                        .timings
-                        .insert("to_stable_ms".into(), to_stable.as_millis() as u64);
-                    state
-                        .record
-                        .timings
-                        .insert("rollback_ms".into(), ms(detected));
-                    return match kind {
-                        AbortKind::Unhealthy => {
-                            self.fail(env, state, &reason, false, out).map(Some)
-                        }
-                        AbortKind::Inconclusive => {
-                            state.record.outcome = ReleaseOutcome::Paused;
-                            state.record.reason = Some(reason.clone());
-                            state.phase = Phase::Finished;
-                            state.record.finished = Some((self.now)());
-                            self.save(state)?;
-                            self.audit(state)?;
-                            Ok(Some(EnvOutcome::Inconclusive { reason }))
-                        }
-                    };
-                }
-            }
-        }
-        state.record.timings.insert("analysis_ms".into(), ms(t));
-        if !first_release {
-            // The canary becomes stable: new stable pods, traffic to them,
-            // then the canary and the old stable go.
-            let t = Instant::now();
-            let stable = target
-                .apply(&workload(env, Track::Stable), objects, r.release)
-                .map_err(Self::target_err)?;
-            self.route(env, &stable.endpoints, &[], 0)?;
-            target
-                .remove(&workload(env, Track::Canary))
-                .map_err(Self::target_err)?;
-            target
-                .settle(&workload(env, Track::Stable))
-                .map_err(Self::target_err)?;
-            state.record.timings.insert("switch_ms".into(), ms(t));
-        }
-        state.phase = Phase::Stable;
-        self.save(state)?;
-        Ok(None)
+        Ok(Ok(d))
     }
 
-    /// Watches the new stable for the bake time; a breach fails the release.
-    fn bake(
+    /// Drives the release machine (`crate::release`) from deployment to
+    /// baked: performs each action through the ports, turns what happened
+    /// into the next observation, and saves the state after every step's
+    /// side effects and before each measurement (the crash points).
+    /// `Some(outcome)` when the release ended here; `None` when it is baked
+    /// and this release is the env's last good one.
+    fn analyse(
         &mut self,
         env: &Env,
+        r: &EnvRelease<'_>,
+        objects: &[yaml_serde::Value],
+        images: &[String],
         state: &mut ReleaseState,
         out: &mut dyn Reporter,
     ) -> Result<Option<EnvOutcome>, EngineError> {
-        let deadline = Instant::now() + env.rollout.bake;
-        let mut progress = Progress::new();
-        let mut cfg = env.rollout.clone();
-        cfg.steps = vec![100];
-        cfg.intervals_per_step = u32::MAX;
-        let version = state.version.clone();
-        while Instant::now() < deadline {
-            if self.abort.load(std::sync::atomic::Ordering::Relaxed) {
-                recover::restore_last_good(self, env, state)?;
-                return self.aborted(state, out).map(Some);
+        let d = if state.phase == Phase::Stable {
+            // A resumed bake: the new version is stable already.
+            Deployed {
+                first_release: false,
+                stable: Vec::new(),
+                canary: Vec::new(),
             }
-            if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
-                self.save(state)?;
-                return Err(EngineError::Interrupted);
-            }
-            let (result, record) = self.measure(env, 100, (Track::Stable, &version), None);
-            out.interval("bake", progress.healthy as usize + 1, &result);
-            if state.record.steps.last().is_none_or(|s| s.name != "bake") {
-                state.record.steps.push(StepRecord {
-                    name: "bake".into(),
-                    result: StepResult::Running,
-                    intervals: Vec::new(),
-                });
-            }
-            if let Some(s) = state.record.steps.last_mut() {
-                s.intervals.push(record);
-            }
-            if let Next::Abort { kind, reason } = rollout::on_interval(&mut progress, &cfg, &result)
-            {
-                if let Some(s) = state.record.steps.last_mut() {
-                    s.result = StepResult::aborted(kind, &reason);
+        } else {
+            match self.deploy(env, r, objects, state, out)? {
+                Ok(d) => {
+                    out.rollout();
+                    d
                 }
-                out.step("bake", &format!("unhealthy ({reason})"));
-                recover::restore_last_good(self, env, state)?;
-                return match kind {
-                    AbortKind::Unhealthy => self
-                        .fail(env, state, &format!("bake: {reason}"), false, out)
-                        .map(Some),
-                    AbortKind::Inconclusive => {
-                        state.record.outcome = ReleaseOutcome::Paused;
-                        state.record.reason = Some(reason.clone());
-                        state.phase = Phase::Finished;
-                        self.save(state)?;
-                        self.audit(state)?;
-                        Ok(Some(EnvOutcome::Inconclusive { reason }))
+                Err(outcome) => return Ok(Some(outcome)),
+            }
+        };
+        let plan = Plan {
+            rollout: &env.rollout,
+            first_release: d.first_release,
+        };
+        let version = state.version.clone();
+        let baseline = (!d.first_release)
+            .then(|| state.baseline_version.clone())
+            .flatten();
+        let analysis = Instant::now();
+        let mut bake: Option<(Instant, Instant)> = (state.phase == Phase::Stable)
+            .then(|| (Instant::now(), Instant::now() + env.rollout.bake));
+        let mut observation = Observation::Deployed;
+        loop {
+            let (actions, next) = release::step(state, &plan, observation);
+            *state = next;
+            let mut measure = None;
+            for action in actions {
+                match action {
+                    Action::Route { percent } => {
+                        self.route(env, &d.stable, &d.canary, percent)?;
                     }
-                };
+                    Action::WarmUp => {
+                        out.mark("canary_traffic");
+                        self.warm_up(env, &version, plan.track());
+                    }
+                    Action::StepDone { name, result } => out.step(&name, &result.to_string()),
+                    Action::SwitchToStable => {
+                        state
+                            .record
+                            .timings
+                            .insert("analysis_ms".into(), ms(analysis));
+                        let t = Instant::now();
+                        self.switch_to_stable(env, objects, r.release)?;
+                        state.record.timings.insert("switch_ms".into(), ms(t));
+                    }
+                    Action::RollBack => {
+                        state
+                            .record
+                            .timings
+                            .insert("analysis_ms".into(), ms(analysis));
+                        out.mark("detected");
+                        let detected = Instant::now();
+                        // Traffic back on stable and the canary gone, first.
+                        let to_stable =
+                            recover::rollback(self, env, state, d.first_release, &d.stable)?;
+                        out.mark("stable");
+                        state
+                            .record
+                            .timings
+                            .insert("to_stable_ms".into(), to_stable.as_millis() as u64);
+                        state
+                            .record
+                            .timings
+                            .insert("rollback_ms".into(), ms(detected));
+                    }
+                    Action::RestoreLastGood => recover::restore_last_good(self, env, state)?,
+                    Action::Baked => {
+                        if let Some((started, _)) = bake {
+                            state.record.timings.insert("bake_ms".into(), ms(started));
+                        }
+                        // Only a baked release is good enough to come back to.
+                        self.store.save_last_good(
+                            &env.name,
+                            &LastGood {
+                                release: r.release.into(),
+                                commit: r.commit.into(),
+                                images: images.to_vec(),
+                                version: state.version.clone(),
+                                baseline: baseline_of(&state.record),
+                                since: Some((self.now)()),
+                                previous: self.store.last_good(&env.name)?.map(|mut p| {
+                                    p.previous = None;
+                                    Box::new(p)
+                                }),
+                            },
+                        )?;
+                    }
+                    Action::Fail { reason } => {
+                        return self.fail(env, state, &reason, false, out).map(Some);
+                    }
+                    Action::Inconclusive { reason } => {
+                        return self
+                            .finish(
+                                state,
+                                ReleaseOutcome::Paused,
+                                Some(reason.clone()),
+                                EnvOutcome::Inconclusive { reason },
+                            )
+                            .map(Some);
+                    }
+                    Action::Aborted => return self.aborted(state, out).map(Some),
+                    Action::Park => {
+                        self.save(state)?;
+                        return Err(EngineError::Interrupted);
+                    }
+                    Action::Measure { weight, track } => measure = Some((weight, track)),
+                }
             }
             self.save(state)?;
+            if state.phase == Phase::Baked {
+                return Ok(None);
+            }
+            let Some((weight, track)) = measure else {
+                return Err(EngineError::Invalid(format!(
+                    "the release machine stopped in {:?} without a verdict",
+                    state.phase
+                )));
+            };
+            observation = if self.abort.load(std::sync::atomic::Ordering::Relaxed) {
+                Observation::AbortRequested
+            } else if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                Observation::ShutdownRequested
+            } else if state.phase == Phase::Stable
+                && bake
+                    .get_or_insert_with(|| (Instant::now(), Instant::now() + env.rollout.bake))
+                    .1
+                    <= Instant::now()
+            {
+                Observation::BakeOver
+            } else {
+                let name = if state.phase == Phase::Stable {
+                    release::BAKE.to_string()
+                } else {
+                    rollout::step_name(weight)
+                };
+                let base = (track == Track::Canary)
+                    .then_some(baseline.as_deref())
+                    .flatten();
+                let (result, record) = self.measure(env, weight, (track, &version), base);
+                let n = state
+                    .record
+                    .steps
+                    .last()
+                    .filter(|s| s.name == name)
+                    .map_or(0, |s| s.intervals.len());
+                out.interval(&name, n + 1, &result);
+                Observation::Measured { result, record }
+            };
         }
-        if let Some(s) = state.record.steps.last_mut()
-            && s.name == "bake"
-        {
-            s.result = StepResult::Healthy;
-            out.step("bake", "healthy");
-        }
-        Ok(None)
+    }
+
+    /// The canary becomes stable: new stable pods, traffic to them, then
+    /// the canary and the old stable go.
+    fn switch_to_stable(
+        &self,
+        env: &Env,
+        objects: &[yaml_serde::Value],
+        release: &str,
+    ) -> Result<(), EngineError> {
+        let target = self.svc.target;
+        let stable = target
+            .apply(&workload(env, Track::Stable), objects, release)
+            .map_err(Self::target_err)?;
+        self.route(env, &stable.endpoints, &[], 0)?;
+        target
+            .remove(&workload(env, Track::Canary))
+            .map_err(Self::target_err)?;
+        target
+            .settle(&workload(env, Track::Stable))
+            .map_err(Self::target_err)?;
+        Ok(())
     }
 
     /// A failed release in `env`: revert its commit (signed, with the

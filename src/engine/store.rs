@@ -16,39 +16,10 @@
 //! Git stays the source of truth for what should run (last-good names a
 //! commit, re-rendered on restore); this is the engine's working memory.
 
-use crate::audit::Record;
-use crate::rollout::Progress;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Rendered and gated; nothing applied yet.
-    Gated,
-    /// The canary runs and is being analysed (`progress` says where).
-    Canary,
-    /// The new version is stable; baking.
-    Stable,
-    /// Baked: the next env may be promoted into.
-    Baked,
-    /// Nothing more to do for this env (complete, promoted, failed).
-    Finished,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReleaseState {
-    pub release: String,
-    pub env: String,
-    pub commit: String,
-    pub phase: Phase,
-    pub progress: Progress,
-    pub record: Record,
-    /// The version serving as stable baseline during analysis.
-    pub baseline_version: Option<String>,
-    /// The first env's version string (`release --version`), if any.
-    pub version: String,
-}
+pub use crate::release::{Phase, ReleaseState};
 
 pub use crate::model::LastGood;
 

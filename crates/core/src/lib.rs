@@ -12,6 +12,7 @@
 //! - [`render`]: kustomize-compatible overlay rendering
 //! - [`gates`]: signature (keyed and keyless cosign), vulnerability, admission (Rego)
 //! - [`rollout`]: the canary decision core: interval judgement and the step machine
+//! - [`release`]: a release in one env as a machine, `step(state, plan, observation) -> (actions, state)`
 //! - [`drift`]: config and SLO drift, pure: normalisation, masking, diff, burn rates
 //! - [`drill`]: drill records and statistics
 //! - [`schedule`]: cron firing, pure
@@ -34,6 +35,7 @@ pub mod gates;
 pub mod model;
 pub mod ports;
 pub mod redact;
+pub mod release;
 pub mod render;
 pub mod rollout;
 pub mod schedule;

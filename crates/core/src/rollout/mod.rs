@@ -403,7 +403,7 @@ pub fn on_interval(p: &mut Progress, rollout: &Rollout, result: &IntervalResult)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
@@ -430,7 +430,8 @@ mod tests {
         ]
     }
 
-    fn rollout() -> Rollout {
+    /// A canary of three steps, two intervals each (shared with `release`'s tests).
+    pub(crate) fn rollout() -> Rollout {
         Rollout {
             steps: vec![10, 50, 100],
             analysis_interval: Duration::from_secs(5),
