@@ -83,9 +83,49 @@ fn every_drill_passes_on_the_real_stack_and_a_loose_gate_fails_the_rollback_dril
     assert_eq!(code, Some(0), "{out}");
     let start_head_tree = git(&remote, &["rev-parse", "env/dev^{tree}"]);
 
-    // rollback: the drill's output lines from real measurements.
-    let (code, run) = drill(&w, "rollback", &key_file, &[]);
-    assert_eq!(code, Some(0), "{run}");
+    // rollback: the drill's output lines from real measurements, and the
+    // same run's report (JSON, as `-o json` prints it) in the state dir.
+    let text = w
+        .cmd(&[
+            "drill",
+            "--config",
+            "daemon.toml",
+            "--scenario",
+            "rollback",
+            "--env",
+            "dev",
+        ])
+        .arg("--key")
+        .arg(&key_file)
+        .arg("--demo-binary")
+        .arg(support::demo_binary())
+        .output()
+        .expect("drill text");
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    eprintln!(
+        "$ platform-capstone drill --scenario rollback\n{stdout}{}",
+        String::from_utf8_lossy(&text.stderr)
+    );
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("rollback: success in "),
+        "the drill's first line:\n{stdout}"
+    );
+    assert!(
+        stdout.lines().nth(1).is_some_and(
+            |l| l.starts_with("post_check: error budget and latency returned to baseline")
+        ),
+        "{stdout}"
+    );
+    assert!(text.status.success());
+    let report = std::fs::read_dir(dir.join("state/drills/dev"))
+        .expect("reports")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-rollback.json"))
+        .expect("the rollback drill's JSON report");
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("report json");
     assert_eq!(run["restored"], true);
     for p in [
         "detect",
@@ -105,35 +145,6 @@ fn every_drill_passes_on_the_real_stack_and_a_loose_gate_fails_the_rollback_dril
         post.starts_with("error budget and latency returned to baseline (availability"),
         "{post}"
     );
-    let text = w
-        .cmd(&[
-            "drill",
-            "--config",
-            "daemon.toml",
-            "--scenario",
-            "rollback",
-            "--env",
-            "dev",
-        ])
-        .arg("--key")
-        .arg(&key_file)
-        .arg("--demo-binary")
-        .arg(support::demo_binary())
-        .output()
-        .expect("drill text");
-    let stdout = String::from_utf8_lossy(&text.stdout);
-    let first = stdout.lines().next().unwrap_or_default();
-    assert!(
-        first.starts_with("rollback: success in "),
-        "the drill's first line:\n{stdout}"
-    );
-    assert!(
-        stdout.lines().nth(1).is_some_and(
-            |l| l.starts_with("post_check: error budget and latency returned to baseline")
-        ),
-        "{stdout}"
-    );
-    assert!(text.status.success());
     let revert = git(&remote, &["log", "--format=%s", "-3", "env/dev"]);
     assert!(revert.contains("revert rel-"), "{revert}");
     assert_eq!(

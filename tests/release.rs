@@ -3,8 +3,7 @@
 //! a good version promoted dev → staging → prod (a closed window waits, a
 //! prod promotion waits for its approval), every tool commit passing
 //! `git verify-commit`; a bad version aborted at canary_10, rolled back,
-//! reverted, quarantined; a wrongly signed version stopped at the gate;
-//! Prometheus stopped mid-analysis → inconclusive, nothing reverted; and a
+//! reverted, quarantined; a wrongly signed version stopped at the gate; a
 //! process killed at a persisted transition and after its promotion
 //! commit, resumed with at most one promotion commit. Then the daemon:
 //! releases, SIGTERM + resume, a revert, an approval through its API, an
@@ -13,7 +12,7 @@
 
 use crate::support::world::{self, World, live_image, signed_commit};
 use crate::support::{self, git};
-use platform_capstone::local::{PortChoice, images};
+use platform_capstone::local::images;
 use platform_capstone::ports::Target;
 use std::path::Path;
 use std::process::Command;
@@ -241,46 +240,10 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
     assert_eq!(live_image(stack, "demo-dev"), good[0].reference);
     assert!(!live_image(stack, "demo-dev").contains(&forged[0].digest));
 
-    // 4. Prometheus stops mid-analysis: inconclusive, no promotion, no revert.
-    let child = w
-        .cmd(&["release", "--config", "daemon.toml", "--version", "1.1.0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let state_file = dir.join("state/releases/dev.json");
-    platform_capstone::adapters::process::wait_until(
-        "the canary to start",
-        Duration::from_secs(120),
-        || {
-            std::fs::read_to_string(&state_file)
-                .is_ok_and(|s| s.contains("\"phase\": \"canary\"") && s.contains("1.1.0"))
-        },
-    )
-    .expect("canary phase");
-    let prom_pid = stack.load().expect("state").pids["prometheus"];
-    let _ = Command::new("kill")
-        .arg("-9")
-        .arg(prom_pid.to_string())
-        .status();
-    let o = child.wait_with_output().expect("wait");
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    eprintln!("{out}");
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("inconclusive"), "{out}");
-    assert!(out.contains("nothing reverted"), "{out}");
-    assert!(
-        w.log("env/dev")[0].contains("release 1.1.0 to dev"),
-        "no revert expected"
-    );
-    assert_eq!(w.head("env/staging"), staging_head, "no promotion");
-    assert_eq!(live_image(stack, "demo-dev"), good[0].reference);
-    stack
-        .up(&[], PortChoice::Auto, &mut |_| {})
-        .expect("prometheus back");
-
-    // 5. Killed after the canary state is persisted, then after the
+    // 4. Killed after the canary state is persisted, then after the
     // promotion commit: resumed twice, one promotion commit.
     let pinned = w.head("env/dev");
+    let state_file = dir.join("state/releases/dev.json");
     let o = w
         .cmd(&["release", "--config", "daemon.toml", "--version", "1.1.0"])
         .env("PLATFORM_CAPSTONE_CRASH_AT", "canary")
@@ -296,8 +259,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         let v: serde_json::Value = serde_json::from_str(&s).expect("json");
         v["release"].as_str().expect("release").to_string()
     };
-    // 1.1.0 was already pinned by step 4 (not reverted: inconclusive).
-    assert_eq!(w.head("env/dev"), pinned, "the pin was already there");
+    assert_ne!(w.head("env/dev"), pinned, "1.1.0 is pinned on env/dev");
     let o = w
         .cmd(&["release", "--config", "daemon.toml", "--resume", &rel5])
         .env("PLATFORM_CAPSTONE_CRASH_AT", "promoted")
