@@ -24,7 +24,6 @@ pub use platform_capstone_core::schedule;
 
 use crate::audit::{self, Record};
 use crate::config::DaemonConfig;
-use crate::engine::store::Store;
 use crate::engine::{EnvOutcome, EnvRelease, Reporter, wiring};
 use crate::rollout::IntervalResult;
 use crate::source::GitRepo;
@@ -143,12 +142,9 @@ enum ReconcileError {
     /// adapters cannot be made.
     #[error(transparent)]
     Env(#[from] wiring::WiringError),
-    /// The env's overlay at the commit does not render.
-    #[error("{overlay}: {source}")]
-    Render {
-        overlay: String,
-        source: crate::render::RenderError,
-    },
+    /// The env's overlay at the commit cannot be read or does not render.
+    #[error(transparent)]
+    Images(#[from] wiring::ImagesError),
     #[error("state dir: {0}")]
     Store(#[from] crate::engine::store::StoreError),
     /// The engine paused the release (infrastructure) or refused it.
@@ -412,7 +408,6 @@ impl Worker {
     ) -> Result<Reconciled, ReconcileError> {
         let commit = job.commit.as_str();
         ws.repo.fetch()?;
-        let (repo, signer, store) = (&mut ws.repo, &ws.signer, &ws.store);
         let slots = job.slots.as_slice();
         let env = wiring::ready_env(slots, &self.env)?;
         if slots
@@ -423,18 +418,11 @@ impl Worker {
         {
             return Ok(Reconciled::MovedOn);
         }
+        let images = ws.images_at(commit, &env.overlay)?;
+        let (repo, signer, store) = (&mut ws.repo, &ws.signer, &ws.store);
         let next = wiring::next_of(slots, env);
         let trust = wiring::release_trust(&self.cfg.trust, signer, slots, env);
         let retry = self.control.retry.swap(false, Ordering::Relaxed);
-        let images = {
-            let tree = repo.reader(commit)?;
-            crate::render::render(tree.as_ref(), &env.overlay)
-                .map(|r| crate::render::images(&r))
-                .map_err(|source| ReconcileError::Render {
-                    overlay: env.overlay.clone(),
-                    source,
-                })?
-        };
         let in_progress = store.release(&env.name)?.filter(|s| s.commit == commit);
         // What runs is what the branch says (e.g. after a revert): nothing to do.
         if in_progress.is_none()
@@ -620,14 +608,10 @@ fn futures_wait(rx: &mut watch::Receiver<Option<Job>>, stop: &AtomicBool) -> boo
 
 /// Whether `env` runs what its head pins: its last good release has the
 /// same images as the head renders, and no release is in progress there.
-fn in_sync(
-    repo: &dyn GitRepo,
-    store: &Store,
-    env: &crate::config::Env,
-    head: Option<&String>,
-) -> bool {
+fn in_sync(ws: &mut wiring::Workspace, env: &crate::config::Env, head: Option<&String>) -> bool {
     let Some(head) = head else { return true };
-    if store
+    if ws
+        .store
         .release(&env.name)
         .ok()
         .flatten()
@@ -635,15 +619,11 @@ fn in_sync(
     {
         return false;
     }
-    let Ok(Some(good)) = store.last_good(&env.name) else {
+    let Ok(Some(good)) = ws.store.last_good(&env.name) else {
         return false;
     };
-    let Ok(tree) = repo.reader(head) else {
-        return false;
-    };
-    crate::render::render(tree.as_ref(), &env.overlay)
-        .map(|r| crate::render::images(&r) == good.images)
-        .unwrap_or(false)
+    ws.images_at(head, &env.overlay)
+        .is_ok_and(|images| images == good.images)
 }
 
 /// Sleeps `d` in small steps; false when stop was set.
@@ -902,7 +882,7 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
             // reported and skipped, never in the way of the others.
             let rewrites = ws.refresh(true).map_err(|e| e.to_string())?;
             let slots = ws.slots.clone();
-            let (r, store) = (&mut ws.repo, &ws.store);
+            let r = &mut ws.repo;
             let heads = r.heads().map_err(|e| e.to_string())?;
             for rw in rewrites {
                 tracing::warn!(env = %rw.env, from = %rw.from, to = %rw.to, "env branch history rewritten; accepted (trust.history_rewrite = accept) and recorded");
@@ -925,7 +905,7 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
             // Which envs already run what their branch says: no worker needed.
             let in_sync: BTreeMap<String, bool> = envs
                 .iter()
-                .map(|e| (e.name.clone(), in_sync(&*r, store, e, heads.get(&e.branch))))
+                .map(|e| (e.name.clone(), in_sync(ws, e, heads.get(&e.branch))))
                 .collect();
             Ok::<_, String>((heads, slots, envs, records, in_sync))
         });

@@ -11,6 +11,7 @@ use crate::config::trust::{HistoryRewrite, Trust};
 use crate::config::{DaemonConfig, Env, TargetKind};
 use crate::local::Stack;
 use crate::ports::{Metrics, Target, TrafficRouter};
+use crate::render::cache::RenderCache;
 use crate::signing::{AllowedSigners, Signer};
 use crate::source::trust::HeadTrust;
 use crate::source::{Git2Repo, GitRepo};
@@ -25,6 +26,21 @@ fn err(e: impl std::fmt::Display) -> WiringError {
     WiringError(e.to_string())
 }
 
+/// Renders a workspace keeps: every env's overlay at a couple of heads.
+const RENDER_CACHE: usize = 32;
+
+/// Why the images of an overlay at a commit could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ImagesError {
+    #[error(transparent)]
+    Git(#[from] crate::source::GitError),
+    #[error("{overlay}: {source}")]
+    Render {
+        overlay: String,
+        source: crate::render::RenderError,
+    },
+}
+
 /// What every entry point works on — `release`, `drift`, the drills, and
 /// the daemon's workers, drift checks, API and poll: the daemon's signer,
 /// a repo handle on a cache of its own, the state dir's store, and every
@@ -37,6 +53,9 @@ pub struct Workspace {
     pub trust: Trust,
     /// Every pinned env in promotion order, as of the last `refresh`/`reload`.
     pub slots: Vec<EnvSlot>,
+    /// Renders memoised by what they read (blob and tree ids): a poll that
+    /// finds an overlay's inputs unchanged does not render it again.
+    pub renders: RenderCache,
 }
 
 impl Workspace {
@@ -55,6 +74,7 @@ impl Workspace {
             store: super::store::Store::new(&cfg.state_dir),
             trust: cfg.trust.clone(),
             slots: Vec::new(),
+            renders: RenderCache::new(RENDER_CACHE),
         })
     }
 
@@ -89,6 +109,19 @@ impl Workspace {
     /// The ready env `name`, or why it cannot be acted on.
     pub fn env(&self, name: &str) -> Result<&Env, WiringError> {
         ready_env(&self.slots, name)
+    }
+
+    /// The images `overlay` pins at `commit` (through the render cache).
+    pub fn images_at(&mut self, commit: &str, overlay: &str) -> Result<Vec<String>, ImagesError> {
+        let tree = self.repo.reader(commit)?;
+        let rendered = self
+            .renders
+            .render(tree.as_ref(), overlay)
+            .map_err(|source| ImagesError::Render {
+                overlay: overlay.to_string(),
+                source,
+            })?;
+        Ok(crate::render::images(&rendered))
     }
 
     /// The head of env `name`'s branch as last fetched.
