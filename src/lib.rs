@@ -17,6 +17,7 @@
 //! - [`local`]: the local stack (registry, HAProxy, Prometheus, podman) and demo images
 //! - [`engine`]: the release driver: gates, then the `release` machine's actions through the ports, then promotion; rollback and revert
 //! - [`drift`]: drift's edges (`drift::run`); [`drill`]: the drill scenarios (`drill::run`)
+//! - [`wiring`]: the composition root: daemon config → `Workspace` (signer, repo, store, envs) and an env's target → its adapters
 //! - [`daemon`]: the long-running reconciler: polling, watch, webhook, workers per env, HTTP, metrics
 //! - [`cli`]: the command line, one file per subcommand
 
@@ -37,3 +38,4 @@ pub mod drill;
 pub mod engine;
 pub mod local;
 pub mod source;
+pub mod wiring;

@@ -5,7 +5,8 @@
 
 use crate::config::DaemonConfig;
 use crate::drift::report::{EnvReport, markdown};
-use crate::engine::{Reporter, wiring};
+use crate::engine::Reporter;
+use crate::wiring;
 use anyhow::bail;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -5,7 +5,7 @@ use super::Output;
 use crate::config::DaemonConfig;
 use crate::drill::run::DrillContext;
 use crate::drill::{DrillRun, Scenario, summarize};
-use crate::engine::wiring;
+use crate::wiring;
 use anyhow::{Context, bail};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -2,10 +2,10 @@
 
 use super::Output;
 use crate::config::{self, DaemonConfig};
-use crate::engine::wiring;
 use crate::model::{ImagePin, pins_from_kustomization};
 use crate::signing::{AllowedSigners, GIT_NAMESPACE};
 use crate::source::{Git2Repo, GitRepo, SignatureState, TreeReader};
+use crate::wiring;
 use anyhow::Context;
 use serde::Serialize;
 use std::path::PathBuf;

@@ -5,7 +5,7 @@
 //!   webhook; exponential backoff with jitter when fetching fails. While
 //!   git is unreachable nothing is applied, pruned or reverted.
 //! - One worker per env, each with its own cache clone: a new head of
-//!   `env/E` runs the engine for E (the same `engine::wiring::run_env` as
+//!   `env/E` runs the engine for E (the same `wiring::run_env` as
 //!   `release`); a failing env never stalls the others. A release waiting
 //!   for a window or an approval is retried every poll and when a
 //!   promotion window opens (scheduler).
@@ -16,17 +16,22 @@
 //!   (all traffic on stable, state saved) and resumes on restart; exit
 //!   within a bound. SIGHUP: reload the config as a validated diff.
 //!
-//! Modules: `http`, `schedule` (pure cron scheduler), `metrics`.
+//! Modules: `worker` (one env's reconcile, the retry policy), `http`,
+//! `schedule` (pure cron scheduler), `metrics`.
 
 pub mod http;
 pub mod metrics;
+mod worker;
+
 pub use platform_capstone_core::schedule;
+use worker::{Backoff, Job, Worker, in_sync};
 
 use crate::audit::{self, Record};
 use crate::config::DaemonConfig;
-use crate::engine::{EnvOutcome, EnvRelease, Reporter, wiring};
+use crate::engine::Reporter;
 use crate::rollout::IntervalResult;
 use crate::source::GitRepo;
+use crate::wiring;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,89 +72,6 @@ pub struct EnvState {
     /// The last release here is live and waits to promote (a window or an
     /// approval): the poll retries it.
     pub waiting: bool,
-}
-
-/// What a worker's reconcile did.
-#[derive(Debug)]
-enum Reconciled {
-    /// The env runs what its head pins.
-    InSync,
-    /// The branch moved after the poll that dispatched this run.
-    MovedOn,
-    /// This release already ended here (`outcome`); nothing left to do.
-    Done {
-        release: String,
-        outcome: crate::audit::ReleaseOutcome,
-    },
-    /// The engine ran the release to `outcome`.
-    Ran {
-        release: String,
-        outcome: EnvOutcome,
-    },
-}
-
-impl Reconciled {
-    fn waiting(&self) -> bool {
-        matches!(
-            self,
-            Reconciled::Ran {
-                outcome: EnvOutcome::Waiting { .. },
-                ..
-            }
-        )
-    }
-}
-
-impl std::fmt::Display for Reconciled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Reconciled::InSync => f.write_str("in sync"),
-            Reconciled::MovedOn => {
-                f.write_str("the branch moved on since the poll; the next poll judges its new head")
-            }
-            Reconciled::Done { release, outcome } => {
-                write!(f, "{release}: {outcome} (nothing left to do)")
-            }
-            Reconciled::Ran { release, outcome } => match outcome {
-                EnvOutcome::Complete => write!(f, "{release}: complete"),
-                EnvOutcome::Promoted { env, .. } => write!(f, "{release}: promoted to {env}"),
-                EnvOutcome::Waiting { env, reason } => {
-                    write!(f, "{release}: waiting before {env}: {reason}")
-                }
-                EnvOutcome::Failed { reason, .. } => {
-                    write!(f, "{release}: failed and reverted: {reason}")
-                }
-                EnvOutcome::Inconclusive { reason } => {
-                    write!(f, "{release}: inconclusive: {reason}")
-                }
-                EnvOutcome::Aborted { reason } => write!(f, "{release}: {reason}"),
-            },
-        }
-    }
-}
-
-/// Why a worker's reconcile did not run the release. `Busy` is retried at
-/// the next poll; everything else pauses the env's worker with backoff.
-#[derive(Debug, thiserror::Error)]
-enum ReconcileError {
-    /// Another process releases this env now.
-    #[error("busy: {0}")]
-    Busy(String),
-    /// Git (fetch, objects, notes) did not answer or refused.
-    #[error(transparent)]
-    Git(#[from] crate::source::GitError),
-    /// The env cannot be acted on (broken, untrusted, missing) or its
-    /// adapters cannot be made.
-    #[error(transparent)]
-    Env(#[from] wiring::WiringError),
-    /// The env's overlay at the commit cannot be read or does not render.
-    #[error(transparent)]
-    Images(#[from] wiring::ImagesError),
-    #[error("state dir: {0}")]
-    Store(#[from] crate::engine::store::StoreError),
-    /// The engine paused the release (infrastructure) or refused it.
-    #[error(transparent)]
-    Engine(crate::engine::EngineError),
 }
 
 /// An operator's hold on one env's worker (the API's `abort` and `retry`).
@@ -376,326 +298,6 @@ pub fn release_trailer(message: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix("Release-Id:"))
         .map(|v| v.trim().to_string())
         .filter(|v| v.starts_with("rel-"))
-}
-
-/// Everything one env's worker needs.
-struct Worker {
-    env: String,
-    cfg: DaemonConfig,
-    config_file: PathBuf,
-    shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
-    control: Arc<Control>,
-}
-
-/// What the poll hands a worker: the head to reconcile and every env as
-/// that poll judged it (loaded and trust-checked once per poll, not once
-/// per worker).
-#[derive(Debug, Clone)]
-struct Job {
-    commit: String,
-    slots: Arc<Vec<wiring::EnvSlot>>,
-}
-
-impl Worker {
-    /// Runs the engine for the job's commit of this env. Blocking. The
-    /// worker's own cache is fetched (it writes from there); the envs are
-    /// the poll's.
-    fn reconcile(
-        &self,
-        ws: &mut wiring::Workspace,
-        job: &Job,
-    ) -> Result<Reconciled, ReconcileError> {
-        let commit = job.commit.as_str();
-        ws.repo.fetch()?;
-        let slots = job.slots.as_slice();
-        let env = wiring::ready_env(slots, &self.env)?;
-        if slots
-            .iter()
-            .find(|s| s.name == self.env)
-            .and_then(|s| s.head.as_deref())
-            != Some(commit)
-        {
-            return Ok(Reconciled::MovedOn);
-        }
-        let images = ws.images_at(commit, &env.overlay)?;
-        let (repo, signer, store) = (&mut ws.repo, &ws.signer, &ws.store);
-        let next = wiring::next_of(slots, env);
-        let trust = wiring::release_trust(&self.cfg.trust, signer, slots, env);
-        let retry = self.control.retry.swap(false, Ordering::Relaxed);
-        let in_progress = store.release(&env.name)?.filter(|s| s.commit == commit);
-        // What runs is what the branch says (e.g. after a revert): nothing to do.
-        if in_progress.is_none()
-            && store
-                .last_good(&env.name)?
-                .is_some_and(|g| g.images == images)
-        {
-            return Ok(Reconciled::InSync);
-        }
-        let notes = repo.notes()?;
-        let release = match (&in_progress, release_trailer(&repo.message(commit)?)) {
-            (Some(s), _) => s.release.clone(),
-            (None, Some(id)) => id,
-            (None, None) => {
-                let ids: Vec<String> = audit::all_records(&notes)
-                    .into_iter()
-                    .map(|r| r.release)
-                    .collect();
-                audit::next_release_id(
-                    ids.iter().map(String::as_str),
-                    chrono::Utc::now().date_naive(),
-                )
-            }
-        };
-        let note = audit::Note::parse(repo.note(commit)?.as_deref());
-        let done = note.records.iter().find(|r| {
-            r.release == release
-                && r.env == env.name
-                && (r.outcome.is_final()
-                    || (r.outcome == crate::audit::ReleaseOutcome::Aborted && !retry))
-        });
-        if let Some(r) = done {
-            // Say what happened, not only that nothing is left to do.
-            return Ok(Reconciled::Done {
-                release,
-                outcome: r.outcome,
-            });
-        }
-        let local = self.cfg.local_stack_dir();
-        let adapters = wiring::adapters(
-            env,
-            &local,
-            self.cfg.prometheus.as_deref(),
-            self.cfg.scrape_settle,
-        )?;
-        let actor = format!(
-            "{} <{}> (daemon)",
-            self.cfg.identity.name, self.cfg.identity.email
-        );
-        let r = EnvRelease {
-            env,
-            next,
-            commit,
-            release: &release,
-            actor: &actor,
-            trust: &trust,
-        };
-        if let Ok(mut e) = self.shared.envs.lock()
-            && let Some(s) = e.get_mut(&self.env)
-        {
-            s.release = Some(release.clone());
-            s.busy = true;
-        }
-        let span = tracing::info_span!("reconcile", env = %env.name, release = %release, commit = %&commit[..12.min(commit.len())]);
-        let _guard = span.enter();
-        let started = Instant::now();
-        let result = wiring::run_env(
-            repo,
-            store,
-            signer,
-            &adapters,
-            &r,
-            &self.stop,
-            &self.control.abort,
-            &mut LogReporter,
-        );
-        // An abort asked for is spent by this run, whatever ended it.
-        self.control.abort.store(false, Ordering::Relaxed);
-        self.shared
-            .metrics
-            .observe(&env.name, started.elapsed(), &result, store, &release);
-        match result {
-            Ok(outcome) => Ok(Reconciled::Ran { release, outcome }),
-            Err(crate::engine::EngineError::Busy(m)) => Err(ReconcileError::Busy(m)),
-            Err(e) => Err(ReconcileError::Engine(e)),
-        }
-    }
-
-    /// The worker loop: runs on its own thread, one reconcile at a time.
-    fn run(self, mut rx: watch::Receiver<Option<Job>>) {
-        let cache = self.cfg.cache_dir.join(format!("env-{}", self.env));
-        let mut handle: Option<wiring::Workspace> = None;
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
-        loop {
-            if self.stop.load(Ordering::Relaxed) {
-                return;
-            }
-            let Some(job) = rx.borrow_and_update().clone() else {
-                if futures_wait(&mut rx, &self.stop) {
-                    continue;
-                }
-                return;
-            };
-            if handle.is_none() {
-                match wiring::Workspace::new(&self.cfg, &self.config_file, &cache) {
-                    Ok(h) => handle = Some(h),
-                    Err(e) => {
-                        tracing::warn!(env = %self.env, error = %e, "cannot open the repo; retrying");
-                        if !pause(backoff.failed(), &self.stop) {
-                            return;
-                        }
-                        continue;
-                    }
-                }
-            }
-            let Some(ws) = handle.as_mut() else {
-                continue;
-            };
-            let outcome = self.reconcile(ws, &job);
-            let waiting = matches!(&outcome, Ok(r) if r.waiting());
-            if let Ok(mut e) = self.shared.envs.lock()
-                && let Some(s) = e.get_mut(&self.env)
-            {
-                s.busy = false;
-                s.waiting = waiting;
-                match &outcome {
-                    Ok(m) => {
-                        s.outcome = Some("ok".into());
-                        s.detail = Some(m.to_string());
-                    }
-                    Err(m) => {
-                        s.outcome = Some("error".into());
-                        s.detail = Some(m.to_string());
-                    }
-                }
-            }
-            match outcome {
-                Ok(m) => {
-                    tracing::info!(env = %self.env, "{m}");
-                    backoff.succeeded();
-                }
-                Err(m @ ReconcileError::Busy(_)) => {
-                    // Another process releases this env: look again each poll.
-                    tracing::info!(env = %self.env, "{m}; retrying");
-                    if !pause_or_change(self.cfg.poll_interval, &self.stop, &mut rx) {
-                        return;
-                    }
-                    continue;
-                }
-                Err(m) => {
-                    // Infrastructure or config trouble: pause, retry with backoff.
-                    tracing::warn!(env = %self.env, error = %m, "reconcile paused");
-                    // A new head ends the pause early; shutdown ends it at once.
-                    if !pause_or_change(backoff.failed(), &self.stop, &mut rx) {
-                        return;
-                    }
-                    continue;
-                }
-            }
-            if waiting {
-                tracing::debug!(env = %self.env, "waiting release: retried on the next poll or window");
-            }
-            if !futures_wait(&mut rx, &self.stop) {
-                return;
-            }
-        }
-    }
-}
-
-/// Blocks this (non-async) thread until the watch changes or stop is set.
-fn futures_wait(rx: &mut watch::Receiver<Option<Job>>, stop: &AtomicBool) -> bool {
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        match rx.has_changed() {
-            Ok(true) => return true,
-            Ok(false) => std::thread::sleep(Duration::from_millis(200)),
-            Err(_) => return false,
-        }
-    }
-}
-
-/// Whether `env` runs what its head pins: its last good release has the
-/// same images as the head renders, and no release is in progress there.
-fn in_sync(ws: &mut wiring::Workspace, env: &crate::config::Env, head: Option<&String>) -> bool {
-    let Some(head) = head else { return true };
-    if ws
-        .store
-        .release(&env.name)
-        .ok()
-        .flatten()
-        .is_some_and(|s| s.phase != crate::engine::store::Phase::Finished)
-    {
-        return false;
-    }
-    let Ok(Some(good)) = ws.store.last_good(&env.name) else {
-        return false;
-    };
-    ws.images_at(head, &env.overlay)
-        .is_ok_and(|images| images == good.images)
-}
-
-/// Sleeps `d` in small steps; false when stop was set.
-fn pause(d: Duration, stop: &AtomicBool) -> bool {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        if stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    !stop.load(Ordering::Relaxed)
-}
-
-/// Like `pause`, but a change of the watched head ends it early.
-fn pause_or_change(d: Duration, stop: &AtomicBool, rx: &mut watch::Receiver<Option<Job>>) -> bool {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        if stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        if rx.has_changed().unwrap_or(false) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    !stop.load(Ordering::Relaxed)
-}
-
-/// The daemon's one retry policy, for the poll's fetch and every worker:
-/// after `n` failures in a row wait `base × 2^n`, jittered ±50 % so
-/// replicas and envs do not retry in step, never over `cap`. The poll's
-/// base is the poll interval (cap 10 minutes); a worker's is 1 s (cap 5
-/// minutes). A success resets it.
-#[derive(Debug, Clone, Copy)]
-struct Backoff {
-    base: Duration,
-    cap: Duration,
-    failures: u32,
-}
-
-impl Backoff {
-    fn new(base: Duration, cap: Duration) -> Self {
-        Backoff {
-            base,
-            cap,
-            failures: 0,
-        }
-    }
-
-    /// One more failure: how long to wait before trying again.
-    fn failed(&mut self) -> Duration {
-        let d = self
-            .base
-            .saturating_mul(2u32.saturating_pow(self.failures.min(16)));
-        self.failures = self.failures.saturating_add(1);
-        jitter(d.min(self.cap)).min(self.cap)
-    }
-
-    fn succeeded(&mut self) {
-        self.failures = 0;
-    }
-}
-
-/// ±50% jitter.
-fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.subsec_nanos())
-        .unwrap_or(0);
-    let f = 0.5 + (nanos % 1000) as f64 / 1000.0;
-    d.mul_f64(f)
 }
 
 fn notify_systemd(state: &[sd_notify::NotifyState]) {
@@ -1364,23 +966,5 @@ mod tests {
         );
         assert_eq!(release_trailer("fix the overlay\n"), None);
         assert_eq!(release_trailer("x\n\nRelease-Id: nonsense\n"), None);
-    }
-
-    #[test]
-    fn backoff_doubles_within_jitter_caps_and_resets() {
-        let base = Duration::from_secs(2);
-        let mut b = Backoff::new(base, Duration::from_secs(60));
-        for n in 0..10u32 {
-            let d = b.failed();
-            let nominal = base
-                .saturating_mul(2u32.pow(n))
-                .min(Duration::from_secs(60));
-            assert!(
-                d >= nominal / 2 && d <= nominal.mul_f64(1.5).min(Duration::from_secs(60)),
-                "failure {n}: {d:?} vs {nominal:?}"
-            );
-        }
-        b.succeeded();
-        assert!(b.failed() <= base.mul_f64(1.5));
     }
 }

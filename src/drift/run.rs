@@ -17,11 +17,11 @@ use super::{Action, compare};
 use crate::audit::{self, Heal, IntervalRecord};
 use crate::config::Env;
 use crate::engine::store::{LastGood, Phase, Store};
-use crate::engine::wiring::{self, Adapters};
 use crate::engine::{EngineError, Reporter};
 use crate::ports::{Metrics, Target};
 use crate::signing::Signer;
 use crate::source::GitRepo;
+use crate::wiring::{self, Adapters};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 

@@ -10,14 +10,13 @@
 //! ports and persists its state after every transition (`store`).
 //!
 //! Modules: `store` (state files), `promote` (windows, approvals, the
-//! promotion commit and record), `recover` (rollback and revert),
-//! `wiring` (config → repo, envs and adapters, for the CLI and the daemon).
+//! promotion commit and record), `recover` (rollback and revert). The
+//! composition root that wires the engine to its adapters is `crate::wiring`.
 
 pub mod pin;
 pub mod promote;
 pub mod recover;
 pub mod store;
-pub mod wiring;
 
 use crate::adapters::prometheus::render_query;
 

@@ -49,7 +49,7 @@ pub enum ImagesError {
 pub struct Workspace {
     pub repo: Git2Repo,
     pub signer: Signer,
-    pub store: super::store::Store,
+    pub store: crate::engine::store::Store,
     pub trust: Trust,
     /// Every pinned env in promotion order, as of the last `refresh`/`reload`.
     pub slots: Vec<EnvSlot>,
@@ -71,7 +71,7 @@ impl Workspace {
         Ok(Workspace {
             repo,
             signer,
-            store: super::store::Store::new(&cfg.state_dir),
+            store: crate::engine::store::Store::new(&cfg.state_dir),
             trust: cfg.trust.clone(),
             slots: Vec::new(),
             renders: RenderCache::new(RENDER_CACHE),
@@ -242,7 +242,7 @@ pub struct Rewrite {
 pub fn slots(
     repo: &dyn GitRepo,
     trust: &Trust,
-    store: Option<&super::store::Store>,
+    store: Option<&crate::engine::store::Store>,
     record: bool,
 ) -> Result<(Vec<EnvSlot>, Vec<Rewrite>), WiringError> {
     let heads = repo.heads().map_err(err)?;
@@ -268,7 +268,7 @@ pub fn slots(
 fn judge(
     repo: &dyn GitRepo,
     trust: &Trust,
-    store: Option<&super::store::Store>,
+    store: Option<&crate::engine::store::Store>,
     record: bool,
     name: &str,
     head: &str,
@@ -373,10 +373,10 @@ pub fn release_trust(
     signer: &Signer,
     slots: &[EnvSlot],
     env: &Env,
-) -> super::ReleaseTrust {
+) -> crate::engine::ReleaseTrust {
     let own = AllowedSigners::of_key(&signer.identity().email, signer.public_key());
     let next = env.next.as_deref();
-    super::ReleaseTrust {
+    crate::engine::ReleaseTrust {
         promotion_signers: own.with(&trust.promotion_signers),
         next_approvers: next
             .and_then(|n| trust.anchors(n))
@@ -492,26 +492,26 @@ pub fn plain_http_hosts(images: &[String]) -> Vec<String> {
 #[allow(clippy::too_many_arguments)]
 pub fn with_engine<R>(
     repo: &mut dyn GitRepo,
-    store: &super::store::Store,
+    store: &crate::engine::store::Store,
     signer: &Signer,
     adapters: &Adapters,
     env: &Env,
     commit: &str,
     stop: &std::sync::atomic::AtomicBool,
     abort: &std::sync::atomic::AtomicBool,
-    f: impl FnOnce(&mut super::Engine<'_>) -> Result<R, super::EngineError>,
-) -> Result<R, super::EngineError> {
+    f: impl FnOnce(&mut crate::engine::Engine<'_>) -> Result<R, crate::engine::EngineError>,
+) -> Result<R, crate::engine::EngineError> {
     let images = {
         let tree = repo.reader(commit)?;
         let rendered = crate::render::render(tree.as_ref(), &env.overlay)
-            .map_err(|e| super::EngineError::Invalid(format!("{}: {e}", env.overlay)))?;
+            .map_err(|e| crate::engine::EngineError::Invalid(format!("{}: {e}", env.overlay)))?;
         crate::render::images(&rendered)
     };
     let registry = crate::adapters::registry::OciRegistry::new(&plain_http_hosts(&images))
-        .map_err(|e| super::EngineError::Infrastructure(e.to_string()))?;
+        .map_err(|e| crate::engine::EngineError::Infrastructure(e.to_string()))?;
     let now = chrono::Utc::now;
     adapters.with_router(|router| {
-        let svc = super::Services {
+        let svc = crate::engine::Services {
             target: adapters.target.as_ref(),
             router,
             metrics: adapters.metrics.as_ref(),
@@ -521,7 +521,7 @@ pub fn with_engine<R>(
             scrape_settle: adapters.scrape_settle,
             discovery_wait: Duration::from_secs(10),
         };
-        let mut engine = super::Engine {
+        let mut engine = crate::engine::Engine {
             repo,
             svc: &svc,
             store,
@@ -539,12 +539,12 @@ pub fn with_engine<R>(
 /// back. Not under the env lock: callers that race a release take it.
 pub fn restore_good(
     repo: &mut dyn GitRepo,
-    store: &super::store::Store,
+    store: &crate::engine::store::Store,
     signer: &Signer,
     adapters: &Adapters,
     env: &Env,
-    good: &super::store::LastGood,
-) -> Result<(), super::EngineError> {
+    good: &crate::engine::store::LastGood,
+) -> Result<(), crate::engine::EngineError> {
     let idle = std::sync::atomic::AtomicBool::new(false);
     with_engine(
         repo,
@@ -555,7 +555,7 @@ pub fn restore_good(
         &good.commit,
         &idle,
         &idle,
-        |e| super::recover::restore(e, env, good),
+        |e| crate::engine::recover::restore(e, env, good),
     )
 }
 
@@ -564,17 +564,17 @@ pub fn restore_good(
 #[allow(clippy::too_many_arguments)]
 pub fn run_env(
     repo: &mut dyn GitRepo,
-    store: &super::store::Store,
+    store: &crate::engine::store::Store,
     signer: &Signer,
     adapters: &Adapters,
-    release: &super::EnvRelease<'_>,
+    release: &crate::engine::EnvRelease<'_>,
     stop: &std::sync::atomic::AtomicBool,
     abort: &std::sync::atomic::AtomicBool,
-    out: &mut dyn super::Reporter,
-) -> Result<super::EnvOutcome, super::EngineError> {
+    out: &mut dyn crate::engine::Reporter,
+) -> Result<crate::engine::EnvOutcome, crate::engine::EngineError> {
     let _lock = store
         .lock_env(&release.env.name)?
-        .map_err(super::EngineError::Busy)?;
+        .map_err(crate::engine::EngineError::Busy)?;
     with_engine(
         repo,
         store,
