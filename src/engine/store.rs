@@ -230,3 +230,29 @@ impl Store {
         self.write("quarantine.json", &all)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two daemons (or a daemon and `release`) sharing a state dir: the
+    /// second one to reach an env is told who holds it and does nothing;
+    /// it gets the env once the first lets go (or dies: the kernel drops
+    /// an OS lock with its process).
+    #[test]
+    fn one_releaser_per_env_the_second_is_told_who_holds_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::new(dir.path());
+        let first = store.lock_env("dev").expect("io").expect("free");
+        let busy = store.lock_env("dev").expect("io").expect_err("held");
+        assert!(
+            busy.contains("dev is being released by another process")
+                && busy.contains(&std::process::id().to_string()),
+            "{busy}"
+        );
+        // Another env is not in the way.
+        let _staging = store.lock_env("staging").expect("io").expect("free");
+        drop(first);
+        assert!(store.lock_env("dev").expect("io").is_ok());
+    }
+}
