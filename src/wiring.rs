@@ -487,6 +487,26 @@ pub fn plain_http_hosts(images: &[String]) -> Vec<String> {
     hosts
 }
 
+/// What may interrupt an engine: shutdown (`stop`) and an operator's
+/// abort.
+#[derive(Debug, Clone, Copy)]
+pub struct Signals<'a> {
+    pub stop: &'a std::sync::atomic::AtomicBool,
+    pub abort: &'a std::sync::atomic::AtomicBool,
+}
+
+impl Signals<'static> {
+    /// For work nobody stops half-way: putting a good release back, a
+    /// hand-over after SLO drift.
+    pub fn none() -> Self {
+        static NEVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        Signals {
+            stop: &NEVER,
+            abort: &NEVER,
+        }
+    }
+}
+
 /// Runs `f` with an engine on `adapters` for `env` (its router, metrics,
 /// target, and a registry client for the images of `commit`).
 #[allow(clippy::too_many_arguments)]
@@ -497,10 +517,10 @@ pub fn with_engine<R>(
     adapters: &Adapters,
     env: &Env,
     commit: &str,
-    stop: &std::sync::atomic::AtomicBool,
-    abort: &std::sync::atomic::AtomicBool,
+    signals: Signals<'_>,
     f: impl FnOnce(&mut crate::engine::Engine<'_>) -> Result<R, crate::engine::EngineError>,
 ) -> Result<R, crate::engine::EngineError> {
+    let Signals { stop, abort } = signals;
     let images = {
         let tree = repo.reader(commit)?;
         let rendered = crate::render::render(tree.as_ref(), &env.overlay)
@@ -545,7 +565,6 @@ pub fn restore_good(
     env: &Env,
     good: &crate::engine::store::LastGood,
 ) -> Result<(), crate::engine::EngineError> {
-    let idle = std::sync::atomic::AtomicBool::new(false);
     with_engine(
         repo,
         store,
@@ -553,8 +572,7 @@ pub fn restore_good(
         adapters,
         env,
         &good.commit,
-        &idle,
-        &idle,
+        Signals::none(),
         |e| crate::engine::recover::restore(e, env, good),
     )
 }
@@ -582,8 +600,7 @@ pub fn run_env(
         adapters,
         release.env,
         release.commit,
-        stop,
-        abort,
+        Signals { stop, abort },
         |engine| engine.run(release, out),
     )
 }

@@ -245,8 +245,7 @@ pub fn check(
                         adapters,
                         env,
                         &good.commit,
-                        &std::sync::atomic::AtomicBool::new(false),
-                        &std::sync::atomic::AtomicBool::new(false),
+                        wiring::Signals::none(),
                         |e| e.revert_live(env, &reason, ev, out),
                     );
                     report.handed_over = Some(match r {
