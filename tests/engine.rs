@@ -421,6 +421,15 @@ fn a_provider_error_is_never_read_as_healthy() {
         "{result:?}"
     );
     assert_eq!(rig.head(), commit);
+    // Asked once by the warm-up, which stops at the error instead of
+    // waiting for discovery, and once by the one interval.
+    let asked = rig
+        .metrics
+        .asked()
+        .iter()
+        .filter(|q| q.contains("5..") && q.contains("version=\"1.1.0\""))
+        .count();
+    assert_eq!(asked, 2);
 }
 
 #[test]
@@ -577,6 +586,79 @@ fn a_shutdown_mid_canary_parks_on_stable_and_the_release_resumes() {
     assert_eq!(
         rig.record(&commit, "rel-2026-11-30-02").outcome,
         ReleaseOutcome::Complete
+    );
+}
+
+/// Dies where a kill -9 would find the release: at the first `mark` or
+/// `step` whose name is `at`, unwinding out of the engine without a word
+/// (the state on disk is whatever it last saved).
+struct DieAt(&'static str);
+
+impl Reporter for DieAt {
+    fn step(&mut self, name: &str, _: &str) {
+        if name == self.0 {
+            std::panic::panic_any("killed");
+        }
+    }
+    fn mark(&mut self, event: &str) {
+        if event == self.0 {
+            std::panic::panic_any("killed");
+        }
+    }
+}
+
+#[test]
+fn killed_mid_canary_and_after_the_promotion_commit_it_resumes_and_promotes_once() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    rig.next = true;
+    rig.healthy("1.1.0");
+    let image = rig.publish("1.1.0");
+    let id = "rel-2026-11-30-02";
+    let commit = rig.pin(&image, "1.1.0", id);
+    let die = |rig: &mut Rig, at: &'static str| {
+        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rig.run_with(&commit, id, &mut DieAt(at))
+        }));
+        assert!(died.is_err(), "the release went past {at}: {died:?}");
+    };
+    // 1. Killed after the first canary step, 10% of traffic on it.
+    die(&mut rig, "canary_10");
+    let state = rig.store.release("dev").expect("store").expect("state");
+    assert_eq!((state.phase, state.release.as_str()), (Phase::Canary, id));
+    assert!(
+        rig.canary_weights().last() > Some(&0),
+        "died with canary traffic"
+    );
+    // 2. Resumed, killed again after the promotion commit, before its
+    // record says so.
+    die(&mut rig, "promote_staging");
+    let staging = rig.repo.resolve("env/staging").expect("staging");
+    assert!(
+        rig.repo.message(&staging).expect("message").contains(id),
+        "the promotion commit landed"
+    );
+    // 3. Resumed: promoted once, nothing left on the canary.
+    let (result, lines) = rig.run(&commit, id);
+    assert!(
+        matches!(result, Ok(EnvOutcome::Promoted { ref env, .. }) if env == "staging"),
+        "{result:?}"
+    );
+    assert!(
+        lines
+            .0
+            .iter()
+            .any(|l| l == "promote_staging: already promoted"),
+        "{:?}",
+        lines.0
+    );
+    assert_eq!(rig.repo.resolve("env/staging").expect("head"), staging);
+    assert_eq!(rig.canary_weights().last(), Some(&0));
+    assert!(rig.target.running(&rig.workload(Track::Canary)).is_none());
+    assert_eq!(
+        rig.record(&commit, id).outcome,
+        ReleaseOutcome::Promoted,
+        "the record says what happened"
     );
 }
 

@@ -3,9 +3,8 @@
 //! a good version promoted dev → staging → prod (a closed window waits, a
 //! prod promotion waits for its approval), every tool commit passing
 //! `git verify-commit`; a bad version aborted at canary_10, rolled back,
-//! reverted, quarantined; a wrongly signed version stopped at the gate; a
-//! process killed at a persisted transition and after its promotion
-//! commit, resumed with at most one promotion commit. Then the daemon:
+//! reverted, quarantined; a wrongly signed version stopped at the gate.
+//! Then the daemon:
 //! releases, SIGTERM + resume, a revert, an approval through its API, an
 //! operator abort and retry, a second daemon on the same repo (one
 //! promotion commit), and a git outage.
@@ -19,7 +18,7 @@ use std::process::Command;
 use std::time::Duration;
 
 #[test]
-fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
+fn releases_promote_revert_gate_and_run_under_the_daemon_on_the_real_stack() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().to_path_buf();
     let (_turn, shared) = world::shared_stack();
@@ -240,64 +239,12 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
     assert_eq!(live_image(stack, "demo-dev"), good[0].reference);
     assert!(!live_image(stack, "demo-dev").contains(&forged[0].digest));
 
-    // 4. Killed after the canary state is persisted, then after the
-    // promotion commit: resumed twice, one promotion commit.
-    let pinned = w.head("env/dev");
+    // Killed mid-canary and after the promotion commit: see
+    // `engine::killed_mid_canary_and_after_the_promotion_commit_…` (the
+    // same crash points over the fakes) and the crash-mid-rollout drill
+    // (a real kill -9 on this stack).
     let state_file = dir.join("state/releases/dev.json");
-    let o = w
-        .cmd(&["release", "--config", "daemon.toml", "--version", "1.1.0"])
-        .env("PLATFORM_CAPSTONE_CRASH_AT", "canary")
-        .output()
-        .expect("run");
-    assert!(
-        o.status.code().is_none() || o.status.code() == Some(134),
-        "expected an abort, got {:?}",
-        o.status
-    );
-    let rel5 = {
-        let s = std::fs::read_to_string(&state_file).expect("state");
-        let v: serde_json::Value = serde_json::from_str(&s).expect("json");
-        v["release"].as_str().expect("release").to_string()
-    };
-    assert_ne!(w.head("env/dev"), pinned, "1.1.0 is pinned on env/dev");
-    let o = w
-        .cmd(&["release", "--config", "daemon.toml", "--resume", &rel5])
-        .env("PLATFORM_CAPSTONE_CRASH_AT", "promoted")
-        .output()
-        .expect("run");
-    assert!(
-        o.status.code().is_none() || o.status.code() == Some(134),
-        "expected an abort, got {:?}",
-        o.status
-    );
-    let (code, out) = w.release(&["--resume", &rel5, "--until", "staging"]);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains("already promoted") || out.contains("env: staging"),
-        "{out}"
-    );
-    let promotions = w
-        .log("env/staging")
-        .iter()
-        .filter(|l| l.contains(&format!("promote {rel5} to staging")))
-        .count();
-    assert_eq!(promotions, 1, "exactly one promotion commit");
-    assert_eq!(live_image(stack, "demo-dev"), next[0].reference);
-    assert_eq!(live_image(stack, "demo-staging"), next[0].reference);
-    let pods = stack
-        .podman()
-        .expect("podman")
-        .pods(Some("demo-dev"))
-        .expect("pods");
-    assert!(
-        pods.iter().all(|p| p
-            .labels
-            .get("platform-capstone.dev/track")
-            .map(String::as_str)
-            == Some("stable")),
-        "a canary was left behind"
-    );
-    // 6. The daemon runs the same engine: a commit pushed to env/dev is
+    // 4. The daemon runs the same engine: a commit pushed to env/dev is
     // released and promoted; SIGTERM mid-rollout parks it and a restart
     // resumes it; a bad commit is reverted; with the remote gone nothing is
     // touched and /readyz says so, and it recovers when the remote returns.
@@ -329,11 +276,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         git(&work, &["push", "-q", "origin", "env/dev"]);
         git(&work, &["rev-parse", "HEAD"])
     };
-    let human = pin_dev(
-        &next[0].digest,
-        &good[0].digest,
-        "dev: back to 1.0.0 (PR #12)",
-    );
+    let human = pin_dev(&good[0].digest, &next[0].digest, "dev: 1.1.0 (PR #12)");
     let phase_of = || {
         std::fs::read_to_string(&state_file)
             .ok()
@@ -368,7 +311,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         || phase_of().is_some_and(|(p, o)| p == "finished" && o == "promoted"),
     )
     .expect("resumed and promoted");
-    assert_eq!(live_image(stack, "demo-dev"), good[0].reference);
+    assert_eq!(live_image(stack, "demo-dev"), next[0].reference);
     let log2 = std::fs::read_to_string(dir.join("daemon-2.log")).unwrap_or_default();
     assert!(
         log2.contains("resuming"),
@@ -379,7 +322,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
 
     // A bad commit (1.1.0-bad) pushed to env/dev is reverted by the daemon.
     let _bad = pin_dev(
-        &good[0].digest,
+        &next[0].digest,
         &next[1].digest,
         "dev: try 1.1.0-bad (PR #13)",
     );
@@ -393,7 +336,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         },
     )
     .expect("reverted");
-    assert_eq!(live_image(stack, "demo-dev"), good[0].reference);
+    assert_eq!(live_image(stack, "demo-dev"), next[0].reference);
 
     // Staging released what dev promoted and waits for prod's approval:
     // approved through the daemon's API (signed here, verified there), the
@@ -534,12 +477,12 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
             .as_u16()
     };
     let candidate = pin_dev(
-        &good[0].digest,
         &next[0].digest,
-        "dev: 1.1.0 again (PR #14)",
+        &good[0].digest,
+        "dev: back to 1.0.0 (PR #14)",
     );
     platform_capstone::adapters::process::wait_until(
-        "the canary of 1.1.0",
+        "the canary of 1.0.0",
         Duration::from_secs(120),
         || state_of(&candidate).is_some_and(|(p, _)| p == "canary"),
     )
@@ -549,7 +492,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         state_of(&candidate).is_some_and(|(p, o)| p == "finished" && o == "aborted")
     })
     .expect("aborted");
-    assert_eq!(live_image(stack, "demo-dev"), good[0].reference);
+    assert_eq!(live_image(stack, "demo-dev"), next[0].reference);
     let canary = platform_capstone::ports::Workload {
         namespace: "demo-dev".into(),
         app: "demo".into(),
@@ -570,7 +513,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
         || state_of(&candidate).is_some_and(|(p, o)| p == "finished" && o == "promoted"),
     )
     .expect("retried and promoted");
-    assert_eq!(live_image(stack, "demo-dev"), next[0].reference);
+    assert_eq!(live_image(stack, "demo-dev"), good[0].reference);
 
     // A second daemon on the same repo and state dir: the env lock lets one
     // release each commit; one promotion commit.
@@ -588,7 +531,11 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
     let log_b = dir.join("daemon-b.log");
     let mut second = DaemonProc::start_with(&w, &log_b, port2, "daemon-2.toml");
     second.wait_ready(true);
-    let twice = pin_dev(&next[0].digest, &good[0].digest, "dev: 1.0.0 (PR #15)");
+    let twice = pin_dev(
+        &good[0].digest,
+        &next[0].digest,
+        "dev: 1.1.0 again (PR #15)",
+    );
     platform_capstone::adapters::process::wait_until(
         "one of the daemons to promote",
         Duration::from_secs(180),
@@ -633,7 +580,7 @@ fn releases_promote_fail_pause_and_survive_kill_9_on_the_real_stack() {
     daemon.wait_ready(false);
     assert_eq!(
         live_image(stack, "demo-dev"),
-        good[0].reference,
+        next[0].reference,
         "nothing was touched"
     );
     assert_eq!(

@@ -23,8 +23,16 @@
 //! A new generation replaces the old one in two moves so traffic never
 //! points at nothing: `apply` starts and readies the new pods (removing
 //! them again if they do not become ready: nothing half-applied), the
-//! router moves, then `settle` removes older generations. Prometheus finds
-//! the pods through a file_sd targets file rewritten after every change.
+//! router moves, then `settle` removes older generations.
+//!
+//! Prometheus finds the pods through a file_sd targets file. A pod found
+//! that way is scraped only 5–10 s after it started (Prometheus batches
+//! discovery updates and reloads its scrape pools on 5 s tickers), and a
+//! canary's first interval waits for that. So `local up` gives every
+//! route's tracks a pool of [`ScrapeSlot`] ports that are targets from the
+//! start (labelled namespace, app, track): a pod published on a free slot
+//! is scraped within a second of listening. Without a free, bindable slot
+//! a pod gets any free port and a target of its own (the slow path).
 
 use super::process;
 use crate::ports::{
@@ -69,6 +77,62 @@ pub struct Podman {
     pub ready_timeout: Duration,
     pub command_timeout: Duration,
     http: reqwest::blocking::Client,
+}
+
+/// A loopback port that is a Prometheus target of one route's track
+/// whether or not a pod listens on it (`scrape-slots.json`, written by
+/// `local up`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScrapeSlot {
+    pub namespace: String,
+    pub app: String,
+    pub track: String,
+    pub port: u16,
+}
+
+/// The slots file in a podman work dir.
+pub const SCRAPE_SLOTS_FILE: &str = "scrape-slots.json";
+
+/// The slot ports of `workload` that no pod in `in_use` publishes, in
+/// order: where its new pods go first.
+pub fn free_slots(slots: &[ScrapeSlot], workload: &Workload, in_use: &[u16]) -> Vec<u16> {
+    slots
+        .iter()
+        .filter(|s| {
+            s.namespace == workload.namespace
+                && s.app == workload.app
+                && s.track == workload.track.as_str()
+                && !in_use.contains(&s.port)
+        })
+        .map(|s| s.port)
+        .collect()
+}
+
+/// The file_sd target groups: every slot (labelled by its route and
+/// track), and each live pod that publishes a port outside the slots.
+pub fn scrape_targets(slots: &[ScrapeSlot], pods: &[PodState]) -> Vec<serde_json::Value> {
+    let slot_targets = slots.iter().map(|s| {
+        serde_json::json!({
+            "targets": [format!("127.0.0.1:{}", s.port)],
+            "labels": {"namespace": s.namespace, "app": s.app, "track": s.track},
+        })
+    });
+    let pod_targets = pods.iter().filter_map(|p| {
+        let port = p.port()?;
+        if slots.iter().any(|s| s.port == port) {
+            return None;
+        }
+        Some(serde_json::json!({
+            "targets": [format!("127.0.0.1:{port}")],
+            "labels": {
+                "namespace": p.label(NAMESPACE_LABEL),
+                "app": p.label(APP_LABEL),
+                "track": p.label(TRACK_LABEL),
+                "pod": p.name,
+            }
+        }))
+    });
+    slot_targets.chain(pod_targets).collect()
 }
 
 /// One pod to start.
@@ -527,8 +591,10 @@ impl PodState {
         self.labels.get(k).map(String::as_str).unwrap_or_default()
     }
     fn endpoint(&self) -> Option<String> {
-        let p = self.labels.get(PORT_LABEL)?;
-        Some(format!("127.0.0.1:{p}"))
+        self.port().map(|p| format!("127.0.0.1:{p}"))
+    }
+    fn port(&self) -> Option<u16> {
+        self.labels.get(PORT_LABEL)?.parse().ok()
     }
 }
 
@@ -663,24 +729,26 @@ impl Podman {
         }
     }
 
-    /// Rewrites the Prometheus file_sd targets from the live pods.
+    /// The stack's scrape slots; none (every pod on the slow path) when
+    /// the file is missing or unreadable.
+    fn slots(&self) -> Vec<ScrapeSlot> {
+        let path = self.config.work_dir.join(SCRAPE_SLOTS_FILE);
+        let Ok(text) = std::fs::read(&path) else {
+            return Vec::new();
+        };
+        serde_json::from_slice(&text).unwrap_or_else(|e| {
+            tracing::warn!(
+                "{}: {e}; pods get ports outside the scrape slots (scraped 5-10 s later); `platform-capstone local up` writes it again",
+                path.display()
+            );
+            Vec::new()
+        })
+    }
+
+    /// Rewrites the Prometheus file_sd targets: the slots and the live
+    /// pods outside them.
     pub fn write_scrape_targets(&self) -> Result<(), TargetError> {
-        let pods = self.pods(None)?;
-        let targets: Vec<serde_json::Value> = pods
-            .iter()
-            .filter_map(|p| {
-                let ep = p.endpoint()?;
-                Some(serde_json::json!({
-                    "targets": [ep],
-                    "labels": {
-                        "namespace": p.label(NAMESPACE_LABEL),
-                        "app": p.label(APP_LABEL),
-                        "track": p.label(TRACK_LABEL),
-                        "pod": p.name,
-                    }
-                }))
-            })
-            .collect();
+        let targets = scrape_targets(&self.slots(), &self.pods(None)?);
         let path = self.config.work_dir.join("scrape-targets.json");
         let body = serde_json::to_vec_pretty(&targets)
             .map_err(|e| TargetError::Unavailable(e.to_string()))?;
@@ -721,6 +789,11 @@ impl Podman {
     }
 }
 
+/// Whether a pod could publish `port` now.
+fn bindable(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
 fn generation_now() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -738,7 +811,14 @@ impl Target for Podman {
         release: &str,
     ) -> Result<Readiness, TargetError> {
         let generation = generation_now();
-        let plans = plan_pods(w, objects, release, &generation, process::free_port)?;
+        let in_use: Vec<u16> = self.pods(None)?.iter().filter_map(PodState::port).collect();
+        let mut slots = free_slots(&self.slots(), w, &in_use).into_iter();
+        // A slot something else took since `local up` is passed over.
+        let port = move || match slots.find(|p| bindable(*p)) {
+            Some(p) => Ok(p),
+            None => process::free_port(),
+        };
+        let plans = plan_pods(w, objects, release, &generation, port)?;
         std::fs::create_dir_all(&self.config.work_dir).map_err(|e| {
             TargetError::Unavailable(format!("{}: {e}", self.config.work_dir.display()))
         })?;
@@ -1090,6 +1170,77 @@ spec:
         assert_eq!(published[1]["hostPort"].as_u64(), Some(30002));
         assert_eq!(published[1]["hostIP"].as_str(), Some("127.0.0.1"));
         assert!(published[0].get("hostPort").is_none());
+    }
+
+    fn slot(track: &str, port: u16) -> ScrapeSlot {
+        ScrapeSlot {
+            namespace: "demo-dev".into(),
+            app: "demo".into(),
+            track: track.into(),
+            port,
+        }
+    }
+
+    fn pod(name: &str, track: &str, port: u16) -> PodState {
+        PodState {
+            name: name.into(),
+            running: true,
+            labels: [
+                (NAMESPACE_LABEL, "demo-dev"),
+                (APP_LABEL, "demo"),
+                (TRACK_LABEL, track),
+                (PORT_LABEL, &port.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            containers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn new_pods_take_their_tracks_free_slots_in_order() {
+        let slots = [
+            slot("stable", 41001),
+            slot("stable", 41002),
+            slot("canary", 41003),
+            slot("canary", 41004),
+            ScrapeSlot {
+                app: "other".into(),
+                ..slot("canary", 41005)
+            },
+        ];
+        assert_eq!(
+            free_slots(&slots, &workload(Track::Canary), &[41003]),
+            vec![41004],
+            "the slot of the running canary is taken; other routes' never offered"
+        );
+        assert_eq!(
+            free_slots(&slots, &workload(Track::Stable), &[]),
+            vec![41001, 41002]
+        );
+        assert!(free_slots(&slots, &workload(Track::Canary), &[41003, 41004]).is_empty());
+        assert!(free_slots(&[], &workload(Track::Stable), &[]).is_empty());
+    }
+
+    #[test]
+    fn every_slot_is_a_target_and_only_pods_outside_them_get_their_own() {
+        let slots = [slot("stable", 41001), slot("canary", 41002)];
+        let pods = [
+            pod("demo-dev-demo-stable-g1-0", "stable", 41001),
+            pod("demo-dev-demo-canary-g2-0", "canary", 39999),
+        ];
+        let targets = scrape_targets(&slots, &pods);
+        assert_eq!(
+            targets,
+            vec![
+                serde_json::json!({"targets": ["127.0.0.1:41001"], "labels": {"namespace": "demo-dev", "app": "demo", "track": "stable"}}),
+                serde_json::json!({"targets": ["127.0.0.1:41002"], "labels": {"namespace": "demo-dev", "app": "demo", "track": "canary"}}),
+                serde_json::json!({"targets": ["127.0.0.1:39999"], "labels": {"namespace": "demo-dev", "app": "demo", "track": "canary", "pod": "demo-dev-demo-canary-g2-0"}}),
+            ]
+        );
+        // No slots (a stack from before them): every pod, as before.
+        assert_eq!(scrape_targets(&[], &pods).len(), 2);
     }
 
     #[test]

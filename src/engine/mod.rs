@@ -361,7 +361,8 @@ impl Engine<'_> {
     /// every SLO query for the version answers with data (a number or
     /// NaN, not "no data" — a rate needs two scrapes), with light
     /// synthetic traffic meanwhile; bounded, after which the intervals
-    /// judge what they see (no data is inconclusive, never healthy).
+    /// judge what they see (no data is inconclusive, never healthy). A
+    /// provider that answers with an error ends the wait at once.
     fn warm_up(&self, env: &Env, version: &str, track: Track) {
         let bound = (env.rollout.analysis_interval * 3)
             .max(self.svc.discovery_wait)
@@ -382,17 +383,30 @@ impl Engine<'_> {
             ("track", track.as_str()),
             ("interval", window.as_str()),
         ];
-        let scraped = || {
-            env.slos.iter().all(|slo| {
-                render_query(&slo.query, &vars).is_ok_and(|q| {
+        // Done when every query has data, or when one cannot be asked at
+        // all (the metrics provider is down: waiting for discovery is
+        // pointless, and the interval judges the outage inconclusive).
+        let done = || {
+            let answers: Vec<Result<crate::ports::Sample, String>> = env
+                .slos
+                .iter()
+                .map(|slo| {
+                    let q = render_query(&slo.query, &vars)?;
+                    self.svc
+                        .metrics
+                        .instant(&q, None)
+                        .map_err(|e| e.to_string())
+                })
+                .collect();
+            answers.iter().any(Result::is_err)
+                || answers.iter().all(|a| {
                     matches!(
-                        self.svc.metrics.instant(&q, None),
+                        a,
                         Ok(crate::ports::Sample::Value(_) | crate::ports::Sample::NaN)
                     )
                 })
-            })
         };
-        while !scraped() && Instant::now() < deadline {
+        while !done() && Instant::now() < deadline {
             match &self.svc.traffic {
                 Some(url) => {
                     let _ = crate::adapters::traffic::run(url, 10, Duration::from_secs(1), None);

@@ -12,6 +12,38 @@ pub struct Route {
     pub app: String,
     /// Loopback port of the frontend.
     pub port: u16,
+    /// Ports Prometheus scrapes for the stable and the canary track
+    /// whether or not a pod listens (see `adapters::podman::ScrapeSlot`);
+    /// empty in a stack from before slots until the next `local up`.
+    #[serde(default)]
+    pub stable_slots: Vec<u16>,
+    #[serde(default)]
+    pub canary_slots: Vec<u16>,
+}
+
+/// Slot ports per track and route: an old and a new generation of
+/// [`SLOTS`](crate::adapters::haproxy::SLOTS) pods side by side.
+pub const SCRAPE_SLOTS_PER_TRACK: usize = 2 * crate::adapters::haproxy::SLOTS;
+
+/// `scrape-slots.json`: every route's slot ports with their labels.
+pub fn scrape_slots(routes: &[Route]) -> Vec<crate::adapters::podman::ScrapeSlot> {
+    routes
+        .iter()
+        .flat_map(|r| {
+            [("stable", &r.stable_slots), ("canary", &r.canary_slots)]
+                .into_iter()
+                .flat_map(move |(track, ports)| {
+                    ports
+                        .iter()
+                        .map(move |p| crate::adapters::podman::ScrapeSlot {
+                            namespace: r.namespace.clone(),
+                            app: r.app.clone(),
+                            track: track.to_string(),
+                            port: *p,
+                        })
+                })
+        })
+        .collect()
 }
 
 /// Every port the stack listens on (all on 127.0.0.1).

@@ -408,6 +408,11 @@ impl Stack {
                 config::prometheus_yml(&state.ports, &pd.join("scrape-targets.json")),
             ),
             (
+                pd.join(crate::adapters::podman::SCRAPE_SLOTS_FILE),
+                serde_json::to_string_pretty(&config::scrape_slots(&state.routes))
+                    .unwrap_or_default(),
+            ),
+            (
                 pd.join("containers.conf"),
                 config::containers_conf(&pd, &self.run),
             ),
@@ -457,12 +462,17 @@ impl Stack {
         let mut used: Vec<u16> = vec![base.registry, base.prometheus, base.haproxy_exporter];
         let mut next = DEFAULT_ROUTE_PORT;
         let mut out = Vec::new();
-        for (ns, app) in wanted {
-            // A route keeps its port across `up`s.
-            let port = match old_routes
+        used.extend(
+            old_routes
                 .iter()
-                .find(|r| r.namespace == ns && r.app == app)
-            {
+                .flat_map(|r| r.stable_slots.iter().chain(&r.canary_slots)),
+        );
+        for (ns, app) in wanted {
+            let old = old_routes
+                .iter()
+                .find(|r| r.namespace == ns && r.app == app);
+            // A route keeps its port across `up`s.
+            let port = match old {
                 Some(r) => r.port,
                 None => match ports {
                     PortChoice::Auto => process::free_port().map_err(LocalError::Io)?,
@@ -475,10 +485,29 @@ impl Stack {
                 },
             };
             used.push(port);
+            // And its slots (any free ports: nobody types them).
+            let mut slots = |old: Option<&Vec<u16>>| -> Result<Vec<u16>, LocalError> {
+                if let Some(s) = old.filter(|s| s.len() == config::SCRAPE_SLOTS_PER_TRACK) {
+                    return Ok(s.clone());
+                }
+                let mut out = Vec::new();
+                while out.len() < config::SCRAPE_SLOTS_PER_TRACK {
+                    let p = process::free_port().map_err(LocalError::Io)?;
+                    if !used.contains(&p) {
+                        used.push(p);
+                        out.push(p);
+                    }
+                }
+                Ok(out)
+            };
+            let stable_slots = slots(old.map(|r| &r.stable_slots))?;
+            let canary_slots = slots(old.map(|r| &r.canary_slots))?;
             out.push(Route {
                 namespace: ns,
                 app,
                 port,
+                stable_slots,
+                canary_slots,
             });
         }
         Ok(StackState {
@@ -632,6 +661,10 @@ impl Stack {
             None,
         )
         .map_err(LocalError::Podman)?;
+        // Prometheus scrapes the routes' slots from now on.
+        podman
+            .write_scrape_targets()
+            .map_err(|e| LocalError::Podman(e.to_string()))?;
         progress("podman: configured (runc, cgroupfs, project-local storage)");
         for r in &state.routes {
             progress(&format!(
@@ -862,5 +895,49 @@ mod tests {
         let link = tmp.path().join("pc-link");
         std::os::unix::fs::symlink(tmp.path(), &link).expect("symlink");
         assert!(ensure_private_dir(&link).is_err(), "a symlink");
+    }
+
+    #[test]
+    fn every_route_gets_distinct_scrape_slots_that_stay_across_ups() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let stack = Stack::new(tmp.path()).expect("stack");
+        let routes = [
+            ("demo-dev".to_string(), "demo".to_string()),
+            ("demo-prod".to_string(), "demo".to_string()),
+        ];
+        let first = stack.plan(&routes, PortChoice::Auto).expect("plan");
+        let mut all: Vec<u16> = vec![
+            first.ports.registry,
+            first.ports.prometheus,
+            first.ports.haproxy_exporter,
+        ];
+        for r in &first.routes {
+            assert_eq!(r.stable_slots.len(), config::SCRAPE_SLOTS_PER_TRACK);
+            assert_eq!(r.canary_slots.len(), config::SCRAPE_SLOTS_PER_TRACK);
+            all.push(r.port);
+            all.extend(r.stable_slots.iter().chain(&r.canary_slots));
+        }
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "no port is used twice");
+        assert_eq!(
+            config::scrape_slots(&first.routes).len(),
+            4 * config::SCRAPE_SLOTS_PER_TRACK
+        );
+        stack.save(&first).expect("save");
+        let again = stack.plan(&[], PortChoice::Auto).expect("plan again");
+        assert_eq!(again.routes, first.routes, "slots kept across ups");
+        // A stack from before slots gets them at its next `up`.
+        let mut old = first.clone();
+        old.routes[0].stable_slots.clear();
+        old.routes[0].canary_slots.clear();
+        stack.save(&old).expect("save");
+        let upgraded = stack.plan(&[], PortChoice::Auto).expect("plan");
+        assert_eq!(
+            upgraded.routes[0].stable_slots.len(),
+            config::SCRAPE_SLOTS_PER_TRACK
+        );
+        assert_eq!(upgraded.routes[1], first.routes[1]);
     }
 }
