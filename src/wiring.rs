@@ -3,7 +3,6 @@
 //! an env's target to its adapters. Shared by `release` and the daemon so
 //! both run the engine on exactly the same setup.
 
-use crate::adapters::haproxy::Haproxy;
 use crate::adapters::kubernetes::{Kube, KubeRouter};
 use crate::adapters::podman::Podman;
 use crate::adapters::prometheus::Prometheus;
@@ -394,30 +393,19 @@ pub fn next_of<'a>(slots: &'a [EnvSlot], env: &Env) -> Option<&'a Env> {
     slots.iter().find(|s| s.name == n)?.env()
 }
 
-/// The adapters of an env's target.
+/// The ports one env's release runs on: built from its target by
+/// [`adapters`], or from fakes by a test.
 pub struct Adapters {
     pub target: Box<dyn Target + Send>,
-    kube: Option<Box<Kube>>,
-    haproxy: Option<Haproxy>,
+    pub router: Box<dyn TrafficRouter + Send>,
     pub metrics: Box<dyn Metrics + Send>,
+    /// The registry the gates read; `None`: an OCI client for the hosts of
+    /// the release's images.
+    pub registry: Option<Box<dyn crate::ports::Registry + Send>>,
     pub traffic: Option<String>,
     pub requests_query: String,
     /// Wait after each interval for the metrics' last scrape of it.
     pub scrape_settle: Duration,
-}
-
-impl Adapters {
-    /// Runs `f` with the env's traffic router.
-    pub fn with_router<R>(&self, f: impl FnOnce(&dyn TrafficRouter) -> R) -> R {
-        match (&self.haproxy, &self.kube) {
-            (Some(h), _) => f(h),
-            (None, Some(k)) => f(&KubeRouter {
-                kube: k,
-                attempts: 5,
-            }),
-            (None, None) => unreachable!("adapters always carry a router"),
-        }
-    }
 }
 
 /// Podman envs run on the local stack under `local`; kubernetes envs on
@@ -451,8 +439,8 @@ pub fn adapters(
             let target = Podman::new(stack.podman_config()).map_err(err)?;
             Ok(Adapters {
                 target: Box::new(target),
-                kube: None,
-                haproxy: Some(stack.router()),
+                router: Box::new(stack.router()),
+                registry: None,
                 metrics: Box::new(Prometheus::new(&Stack::prometheus_url(&state), Duration::from_secs(10)).map_err(err)?),
                 traffic: Some(format!("http://127.0.0.1:{}/", route.port)),
                 requests_query: "sum(increase(haproxy_server_http_responses_total{proxy=\"{{namespace}}.{{app}}\",server=~\"{{track}}.*\"}[{{interval}}]))".into(),
@@ -463,8 +451,11 @@ pub fn adapters(
             let url = prometheus.ok_or_else(|| WiringError("a Prometheus URL is required for kubernetes envs (--prometheus, or `prometheus` in the daemon config)".into()))?;
             Ok(Adapters {
                 target: Box::new(Kube::from_kubeconfig(env.target.context.as_deref()).map_err(err)?),
-                kube: Some(Box::new(Kube::from_kubeconfig(env.target.context.as_deref()).map_err(err)?)),
-                haproxy: None,
+                router: Box::new(KubeRouter {
+                    kube: Kube::from_kubeconfig(env.target.context.as_deref()).map_err(err)?,
+                    attempts: 5,
+                }),
+                registry: None,
                 metrics: Box::new(Prometheus::new(url, Duration::from_secs(10)).map_err(err)?),
                 traffic: None,
                 requests_query: "sum(increase(gateway_http_requests_total{namespace=\"{{namespace}}\",service=~\"{{app}}-{{track}}\"}[{{interval}}]))".into(),
@@ -521,37 +512,43 @@ pub fn with_engine<R>(
     f: impl FnOnce(&mut crate::engine::Engine<'_>) -> Result<R, crate::engine::EngineError>,
 ) -> Result<R, crate::engine::EngineError> {
     let Signals { stop, abort } = signals;
-    let images = {
-        let tree = repo.reader(commit)?;
-        let rendered = crate::render::render(tree.as_ref(), &env.overlay)
-            .map_err(|e| crate::engine::EngineError::Invalid(format!("{}: {e}", env.overlay)))?;
-        crate::render::images(&rendered)
+    let oci;
+    let registry: &dyn crate::ports::Registry = match &adapters.registry {
+        Some(r) => r.as_ref(),
+        None => {
+            let images = {
+                let tree = repo.reader(commit)?;
+                let rendered = crate::render::render(tree.as_ref(), &env.overlay).map_err(|e| {
+                    crate::engine::EngineError::Invalid(format!("{}: {e}", env.overlay))
+                })?;
+                crate::render::images(&rendered)
+            };
+            oci = crate::adapters::registry::OciRegistry::new(&plain_http_hosts(&images))
+                .map_err(|e| crate::engine::EngineError::Infrastructure(e.to_string()))?;
+            &oci
+        }
     };
-    let registry = crate::adapters::registry::OciRegistry::new(&plain_http_hosts(&images))
-        .map_err(|e| crate::engine::EngineError::Infrastructure(e.to_string()))?;
     let now = chrono::Utc::now;
-    adapters.with_router(|router| {
-        let svc = crate::engine::Services {
-            target: adapters.target.as_ref(),
-            router,
-            metrics: adapters.metrics.as_ref(),
-            registry: &registry,
-            traffic: adapters.traffic.clone(),
-            requests_query: adapters.requests_query.clone(),
-            scrape_settle: adapters.scrape_settle,
-            discovery_wait: Duration::from_secs(10),
-        };
-        let mut engine = crate::engine::Engine {
-            repo,
-            svc: &svc,
-            store,
-            signer,
-            now: &now,
-            stop,
-            abort,
-        };
-        f(&mut engine)
-    })
+    let svc = crate::engine::Services {
+        target: adapters.target.as_ref(),
+        router: adapters.router.as_ref(),
+        metrics: adapters.metrics.as_ref(),
+        registry,
+        traffic: adapters.traffic.clone(),
+        requests_query: adapters.requests_query.clone(),
+        scrape_settle: adapters.scrape_settle,
+        discovery_wait: Duration::from_secs(10),
+    };
+    let mut engine = crate::engine::Engine {
+        repo,
+        svc: &svc,
+        store,
+        signer,
+        now: &now,
+        stop,
+        abort,
+    };
+    f(&mut engine)
 }
 
 /// Runs `good` as `env`'s stable again (re-rendered from its commit,

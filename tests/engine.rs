@@ -15,6 +15,7 @@ use platform_capstone::fakes::{
 use platform_capstone::ports::{Registry as _, TargetError, Track, Workload};
 use platform_capstone::signing::{Identity, Signer};
 use platform_capstone::source::{FileChange, Git2Repo, GitRepo, TreeReader};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -28,10 +29,10 @@ struct Rig {
     repo: Git2Repo,
     signer: Signer,
     store: Store,
-    target: MemTarget,
-    router: MemRouter,
-    metrics: std::sync::Arc<ScriptedMetrics>,
-    registry: MemRegistry,
+    target: Arc<MemTarget>,
+    router: Arc<MemRouter>,
+    metrics: Arc<ScriptedMetrics>,
+    registry: Arc<MemRegistry>,
     cosign: p256::ecdsa::SigningKey,
     env: Env,
     /// The next env (staging, from its own branch) and what the release
@@ -130,10 +131,10 @@ impl Rig {
             repo,
             signer,
             store,
-            target: MemTarget::new(),
-            router: MemRouter::new(),
-            metrics: std::sync::Arc::new(ScriptedMetrics::new()),
-            registry: MemRegistry::new(),
+            target: Arc::new(MemTarget::new()),
+            router: Arc::new(MemRouter::new()),
+            metrics: Arc::new(ScriptedMetrics::new()),
+            registry: Arc::new(MemRegistry::new()),
             cosign,
             env,
             staging,
@@ -227,10 +228,10 @@ impl Rig {
         out: &mut dyn Reporter,
     ) -> Result<EnvOutcome, EngineError> {
         let svc = Services {
-            target: &self.target,
-            router: &self.router,
+            target: self.target.as_ref(),
+            router: self.router.as_ref(),
             metrics: self.metrics.as_ref(),
-            registry: &self.registry,
+            registry: self.registry.as_ref(),
             traffic: None,
             requests_query: REQUESTS.into(),
             scrape_settle: Duration::ZERO,
@@ -662,9 +663,199 @@ fn killed_mid_canary_and_after_the_promotion_commit_it_resumes_and_promotes_once
     );
 }
 
+/// Holds the release at step `at` until told to go on.
+struct HoldAt {
+    at: &'static str,
+    held: std::sync::mpsc::Sender<()>,
+    go: std::sync::mpsc::Receiver<()>,
+}
+
+impl Reporter for HoldAt {
+    fn step(&mut self, name: &str, _: &str) {
+        if name == self.at {
+            let _ = self.held.send(());
+            let _ = self.go.recv_timeout(Duration::from_secs(60));
+        }
+    }
+}
+
+#[test]
+fn two_releasers_of_one_env_one_holds_it_the_other_is_told_and_one_promotion_lands() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    rig.next = true;
+    rig.healthy("1.1.0");
+    let image = rig.publish("1.1.0");
+    let id = "rel-2026-11-30-02";
+    let commit = rig.pin(&image, "1.1.0", id);
+    // The second releaser (another daemon): its own cache of the remote,
+    // the same state dir, the same target, router, metrics and registry.
+    let url = format!("file://{}", rig._dir.path().join("remote.git").display());
+    let mut repo_b = Git2Repo::open_remote(&url, &rig._dir.path().join("cache-b"), None)
+        .expect("open")
+        .with_signer(rig.signer.clone());
+    repo_b.fetch().expect("fetch");
+    let store_b = Store::new(&rig._dir.path().join("state"));
+    let (adapters_a, adapters_b) = (rig.adapters(), rig.adapters());
+    let (held_tx, held) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel();
+    let Rig {
+        repo,
+        signer,
+        store,
+        env,
+        staging,
+        trust,
+        stop,
+        abort,
+        ..
+    } = &mut rig;
+    let (signer, store, stop, abort) = (&*signer, &*store, &*stop, &*abort);
+    let release = &EnvRelease {
+        env,
+        next: Some(staging),
+        commit: &commit,
+        release: id,
+        actor: "test",
+        trust,
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(move || {
+            platform_capstone::wiring::run_env(
+                repo,
+                store,
+                signer,
+                &adapters_a,
+                release,
+                stop,
+                abort,
+                &mut HoldAt {
+                    at: "canary_10",
+                    held: held_tx,
+                    go: go_rx,
+                },
+            )
+        });
+        held.recv_timeout(Duration::from_secs(60))
+            .expect("the first releaser reached canary_10 within a minute");
+        let b = platform_capstone::wiring::run_env(
+            &mut repo_b,
+            &store_b,
+            signer,
+            &adapters_b,
+            release,
+            stop,
+            abort,
+            &mut Lines::default(),
+        );
+        let _ = go.send(());
+        (a.join().expect("the first releaser"), b)
+    });
+    let Err(EngineError::Busy(holder)) = &b else {
+        panic!("the second releaser ran beside the first: {b:?}");
+    };
+    assert!(
+        holder.contains(&std::process::id().to_string()),
+        "names the holder: {holder}"
+    );
+    let Ok(EnvOutcome::Promoted {
+        commit: Some(promotion),
+        ..
+    }) = a
+    else {
+        panic!("the first releaser: {a:?}");
+    };
+    // One promotion commit, seen from the second releaser's cache too.
+    repo_b.fetch().expect("fetch");
+    assert_eq!(repo_b.resolve("env/staging").expect("staging"), promotion);
+    let log = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(rig._dir.path().join("remote.git"))
+        .args(["log", "--format=%B", "env/staging"])
+        .output()
+        .expect("git log");
+    let promotions = String::from_utf8_lossy(&log.stdout)
+        .lines()
+        .filter(|l| l.trim() == format!("Release-Id: {id}"))
+        .count();
+    assert_eq!(promotions, 1);
+    let applied = rig
+        .target
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("apply") && c.contains("canary"))
+        .count();
+    assert_eq!(applied, 1, "one canary, by the releaser holding the env");
+}
+
+impl Rig {
+    /// The rig's fakes as a release's adapters (shared: what the rig
+    /// sees is what they did).
+    fn adapters(&self) -> platform_capstone::wiring::Adapters {
+        platform_capstone::wiring::Adapters {
+            target: Box::new(self.target.clone()),
+            router: Box::new(self.router.clone()),
+            metrics: Box::new(self.metrics.clone()),
+            registry: Some(Box::new(self.registry.clone())),
+            traffic: None,
+            requests_query: REQUESTS.into(),
+            scrape_settle: Duration::ZERO,
+        }
+    }
+
+    fn drift_check(&mut self, act: bool) -> platform_capstone::drift::report::EnvReport {
+        let adapters = self.adapters();
+        platform_capstone::drift::run::check(
+            &mut self.repo,
+            &self.store,
+            &self.signer,
+            &adapters,
+            &self.env,
+            "test",
+            act,
+            &mut Lines::default(),
+        )
+        .expect("drift check")
+    }
+}
+
+#[test]
+fn a_hand_edit_of_the_live_state_is_reported_and_healed_back_to_the_last_good_release() {
+    let mut rig = Rig::new();
+    rig.env.drift.mode = platform_capstone::config::DriftMode::Heal;
+    rig.env.drift.grace = Duration::ZERO;
+    rig.with_stable();
+    let stable = rig.workload(Track::Stable);
+    let desired = rig.target.running(&stable).expect("stable").objects;
+    assert!(
+        rig.drift_check(false).drifted.is_empty(),
+        "in sync after the release"
+    );
+    rig.target.edit_live(&stable, |objects| {
+        for o in objects.iter_mut().filter(|o| o["kind"] == "Deployment") {
+            o["spec"]["replicas"] = 7.into();
+        }
+    });
+    // Reported, not touched, without `act`.
+    let report = rig.drift_check(false);
+    assert!(
+        report.drifted.iter().any(|d| d.kind == "Deployment"),
+        "{:?}",
+        report.drifted
+    );
+    assert!(report.healed.is_empty());
+    assert_ne!(rig.target.running(&stable).expect("live").objects, desired);
+    // Healed with it: the last good release applied again, all traffic on it.
+    let healed = rig.drift_check(true);
+    assert!(!healed.healed.is_empty(), "{healed:?}");
+    assert_eq!(rig.target.running(&stable).expect("live").objects, desired);
+    assert_eq!(rig.canary_weights().last(), Some(&0));
+    assert!(rig.drift_check(false).drifted.is_empty(), "in sync again");
+}
+
 /// Turns 1.1.0's error ratio bad once the canary finished its last step:
 /// the version goes bad while it bakes as the whole stable.
-struct BadAfterCanary(std::sync::Arc<ScriptedMetrics>, Lines);
+struct BadAfterCanary(Arc<ScriptedMetrics>, Lines);
 
 impl Reporter for BadAfterCanary {
     fn step(&mut self, name: &str, result: &str) {

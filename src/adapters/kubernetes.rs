@@ -470,9 +470,10 @@ impl Target for Kube {
     }
 }
 
-/// Gateway API weights on the app's HTTPRoute (named after the app).
-pub struct KubeRouter<'k> {
-    pub kube: &'k Kube,
+/// Gateway API weights on the app's HTTPRoute (named after the app), on
+/// its own [`Kube`] or a borrowed one.
+pub struct KubeRouter<K: std::borrow::Borrow<Kube> = Kube> {
+    pub kube: K,
     /// Attempts when another writer changed the route in between.
     pub attempts: usize,
 }
@@ -512,14 +513,15 @@ pub fn weighted_route(route: &Value, split: &Split) -> Result<Value, String> {
     Ok(route)
 }
 
-impl TrafficRouter for KubeRouter<'_> {
+impl<K: std::borrow::Borrow<Kube>> TrafficRouter for KubeRouter<K> {
     fn route(&self, namespace: &str, app: &str, split: &Split) -> Result<(), RouterError> {
         let api: Api<DynamicObject> =
-            Api::namespaced_with(self.kube.client.clone(), namespace, &httproute());
+            Api::namespaced_with(self.kube.borrow().client.clone(), namespace, &httproute());
         let unavailable = |e: kube::Error| RouterError::Unavailable(e.to_string());
         for _ in 0..self.attempts.max(1) {
             let current = self
                 .kube
+                .borrow()
                 .rt
                 .block_on(api.get_opt(app))
                 .map_err(unavailable)?
@@ -535,6 +537,7 @@ impl TrafficRouter for KubeRouter<'_> {
             // A replace carries the resourceVersion read: compare-and-swap.
             match self
                 .kube
+                .borrow()
                 .rt
                 .block_on(api.replace(app, &PostParams::default(), &obj))
             {
@@ -551,9 +554,10 @@ impl TrafficRouter for KubeRouter<'_> {
 
     fn current(&self, namespace: &str, app: &str) -> Result<Split, RouterError> {
         let api: Api<DynamicObject> =
-            Api::namespaced_with(self.kube.client.clone(), namespace, &httproute());
+            Api::namespaced_with(self.kube.borrow().client.clone(), namespace, &httproute());
         let route = self
             .kube
+            .borrow()
             .rt
             .block_on(api.get_opt(app))
             .map_err(|e| RouterError::Unavailable(e.to_string()))?

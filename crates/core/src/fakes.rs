@@ -86,6 +86,14 @@ impl MemTarget {
         lock(&self.state).current.get(workload).cloned()
     }
 
+    /// Someone edits what `workload` runs by hand (`kubectl edit`, a
+    /// live patch): the objects change, nothing else does.
+    pub fn edit_live(&self, workload: &Workload, edit: impl FnOnce(&mut Vec<yaml_serde::Value>)) {
+        if let Some(g) = lock(&self.state).current.get_mut(workload) {
+            edit(&mut g.objects);
+        }
+    }
+
     /// Every call so far, as `apply demo-dev/demo (canary) rel-…`.
     pub fn calls(&self) -> Vec<String> {
         lock(&self.state).calls.clone()

@@ -292,3 +292,88 @@ pub trait Registry {
         self.push_manifest(reference, &manifest)
     }
 }
+
+// A shared port is a port: one fake (or adapter) behind several engines,
+// as two releasers of one env see one target.
+impl<T: Target + ?Sized> Target for std::sync::Arc<T> {
+    fn apply(
+        &self,
+        workload: &Workload,
+        objects: &[yaml_serde::Value],
+        release: &str,
+    ) -> Result<Readiness, TargetError> {
+        (**self).apply(workload, objects, release)
+    }
+    fn settle(&self, workload: &Workload) -> Result<Vec<String>, TargetError> {
+        (**self).settle(workload)
+    }
+    fn remove(&self, workload: &Workload) -> Result<(), TargetError> {
+        (**self).remove(workload)
+    }
+    fn readiness(&self, workload: &Workload) -> Result<Readiness, TargetError> {
+        (**self).readiness(workload)
+    }
+    fn live(&self, namespace: &str) -> Result<Vec<LiveObject>, TargetError> {
+        (**self).live(namespace)
+    }
+    fn prune(&self, namespace: &str, keep: &[String]) -> Result<Vec<String>, TargetError> {
+        (**self).prune(namespace, keep)
+    }
+    fn observable(
+        &self,
+        namespace: &str,
+        desired: &[yaml_serde::Value],
+    ) -> Result<Vec<yaml_serde::Value>, TargetError> {
+        (**self).observable(namespace, desired)
+    }
+}
+
+impl<T: TrafficRouter + ?Sized> TrafficRouter for std::sync::Arc<T> {
+    fn route(&self, namespace: &str, app: &str, split: &Split) -> Result<(), RouterError> {
+        (**self).route(namespace, app, split)
+    }
+    fn current(&self, namespace: &str, app: &str) -> Result<Split, RouterError> {
+        (**self).current(namespace, app)
+    }
+}
+
+impl<T: Metrics + ?Sized> Metrics for std::sync::Arc<T> {
+    fn instant(
+        &self,
+        query: &str,
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Sample, MetricsError> {
+        (**self).instant(query, at)
+    }
+    fn range(
+        &self,
+        query: &str,
+        start: chrono::DateTime<chrono::Utc>,
+        end: chrono::DateTime<chrono::Utc>,
+        step: std::time::Duration,
+    ) -> Result<Vec<(i64, Sample)>, MetricsError> {
+        (**self).range(query, start, end, step)
+    }
+}
+
+impl<T: Registry + ?Sized> Registry for std::sync::Arc<T> {
+    fn manifest(
+        &self,
+        reference: &str,
+    ) -> Result<Option<(crate::model::oci::Manifest, String)>, RegistryError> {
+        (**self).manifest(reference)
+    }
+    fn blob(&self, repo: &str, digest: &str, cap: usize) -> Result<Vec<u8>, RegistryError> {
+        (**self).blob(repo, digest, cap)
+    }
+    fn push_blob(&self, repo: &str, bytes: Vec<u8>) -> Result<String, RegistryError> {
+        (**self).push_blob(repo, bytes)
+    }
+    fn push_manifest(
+        &self,
+        reference: &str,
+        manifest: &crate::model::oci::Manifest,
+    ) -> Result<String, RegistryError> {
+        (**self).push_manifest(reference, manifest)
+    }
+}
