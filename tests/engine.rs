@@ -285,6 +285,18 @@ impl Rig {
         assert_eq!(result.expect("first release"), EnvOutcome::Complete);
     }
 
+    /// 1.0.0 stable, then a healthy 1.1.0 pinned on env/dev as release
+    /// `rel-2026-11-30-02`, promoting into staging: (commit, release id).
+    fn healthy_next_pinned(&mut self) -> (String, &'static str) {
+        self.with_stable();
+        self.next = true;
+        self.healthy("1.1.0");
+        let image = self.publish("1.1.0");
+        let id = "rel-2026-11-30-02";
+        self.released += 1;
+        (self.pin(&image, "1.1.0", id), id)
+    }
+
     fn canary_weights(&self) -> Vec<u8> {
         self.router
             .history()
@@ -611,12 +623,7 @@ impl Reporter for DieAt {
 #[test]
 fn killed_mid_canary_and_after_the_promotion_commit_it_resumes_and_promotes_once() {
     let mut rig = Rig::new();
-    rig.with_stable();
-    rig.next = true;
-    rig.healthy("1.1.0");
-    let image = rig.publish("1.1.0");
-    let id = "rel-2026-11-30-02";
-    let commit = rig.pin(&image, "1.1.0", id);
+    let (commit, id) = rig.healthy_next_pinned();
     let die = |rig: &mut Rig, at: &'static str| {
         let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             rig.run_with(&commit, id, &mut DieAt(at))
@@ -682,12 +689,7 @@ impl Reporter for HoldAt {
 #[test]
 fn two_releasers_of_one_env_one_holds_it_the_other_is_told_and_one_promotion_lands() {
     let mut rig = Rig::new();
-    rig.with_stable();
-    rig.next = true;
-    rig.healthy("1.1.0");
-    let image = rig.publish("1.1.0");
-    let id = "rel-2026-11-30-02";
-    let commit = rig.pin(&image, "1.1.0", id);
+    let (commit, id) = rig.healthy_next_pinned();
     // The second releaser (another daemon): its own cache of the remote,
     // the same state dir, the same target, router, metrics and registry.
     let url = format!("file://{}", rig._dir.path().join("remote.git").display());
