@@ -704,10 +704,27 @@ impl Podman {
             .collect())
     }
 
-    fn remove_pods(&self, names: &[String]) -> Result<(), TargetError> {
+    /// Removes every pod this tool manages here: what `local down` does.
+    /// Returns how many there were.
+    pub fn remove_all_pods(&self) -> Result<usize, TargetError> {
+        let names: Vec<String> = self.pods(None)?.into_iter().map(|p| p.name).collect();
+        self.remove_pods(&names)?;
+        Ok(names.len())
+    }
+
+    pub(crate) fn remove_pods(&self, names: &[String]) -> Result<(), TargetError> {
         if names.is_empty() {
             return Ok(());
         }
+        // Stopped first: `pod rm --force` on a running pod holds its locks
+        // while conmon's cleanup waits for them, and then spends 3 s on
+        // removing the pod's cgroup about every other time (podman 4.3,
+        // cgroupfs). Stopping first lets the cleanup run; the removal
+        // then takes milliseconds. The stop is best effort: `rm --force`
+        // stops whatever is still running and reports what fails.
+        let mut stop = vec!["pod", "stop", "--time", "5"];
+        stop.extend(names.iter().map(String::as_str));
+        let _ = self.podman(&stop);
         let mut args = vec!["pod", "rm", "--force", "--time", "5"];
         args.extend(names.iter().map(String::as_str));
         self.podman(&args).map(|_| ())

@@ -80,7 +80,7 @@ pub fn tamper(
                 "ports": [{"containerPort": container_port, "hostIP": "127.0.0.1", "hostPort": port}],
             }]},
         });
-        podman.podman(&["pod", "rm", "-f", &pod.name])?;
+        podman.remove_pods(std::slice::from_ref(&pod.name))?;
         podman.play(
             &format!("{}.tampered.json", pod.name),
             manifest.to_string().as_bytes(),

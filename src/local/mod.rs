@@ -730,16 +730,11 @@ impl Stack {
         };
         if on_path("podman") && self.podman_config().containers_conf.exists() {
             let podman = self.podman()?;
-            let pods = podman
-                .pods(None)
+            let removed = podman
+                .remove_all_pods()
                 .map_err(|e| LocalError::Podman(e.to_string()))?;
-            let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
-            if !names.is_empty() {
-                let mut args = vec!["pod", "rm", "--force", "--time", "5"];
-                args.extend(names.iter().copied());
-                process::run(podman.command().args(&args), Duration::from_secs(120), None)
-                    .map_err(LocalError::Podman)?;
-                progress(&format!("podman: removed {} pods", names.len()));
+            if removed > 0 {
+                progress(&format!("podman: removed {removed} pods"));
             }
             let _ = podman.write_scrape_targets();
         }

@@ -112,16 +112,9 @@ impl Shared {
             .up(&routes(), PortChoice::Auto, &mut |_| {})
             .expect("the shared stack comes back up");
         let podman = self.stack.podman().expect("podman");
-        let out = podman
-            .command()
-            .args(["pod", "rm", "--all", "--force", "--time", "2"])
-            .output()
-            .expect("podman pod rm");
-        assert!(
-            out.status.success(),
-            "podman pod rm --all: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        podman
+            .remove_all_pods()
+            .expect("the last test's pods are removed");
         podman.write_scrape_targets().expect("scrape targets");
     }
 }
