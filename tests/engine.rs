@@ -855,6 +855,65 @@ fn a_hand_edit_of_the_live_state_is_reported_and_healed_back_to_the_last_good_re
     assert!(rig.drift_check(false).drifted.is_empty(), "in sync again");
 }
 
+#[test]
+fn slo_burn_soon_after_a_release_hands_it_back_and_the_previous_good_release_runs_again() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    rig.healthy("1.1.0");
+    let (commit, result, _) = rig.release("1.1.0");
+    assert_eq!(result.expect("1.1.0"), EnvOutcome::Complete);
+    let stable = rig.workload(Track::Stable);
+    assert_eq!(
+        rig.target.running(&stable).expect("stable").release,
+        "rel-2026-11-30-02"
+    );
+    assert!(
+        rig.drift_check(true).handed_over.is_none(),
+        "healthy: nothing to do"
+    );
+    // 1.1.0 starts failing a third of its requests, minutes after it baked.
+    rig.metrics.value(&["5..", "version=\"1.1.0\""], 0.3);
+    let report = rig.drift_check(true);
+    let handed = report.handed_over.clone().unwrap_or_default();
+    assert!(
+        handed.starts_with(
+            "rel-2026-11-30-02 rolled back to the previous good release and reverted in "
+        ),
+        "{report:?}"
+    );
+    assert_eq!(
+        rig.target.running(&stable).expect("stable").release,
+        "rel-2026-11-30-01",
+        "1.0.0 runs again"
+    );
+    assert_eq!(rig.canary_weights().last(), Some(&0));
+    let head = rig.head();
+    assert_ne!(head, commit, "the release commit is reverted");
+    assert!(
+        rig.repo.message(&head).expect("message").contains("revert"),
+        "{}",
+        rig.repo.message(&head).unwrap_or_default()
+    );
+    let good = rig
+        .store
+        .last_good("dev")
+        .expect("store")
+        .expect("last good");
+    assert_eq!(good.release, "rel-2026-11-30-01");
+    // Without `act` the same burn is only reported.
+    let mut quiet = Rig::new();
+    quiet.with_stable();
+    quiet.healthy("1.1.0");
+    let (commit, _, _) = quiet.release("1.1.0");
+    quiet.metrics.value(&["5..", "version=\"1.1.0\""], 0.3);
+    let report = quiet.drift_check(false);
+    assert!(
+        report.handed_over.is_none() && !report.slo_drifted().is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(quiet.head(), commit);
+}
+
 /// Turns 1.1.0's error ratio bad once the canary finished its last step:
 /// the version goes bad while it bakes as the whole stable.
 struct BadAfterCanary(Arc<ScriptedMetrics>, Lines);
