@@ -914,6 +914,59 @@ fn slo_burn_soon_after_a_release_hands_it_back_and_the_previous_good_release_run
     assert_eq!(quiet.head(), commit);
 }
 
+#[test]
+fn a_parked_canary_the_gates_refuse_on_resume_is_removed_before_the_release_fails() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    rig.healthy("1.1.0");
+    rig.stop.store(true, Ordering::Relaxed);
+    let (commit, result, _) = rig.release("1.1.0");
+    assert!(
+        matches!(result, Err(EngineError::Interrupted)),
+        "{result:?}"
+    );
+    rig.stop.store(false, Ordering::Relaxed);
+    let canary = rig.workload(Track::Canary);
+    assert!(
+        rig.target.running(&canary).is_some(),
+        "parked with its canary"
+    );
+    // Meanwhile its digest is quarantined (another env reverted it).
+    let parked = rig
+        .store
+        .release("dev")
+        .expect("store")
+        .expect("parked state");
+    let digest = parked.record.images[0]
+        .rsplit_once('@')
+        .expect("pinned")
+        .1
+        .to_string();
+    rig.store
+        .add_quarantine(vec![platform_capstone::engine::store::Quarantined {
+            digest,
+            release: "rel-2026-11-30-02".into(),
+            env: "staging".into(),
+            reason: "reverted in staging".into(),
+        }])
+        .expect("quarantine");
+    let (result, _) = rig.run(&commit, "rel-2026-11-30-02");
+    assert!(
+        matches!(&result, Ok(EnvOutcome::Failed { reason, revert: Some(_) }) if reason.contains("quarantined")),
+        "{result:?}"
+    );
+    assert!(rig.target.running(&canary).is_none(), "the canary is gone");
+    assert_eq!(rig.canary_weights().last(), Some(&0));
+    assert_eq!(
+        rig.target
+            .running(&rig.workload(Track::Stable))
+            .expect("stable")
+            .release,
+        "rel-2026-11-30-01"
+    );
+    assert_ne!(rig.head(), commit, "reverted");
+}
+
 /// Turns 1.1.0's error ratio bad once the canary finished its last step:
 /// the version goes bad while it bakes as the whole stable.
 struct BadAfterCanary(Arc<ScriptedMetrics>, Lines);

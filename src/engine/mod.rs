@@ -25,7 +25,7 @@ use crate::config::Env;
 use crate::gates::run::Checks;
 use crate::model::Outcome;
 use crate::ports::{Metrics, Registry, Split, Target, Track, TrafficRouter, Workload};
-use crate::release::{self, Action, Observation, Plan};
+use crate::release::{self, Action, GateVerdict, Observation, Plan, Promotion};
 use crate::rollout::{self, IntervalResult, Progress, StepResult};
 use crate::signing::Signer;
 use crate::source::GitRepo;
@@ -224,6 +224,28 @@ pub fn baseline_of(record: &Record) -> std::collections::BTreeMap<String, f64> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Why the gates failed: each failing gate with its enforced findings.
+fn failed_gates(checks: &Checks) -> String {
+    checks
+        .verdicts()
+        .iter()
+        .filter(|v| v.outcome == Outcome::Fail)
+        .map(|v| {
+            format!(
+                "{}: {}",
+                v.gate,
+                v.findings
+                    .iter()
+                    .filter(|f| f.enforced)
+                    .map(|f| f.message.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn ms(t: Instant) -> u64 {
@@ -557,129 +579,212 @@ impl Engine<'_> {
         if state.phase == Phase::Gated {
             out.checks(&checks);
         }
-        if let Some(infra) = &checks.infrastructure {
-            // Saved first, so the pause is recorded against this release.
-            self.store.save_release(&state)?;
-            return Err(EngineError::Infrastructure(infra.clone()));
-        }
-        if !checks.passed() {
-            let reason = checks
-                .verdicts()
-                .iter()
-                .filter(|v| v.outcome == Outcome::Fail)
-                .map(|v| {
-                    format!(
-                        "{}: {}",
-                        v.gate,
-                        v.findings
-                            .iter()
-                            .filter(|f| f.enforced)
-                            .map(|f| f.message.clone())
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            return self.fail(env, &mut state, &reason, false, out);
-        }
-        if resumed && state.phase == Phase::Gated {
+        let verdict = if let Some(infra) = &checks.infrastructure {
+            GateVerdict::Unavailable {
+                reason: infra.clone(),
+            }
+        } else if !checks.passed() {
+            GateVerdict::Failed {
+                reason: failed_gates(&checks),
+            }
+        } else {
+            GateVerdict::Passed
+        };
+        if resumed && state.phase == Phase::Gated && verdict == GateVerdict::Passed {
             // Nothing runs yet: the version is read again now that the
             // registry answered (a release first seen while it was down
             // has the short digest, which no metric is labelled with).
             state.version = self.release_version(env, &images);
             state.record.version = state.version.clone();
         }
-        self.save(&state)?;
-
-        if matches!(state.phase, Phase::Gated | Phase::Canary | Phase::Stable)
-            && let Some(outcome) = self.analyse(env, r, &objects, &images, &mut state, out)?
-        {
-            return Ok(outcome);
-        }
-        // Baked: promote into the next env, if any (and if it can take it).
-        let next_state = match (r.next, &r.trust.next_blocked) {
-            (_, Some((name, why))) => Err((name.clone(), format!("{name} cannot take it: {why}"))),
-            (None, None) => {
-                return self.finish(
-                    &mut state,
-                    ReleaseOutcome::Complete,
-                    None,
-                    EnvOutcome::Complete,
-                );
+        // What is known before deploying; the gate and promotion
+        // transitions do not depend on whether this is a first release.
+        let plan = Plan {
+            rollout: &env.rollout,
+            first_release: false,
+        };
+        let (actions, next_state) = release::step(&state, &plan, Observation::Gated(verdict));
+        state = next_state;
+        for action in actions {
+            match action {
+                Action::Pause { reason } => {
+                    // Saved first, so the pause is recorded against this release.
+                    self.store.save_release(&state)?;
+                    return Err(EngineError::Infrastructure(reason));
+                }
+                Action::RollBack => {
+                    let stable = self
+                        .svc
+                        .target
+                        .readiness(&workload(env, Track::Stable))
+                        .map_err(Self::target_err)?;
+                    recover::rollback(self, env, &state, false, &stable.endpoints)?;
+                }
+                Action::RestoreLastGood => recover::restore_last_good(self, env, &state)?,
+                Action::Fail { reason } => return self.fail(env, &mut state, &reason, false, out),
+                Action::Deploy => {
+                    self.save(&state)?;
+                    if let Some(outcome) =
+                        self.analyse(env, r, &objects, &images, &mut state, out)?
+                    {
+                        return Ok(outcome);
+                    }
+                }
+                Action::DecidePromotion => self.save(&state)?,
+                other => {
+                    return Err(EngineError::Invalid(format!(
+                        "the release machine asked for {other:?} after the gates"
+                    )));
+                }
             }
+        }
+        self.promote(r, &images, &checks, &plan, state, out)
+    }
+
+    /// Baked: what the promotion rules say about the next env, then the
+    /// promotion commit when it may take the release.
+    fn promote(
+        &mut self,
+        r: &EnvRelease<'_>,
+        images: &[String],
+        checks: &Checks,
+        plan: &Plan<'_>,
+        mut state: ReleaseState,
+        out: &mut dyn Reporter,
+    ) -> Result<EnvOutcome, EngineError> {
+        let env = r.env;
+        let mut approved = None;
+        let decision = match (r.next, &r.trust.next_blocked) {
+            (_, Some((name, why))) => Promotion::Blocked {
+                env: name.clone(),
+                reason: format!("{name} cannot take it: {why}"),
+            },
+            (None, None) => Promotion::Last,
             (Some(next), None) => {
                 let source_note = Note::parse(self.repo.note(r.commit)?.as_deref());
                 let next_head = self.repo.resolve(&next.branch)?;
                 let next_tree = self.repo.reader(&next_head)?;
-                promote::may_promote(
+                match promote::may_promote(
                     next,
                     next_tree.as_ref(),
                     r.trust.next_approvers.as_ref(),
                     &source_note,
                     r.release,
                     (self.now)(),
-                )
-                .map(|a| (next, a))
-                .map_err(|why| (next.name.clone(), why))
-            }
-        };
-        let (next, approver) = match next_state {
-            Ok(x) => x,
-            Err((next_name, reason)) => {
-                out.step(
-                    &format!("promote_{next_name}"),
-                    &format!("waiting ({reason})"),
-                );
-                // A release already waiting for the same reason is not
-                // re-recorded (the daemon retries every poll).
-                let unchanged = state.record.outcome == ReleaseOutcome::Waiting
-                    && state.record.reason.as_deref() == Some(reason.as_str());
-                if !unchanged {
-                    state.record.outcome = ReleaseOutcome::Waiting;
-                    state.record.reason = Some(reason.clone());
-                    self.save(&state)?;
-                    self.audit(&state)?;
+                ) {
+                    Ok(approver) => {
+                        approved = Some((next, approver));
+                        Promotion::Allowed {
+                            env: next.name.clone(),
+                        }
+                    }
+                    Err(reason) => Promotion::Blocked {
+                        env: next.name.clone(),
+                        reason,
+                    },
                 }
-                return Ok(EnvOutcome::Waiting {
-                    env: next_name,
-                    reason,
-                });
             }
         };
-        let t = Instant::now();
-        let samples: usize = state.record.steps.iter().map(|s| s.intervals.len()).sum();
-        let commit = promote::promote(
-            &mut *self.repo,
-            self.signer,
-            r.release,
-            env,
-            next,
-            r.commit,
-            &images,
-            &checks,
-            approver.as_deref(),
-            samples,
-        )?;
-        state.record.timings.insert("promote_ms".into(), ms(t));
-        crash_point("promoted");
-        state.record.commits.promotion = commit.clone();
-        out.step(
-            &format!("promote_{}", next.name),
-            &match &commit {
-                Some(c) => format!("committed {}", &c[..12.min(c.len())]),
-                None => "already promoted".into(),
-            },
-        );
-        self.finish(
-            &mut state,
-            ReleaseOutcome::Promoted,
-            None,
-            EnvOutcome::Promoted {
-                env: next.name.clone(),
-                commit,
-            },
-        )
+        let mut observation = Observation::PromotionDecided(decision);
+        loop {
+            let (actions, next_state) = release::step(&state, plan, observation);
+            state = next_state;
+            let mut then = None;
+            for action in actions {
+                match action {
+                    Action::Complete => {
+                        return self.finish(
+                            &mut state,
+                            ReleaseOutcome::Complete,
+                            None,
+                            EnvOutcome::Complete,
+                        );
+                    }
+                    Action::Wait {
+                        env: next_name,
+                        reason,
+                        record,
+                    } => {
+                        out.step(
+                            &format!("promote_{next_name}"),
+                            &format!("waiting ({reason})"),
+                        );
+                        // The daemon retries every poll: a wait is recorded
+                        // once per reason.
+                        if record {
+                            self.save(&state)?;
+                            self.audit(&state)?;
+                        }
+                        return Ok(EnvOutcome::Waiting {
+                            env: next_name,
+                            reason,
+                        });
+                    }
+                    Action::Promote { env: next_name } => {
+                        let Some((next, approver)) =
+                            approved.as_ref().filter(|(n, _)| n.name == next_name)
+                        else {
+                            return Err(EngineError::Invalid(format!(
+                                "the release machine promotes into {next_name}, which the rules did not allow"
+                            )));
+                        };
+                        let t = Instant::now();
+                        let samples: usize =
+                            state.record.steps.iter().map(|s| s.intervals.len()).sum();
+                        let commit = promote::promote(
+                            &mut *self.repo,
+                            self.signer,
+                            r.release,
+                            env,
+                            next,
+                            r.commit,
+                            images,
+                            checks,
+                            approver.as_deref(),
+                            samples,
+                        )?;
+                        state.record.timings.insert("promote_ms".into(), ms(t));
+                        crash_point("promoted");
+                        out.step(
+                            &format!("promote_{next_name}"),
+                            &match &commit {
+                                Some(c) => format!("committed {}", &c[..12.min(c.len())]),
+                                None => "already promoted".into(),
+                            },
+                        );
+                        then = Some(Observation::Promoted {
+                            env: next_name,
+                            commit,
+                        });
+                    }
+                    Action::PromotedInto {
+                        env: next_name,
+                        commit,
+                    } => {
+                        return self.finish(
+                            &mut state,
+                            ReleaseOutcome::Promoted,
+                            None,
+                            EnvOutcome::Promoted {
+                                env: next_name,
+                                commit,
+                            },
+                        );
+                    }
+                    other => {
+                        return Err(EngineError::Invalid(format!(
+                            "the release machine asked for {other:?} while promoting"
+                        )));
+                    }
+                }
+            }
+            observation = then.ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "the release machine stopped in {:?} without an outcome",
+                    state.phase
+                ))
+            })?;
+        }
     }
 
     fn gate(
@@ -932,6 +1037,18 @@ impl Engine<'_> {
                         return Err(EngineError::Interrupted);
                     }
                     Action::Measure { weight, track } => measure = Some((weight, track)),
+                    // Baked: `drive` asks the promotion rules next.
+                    Action::DecidePromotion => {}
+                    other @ (Action::Pause { .. }
+                    | Action::Deploy
+                    | Action::Wait { .. }
+                    | Action::Promote { .. }
+                    | Action::Complete
+                    | Action::PromotedInto { .. }) => {
+                        return Err(EngineError::Invalid(format!(
+                            "the release machine asked for {other:?} during the analysis"
+                        )));
+                    }
                 }
             }
             self.save(state)?;

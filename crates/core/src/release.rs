@@ -1,6 +1,6 @@
 //! A release in one env as an explicit machine: `step(state, plan,
-//! observation) -> (actions, state)`, from the moment the new version is
-//! deployed until it is baked or stopped. The engine is its driver: it
+//! observation) -> (actions, state)`, from the gates' verdict to the
+//! promotion into the next env or the end. The engine is its driver: it
 //! performs each action through the ports, turns what happened into the
 //! next observation, and persists the state after every step (so a kill -9
 //! at any line resumes from the last step). Every decision of the analysis
@@ -9,17 +9,22 @@
 //! error text and no clock.
 //!
 //! ```text
-//!            Deployed            Measured(healthy…)           BakeOver
-//!  Gated ──────────────► Canary ───────────────────► Stable ─────────► Baked
-//!                          │ step by step: Route, Measure   │ Measure until
-//!                          │                                │ the bake is over
-//!                          ▼ unhealthy / inconclusive /     ▼ unhealthy / …
-//!                 RollBack + Fail | Inconclusive | Aborted   RestoreLastGood + …
-//!                    Shutdown (either phase): Park, resumes where it was
+//!   Gated(passed)   Deployed          Measured(healthy…)          BakeOver
+//!  Gated ──► Deploy ───────► Canary ────────────────────► Stable ─────────► Baked
+//!    │ failed: Fail            │ step by step: Route, Measure │ Measure until │
+//!    │ unavailable: Pause      │                              │ the bake ends │
+//!    │                         ▼ unhealthy / inconclusive /   ▼ unhealthy / … │
+//!    │           RollBack + Fail | Inconclusive | Aborted   RestoreLastGood + …
+//!    │               Shutdown (either phase): Park, resumes where it was     │
+//!    │                                                        DecidePromotion ▼
+//!    │      PromotionDecided: last → Complete; blocked → Wait (Baked, retried);
+//!    │                        allowed → Promote → Promoted → PromotedInto
 //! ```
 //!
-//! The gates before and the promotion after are the engine's (they are
-//! one decision each, made by `gates` and the promotion rules).
+//! The gates are re-run on every (re)start, so a resumed release meets
+//! today's policy and quarantine; their verdict is the first observation.
+//! What the gates and the promotion rules decide is theirs (`gates`,
+//! `promote::may_promote`); this machine decides what follows from it.
 
 use crate::audit::{IntervalRecord, Record, StepRecord};
 use crate::config::Rollout;
@@ -106,9 +111,40 @@ impl Plan<'_> {
     }
 }
 
+/// The gates' verdict on a release, summed up by the driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GateVerdict {
+    Passed,
+    /// An enforced finding: the release fails.
+    Failed {
+        reason: String,
+    },
+    /// A gate could not evaluate (registry down): nothing is decided.
+    Unavailable {
+        reason: String,
+    },
+}
+
+/// Where a baked release may go, as the promotion rules say.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Promotion {
+    /// The env is the last of its chain (or the release stops here).
+    Last,
+    /// The next env cannot take it yet (window, approval, broken env).
+    Blocked {
+        env: String,
+        reason: String,
+    },
+    Allowed {
+        env: String,
+    },
+}
+
 /// What the driver saw since the last step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observation {
+    /// The gates ran (again, on a resumed release).
+    Gated(GateVerdict),
     /// The new version is applied and ready (or was, before a restart).
     Deployed,
     /// One analysis interval (canary or bake), judged.
@@ -122,11 +158,35 @@ pub enum Observation {
     AbortRequested,
     /// The process is shutting down.
     ShutdownRequested,
+    /// The promotion rules answered for the next env.
+    PromotionDecided(Promotion),
+    /// The promotion commit landed (`None`: it already had).
+    Promoted { env: String, commit: Option<String> },
 }
 
 /// What the driver does next, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// A gate could not evaluate: keep the state, stop, decide nothing.
+    Pause { reason: String },
+    /// Apply the new version (or pick up where a restart left it) and
+    /// answer `Deployed`.
+    Deploy,
+    /// Ask the promotion rules about the next env.
+    DecidePromotion,
+    /// The next env cannot take it yet: report it (recording the wait when
+    /// `record`: not again for the same reason on every retry).
+    Wait {
+        env: String,
+        reason: String,
+        record: bool,
+    },
+    /// Commit the release's pins into the next env and answer `Promoted`.
+    Promote { env: String },
+    /// The last env: the release is complete.
+    Complete,
+    /// Promoted into `env`: the release is done here.
+    PromotedInto { env: String, commit: Option<String> },
     /// `percent` of the traffic to the canary, the rest to stable.
     Route { percent: u8 },
     /// The first interval is near: give the metrics time to see the new version.
@@ -167,6 +227,38 @@ pub fn step(
 ) -> (Vec<Action>, ReleaseState) {
     let mut s = state.clone();
     let actions = match (state.phase, observation) {
+        (Phase::Finished, _) => Vec::new(),
+        (_, Observation::Gated(GateVerdict::Unavailable { reason })) => {
+            vec![Action::Pause { reason }]
+        }
+        (phase, Observation::Gated(GateVerdict::Failed { reason })) => match phase {
+            // A resumed release the gates now refuse leaves nothing of it
+            // live that was not live before it.
+            Phase::Canary => vec![Action::RollBack, Action::Fail { reason }],
+            Phase::Stable => vec![Action::RestoreLastGood, Action::Fail { reason }],
+            _ => vec![Action::Fail { reason }],
+        },
+        (Phase::Baked, Observation::Gated(GateVerdict::Passed)) => vec![Action::DecidePromotion],
+        (_, Observation::Gated(GateVerdict::Passed)) => vec![Action::Deploy],
+        (Phase::Baked, Observation::PromotionDecided(p)) => match p {
+            Promotion::Last => vec![Action::Complete],
+            Promotion::Allowed { env } => vec![Action::Promote { env }],
+            Promotion::Blocked { env, reason } => {
+                let record = !(s.record.outcome == crate::audit::ReleaseOutcome::Waiting
+                    && s.record.reason.as_deref() == Some(reason.as_str()));
+                s.record.outcome = crate::audit::ReleaseOutcome::Waiting;
+                s.record.reason = Some(reason.clone());
+                vec![Action::Wait {
+                    env,
+                    reason,
+                    record,
+                }]
+            }
+        },
+        (Phase::Baked, Observation::Promoted { env, commit }) => {
+            s.record.commits.promotion = commit.clone();
+            vec![Action::PromotedInto { env, commit }]
+        }
         (Phase::Gated | Phase::Canary, Observation::Deployed) => {
             s.phase = Phase::Canary;
             next_measurement(&s, plan, true)
@@ -193,6 +285,7 @@ pub fn step(
             }
             s.phase = Phase::Baked;
             a.push(Action::Baked);
+            a.push(Action::DecidePromotion);
             a
         }
         (Phase::Canary, Observation::AbortRequested) => vec![Action::RollBack, Action::Aborted],
@@ -464,7 +557,7 @@ mod tests {
         );
         let (a, s) = step(&s, &plan, Observation::BakeOver);
         assert_eq!(s.phase, Phase::Baked);
-        assert_eq!(a.last(), Some(&Action::Baked));
+        assert_eq!(a[a.len() - 2..], [Action::Baked, Action::DecidePromotion]);
         assert_eq!(
             s.record.steps.last().map(|x| &x.result),
             Some(&StepResult::Healthy)
@@ -583,5 +676,116 @@ mod tests {
         let (a, same) = step(&finished, &plan, Observation::BakeOver);
         assert!(a.is_empty());
         assert_eq!(same, finished);
+    }
+
+    fn in_phase(phase: Phase) -> ReleaseState {
+        ReleaseState { phase, ..state() }
+    }
+
+    #[test]
+    fn the_gates_verdict_deploys_fails_or_pauses_and_a_refused_resume_leaves_nothing_live() {
+        let r = rollout();
+        let plan = plan(&r, false);
+        let gated = |phase, v: GateVerdict| step(&in_phase(phase), &plan, Observation::Gated(v)).0;
+        let failed = || GateVerdict::Failed {
+            reason: "artifact_signature: quarantined".into(),
+        };
+        let fail = Action::Fail {
+            reason: "artifact_signature: quarantined".into(),
+        };
+        assert_eq!(gated(Phase::Gated, GateVerdict::Passed), [Action::Deploy]);
+        assert_eq!(gated(Phase::Canary, GateVerdict::Passed), [Action::Deploy]);
+        assert_eq!(gated(Phase::Stable, GateVerdict::Passed), [Action::Deploy]);
+        assert_eq!(
+            gated(Phase::Baked, GateVerdict::Passed),
+            [Action::DecidePromotion],
+            "a baked release resumes at its promotion"
+        );
+        assert_eq!(gated(Phase::Gated, failed()), std::slice::from_ref(&fail));
+        assert_eq!(
+            gated(Phase::Canary, failed()),
+            [Action::RollBack, fail.clone()]
+        );
+        assert_eq!(
+            gated(Phase::Stable, failed()),
+            [Action::RestoreLastGood, fail.clone()]
+        );
+        for phase in [Phase::Gated, Phase::Canary, Phase::Stable, Phase::Baked] {
+            assert_eq!(
+                gated(
+                    phase,
+                    GateVerdict::Unavailable {
+                        reason: "registry down".into()
+                    }
+                ),
+                [Action::Pause {
+                    reason: "registry down".into()
+                }],
+                "{phase:?}: a gate that could not look decides nothing"
+            );
+        }
+        assert!(gated(Phase::Finished, GateVerdict::Passed).is_empty());
+    }
+
+    #[test]
+    fn a_baked_release_completes_waits_once_per_reason_or_is_promoted() {
+        let r = rollout();
+        let plan = plan(&r, false);
+        let baked = in_phase(Phase::Baked);
+        let (a, _) = step(
+            &baked,
+            &plan,
+            Observation::PromotionDecided(Promotion::Last),
+        );
+        assert_eq!(a, [Action::Complete]);
+        let blocked = |reason: &str| {
+            Observation::PromotionDecided(Promotion::Blocked {
+                env: "prod".into(),
+                reason: reason.into(),
+            })
+        };
+        let (a, waiting) = step(&baked, &plan, blocked("needs an approval"));
+        assert_eq!(
+            a,
+            [Action::Wait {
+                env: "prod".into(),
+                reason: "needs an approval".into(),
+                record: true
+            }]
+        );
+        assert_eq!(waiting.record.outcome, ReleaseOutcome::Waiting);
+        assert_eq!(waiting.phase, Phase::Baked, "retried at the next attempt");
+        let (a, _) = step(&waiting, &plan, blocked("needs an approval"));
+        assert!(
+            matches!(&a[..], [Action::Wait { record: false, .. }]),
+            "the same wait is not recorded again: {a:?}"
+        );
+        let (a, _) = step(&waiting, &plan, blocked("outside its promotion windows"));
+        assert!(
+            matches!(&a[..], [Action::Wait { record: true, .. }]),
+            "{a:?}"
+        );
+        let (a, s) = step(
+            &waiting,
+            &plan,
+            Observation::PromotionDecided(Promotion::Allowed { env: "prod".into() }),
+        );
+        assert_eq!(a, [Action::Promote { env: "prod".into() }]);
+        let (a, s) = step(
+            &s,
+            &plan,
+            Observation::Promoted {
+                env: "prod".into(),
+                commit: Some("beef".into()),
+            },
+        );
+        assert_eq!(
+            a,
+            [Action::PromotedInto {
+                env: "prod".into(),
+                commit: Some("beef".into())
+            }]
+        );
+        assert_eq!(s.record.commits.promotion.as_deref(), Some("beef"));
     }
 }
