@@ -16,15 +16,17 @@
 //!   (all traffic on stable, state saved) and resumes on restart; exit
 //!   within a bound. SIGHUP: reload the config as a validated diff.
 //!
-//! Modules: `worker` (one env's reconcile, the retry policy), `http`,
-//! `schedule` (pure cron scheduler), `metrics`.
+//! Modules: `reconcile` (one poll: the snapshot, the scheduled jobs, the
+//! dispatch of typed jobs to workers), `worker` (one env's reconcile, the
+//! retry policy), `http`, `schedule` (pure cron scheduler), `metrics`.
 
 pub mod http;
 pub mod metrics;
+mod reconcile;
 mod worker;
 
 pub use platform_capstone_core::schedule;
-use worker::{Backoff, Job, Worker, in_sync};
+use worker::Backoff;
 
 use crate::audit::{self, Record};
 use crate::config::DaemonConfig;
@@ -333,26 +335,12 @@ fn init_logging(cfg: &DaemonConfig) {
 async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonError> {
     let (trigger_tx, mut trigger_rx) = mpsc::channel::<Trigger>(16);
     let (drift_tx, mut drift_rx) = mpsc::channel::<String>(64);
-    let shared = Arc::new(Shared {
-        drift: drift_tx.clone(),
-        drift_running: Mutex::new(Default::default()),
-        controls: Mutex::new(BTreeMap::new()),
-        cfg: Mutex::new(cfg.clone()),
-        api_repo: Mutex::new(None),
-        config_file: config_file.clone(),
-        metrics: metrics::Metrics::new(),
-        envs: Mutex::new(BTreeMap::new()),
-        records: Mutex::new(Vec::new()),
-        trigger: trigger_tx.clone(),
-        token: Mutex::new(read_secret(&cfg.api_token_file).map_err(DaemonError::Start)?),
-        webhook_secret: Mutex::new(
-            read_secret(&cfg.webhook_secret_file)
-                .map_err(DaemonError::Start)?
-                .map(String::into_bytes),
-        ),
-        last_fetch_ok: Mutex::new(None),
-        poll_interval: Mutex::new(cfg.poll_interval),
-    });
+    let shared = Arc::new(Shared::new(
+        &cfg,
+        &config_file,
+        trigger_tx.clone(),
+        drift_tx,
+    )?);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| DaemonError::Start(format!("listen on {}: {e}", cfg.listen)))?;
@@ -362,40 +350,12 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
     tracing::info!(listen = %cfg.listen, remote = %cfg.remote, "daemon started");
     notify_systemd(&[sd_notify::NotifyState::Ready]);
 
-    // File watch on file:// remotes: a push there triggers a fetch at once.
-    let _watcher = crate::source::local_path_of(&cfg.remote).and_then(|path| {
-        use notify::Watcher;
-        let tx = trigger_tx.clone();
-        let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-            // Writes only: our own fetches read the remote, and reacting
-            // to reads would fetch forever.
-            use notify::event::{EventKind, ModifyKind};
-            let write = |k: &EventKind| {
-                matches!(
-                    k,
-                    EventKind::Create(_)
-                        | EventKind::Remove(_)
-                        | EventKind::Modify(
-                            ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any
-                        )
-                )
-            };
-            if ev.is_ok_and(|e| {
-                write(&e.kind) && e.paths.iter().any(|p| p.to_string_lossy().contains("refs"))
-            }) {
-                let _ = tx.try_send(Trigger::Watch);
-            }
-        })
-        .ok()?;
-        w.watch(&path, notify::RecursiveMode::Recursive).ok()?;
-        Some(w)
-    });
+    let _watcher = watch_remote(&cfg.remote, trigger_tx.clone());
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut cfg = cfg;
     let mut poll_repo: Option<Arc<Mutex<wiring::Workspace>>> = None;
-    let mut workers: BTreeMap<String, (watch::Sender<Option<Job>>, std::thread::JoinHandle<()>)> =
-        BTreeMap::new();
+    let mut workers: BTreeMap<String, reconcile::WorkerHandle> = BTreeMap::new();
     let mut backoff = Backoff::new(cfg.poll_interval, Duration::from_secs(600));
     let mut reported = BTreeMap::new();
     // A deadline, not a duration: other wake-ups must not push the poll back.
@@ -432,19 +392,12 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
                 continue;
             }
         }
-        for job in &due_jobs {
+        // Drift checks and drills start on their own threads; window
+        // openings retry waiting releases below.
+        due_jobs.retain(|job| {
             tracing::info!(job, "scheduled job due");
-            if let Some(env) = job.strip_prefix("drift:") {
-                start_drift(&shared, &cfg, &config_file, env);
-            }
-            if let Some((env, scenario)) =
-                job.strip_prefix("drill:").and_then(|j| j.split_once(':'))
-            {
-                start_drill(&shared, &cfg, &config_file, env, scenario);
-            }
-        }
-        // Only window openings retry waiting releases.
-        due_jobs.retain(|j| j.starts_with("window:"));
+            !start_job(&shared, &cfg, &config_file, job)
+        });
         // One fetch for every env branch.
         let repo = match &poll_repo {
             Some(r) => r.clone(),
@@ -476,40 +429,8 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
         let trust = cfg.trust.clone();
         let actor = format!("{} <{}> (daemon)", cfg.identity.name, cfg.identity.email);
         let mut fetching = tokio::task::spawn_blocking(move || {
-            let mut guard = repo.lock().map_err(|_| "poisoned".to_string())?;
-            let ws = &mut *guard;
-            // The trust root as the config says now (SIGHUP may change it).
-            ws.trust = trust;
-            // Each pinned env from its own branch only; a bad one is
-            // reported and skipped, never in the way of the others.
-            let rewrites = ws.refresh(true).map_err(|e| e.to_string())?;
-            let slots = ws.slots.clone();
-            let r = &mut ws.repo;
-            let heads = r.heads().map_err(|e| e.to_string())?;
-            for rw in rewrites {
-                tracing::warn!(env = %rw.env, from = %rw.from, to = %rw.to, "env branch history rewritten; accepted (trust.history_rewrite = accept) and recorded");
-                let entry = audit::RewriteRecord {
-                    env: rw.env.clone(),
-                    from: rw.from.clone(),
-                    at: chrono::Utc::now(),
-                    actor: actor.clone(),
-                };
-                if let Err(e) = r.update_note(&rw.to, &mut |old| {
-                    let mut n = audit::Note::parse(old);
-                    n.rewrites.push(entry.clone());
-                    n.to_text()
-                }) {
-                    tracing::warn!(env = %rw.env, error = %e, "cannot record the accepted rewrite");
-                }
-            }
-            let envs = wiring::ready(&slots);
-            let records = audit::all_records(&r.notes().map_err(|e| e.to_string())?);
-            // Which envs already run what their branch says: no worker needed.
-            let in_sync: BTreeMap<String, bool> = envs
-                .iter()
-                .map(|e| (e.name.clone(), in_sync(ws, e, heads.get(&e.branch))))
-                .collect();
-            Ok::<_, String>((heads, slots, envs, records, in_sync))
+            let mut ws = repo.lock().map_err(|_| "poisoned".to_string())?;
+            reconcile::snapshot(&mut ws, trust, &actor)
         });
         // The fetch runs on its own (bounded by git_timeout); meanwhile
         // the watchdog is fed, SIGTERM is heard and scheduled drift checks
@@ -525,13 +446,7 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
                 _ = watchdog.tick() => notify_systemd(&[sd_notify::NotifyState::Watchdog]),
                 _ = tokio::time::sleep(wake) => {
                     for job in scheduler.due(chrono::Utc::now()) {
-                        if let Some(env) = job.strip_prefix("drift:") {
-                            start_drift(&shared, &cfg, &config_file, env);
-                        } else if let Some((env, scenario)) =
-                            job.strip_prefix("drill:").and_then(|j| j.split_once(':'))
-                        {
-                            start_drill(&shared, &cfg, &config_file, env, scenario);
-                        } else {
+                        if !start_job(&shared, &cfg, &config_file, &job) {
                             due_jobs.push(job);
                         }
                     }
@@ -545,7 +460,7 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
         if stopping {
             break;
         }
-        let (heads, slots, envs, records, in_sync) = match fetched {
+        let snap = match fetched {
             Ok(x) => x,
             Err(e) => {
                 // Git unreachable: the last known good stays; nothing is dispatched.
@@ -562,38 +477,19 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
             *t = Some(Instant::now());
         }
         if let Ok(mut r) = shared.records.lock() {
-            *r = records;
+            *r = snap.records.clone();
         }
-        report_slots(&shared, &slots, &mut reported);
-        let slots = Arc::new(slots);
+        report_slots(&shared, &snap.slots, &mut reported);
+        let slots = Arc::new(snap.slots.clone());
         // env/* branches nobody pinned define nothing: said once each.
-        for branch in heads.keys() {
+        for branch in snap.heads.keys() {
             let name = branch.trim_start_matches(crate::source::ENV_BRANCH_PREFIX);
             if !cfg.trust.pins(name) && reported.insert(branch.clone(), (None, None)).is_none() {
                 tracing::warn!(branch = %branch, "an env/* branch for no pinned environment (trust.envs); ignored");
             }
         }
-        // Promotion windows of every env: a window opening retries waiting releases.
-        // Drift checks on each env's own schedule.
-        let jobs: Vec<(String, cron::Schedule)> =
-            envs.iter()
-                .flat_map(|e| {
-                    e.promotion
-                        .windows
-                        .iter()
-                        .map(move |w| (format!("window:{}", e.name), w.schedule.clone()))
-                        .chain(
-                            e.drift
-                                .schedule
-                                .iter()
-                                .map(move |s| (format!("drift:{}", e.name), s.clone())),
-                        )
-                        .chain(e.drills.iter().map(move |(s, sc)| {
-                            (format!("drill:{}:{}", e.name, sc.name()), s.clone())
-                        }))
-                })
-                .collect();
         // A new job list (added, removed or re-timed jobs) restarts the scheduler.
+        let jobs = reconcile::scheduled_jobs(&snap.envs);
         let key: Vec<(String, String)> = jobs
             .iter()
             .map(|(n, s)| (n.clone(), s.to_string()))
@@ -602,59 +498,14 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
             scheduler = schedule::Scheduler::new(jobs, chrono::Utc::now());
             job_key = key;
         }
-        let now = chrono::Utc::now();
-        for env in &envs {
-            let head = heads.get(&env.branch).cloned();
-            shared
-                .metrics
-                .last_fetch
-                .get_or_create(&metrics::EnvLabel {
-                    env: env.name.clone(),
-                })
-                .set(now.timestamp());
-            if let Ok(mut m) = shared.envs.lock() {
-                let s = m.entry(env.name.clone()).or_default();
-                s.branch = env.branch.clone();
-                s.head = head.clone();
-                s.last_fetch = Some(now);
-            }
-            let waiting = shared
-                .envs
-                .lock()
-                .ok()
-                .and_then(|m| m.get(&env.name).map(|s| s.waiting))
-                .unwrap_or(false);
-            let synced = in_sync.get(&env.name).copied().unwrap_or(false);
-            let known = workers
-                .get(&env.name)
-                .map(|w| w.0.borrow().as_ref().map(|j| j.commit.clone()));
-            let changed = known.as_ref() != Some(&head);
-            let control = shared.control(&env.name);
-            let retry = control.retry.load(Ordering::Relaxed);
-            // Workers start on first work: an env in sync costs nothing.
-            if synced && !waiting && !retry && (known.is_none() || !changed) {
-                continue;
-            }
-            let entry = workers.entry(env.name.clone()).or_insert_with(|| {
-                let (tx, rx) = watch::channel(None);
-                let w = Worker {
-                    env: env.name.clone(),
-                    cfg: cfg.clone(),
-                    config_file: config_file.clone(),
-                    shared: shared.clone(),
-                    stop: stop.clone(),
-                    control: control.clone(),
-                };
-                let handle = std::thread::spawn(move || w.run(rx));
-                (tx, handle)
-            });
-            if changed || waiting || retry || !due_jobs.is_empty() {
-                entry.0.send_replace(head.map(|commit| Job {
-                    commit,
-                    slots: slots.clone(),
-                }));
-            }
-        }
+        let d = reconcile::Dispatch {
+            shared: &shared,
+            cfg: &cfg,
+            config_file: &config_file,
+            stop: &stop,
+            window_opened: !due_jobs.is_empty(),
+        };
+        reconcile::dispatch(&d, &snap, &slots, &mut workers);
     }
 
     // SIGTERM: no new work; running rollouts park at their next interval.
@@ -677,6 +528,83 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+impl Shared {
+    fn new(
+        cfg: &DaemonConfig,
+        config_file: &Path,
+        trigger: mpsc::Sender<Trigger>,
+        drift: mpsc::Sender<String>,
+    ) -> Result<Self, DaemonError> {
+        Ok(Shared {
+            drift,
+            drift_running: Mutex::new(Default::default()),
+            controls: Mutex::new(BTreeMap::new()),
+            cfg: Mutex::new(cfg.clone()),
+            api_repo: Mutex::new(None),
+            config_file: config_file.to_path_buf(),
+            metrics: metrics::Metrics::new(),
+            envs: Mutex::new(BTreeMap::new()),
+            records: Mutex::new(Vec::new()),
+            trigger,
+            token: Mutex::new(read_secret(&cfg.api_token_file).map_err(DaemonError::Start)?),
+            webhook_secret: Mutex::new(
+                read_secret(&cfg.webhook_secret_file)
+                    .map_err(DaemonError::Start)?
+                    .map(String::into_bytes),
+            ),
+            last_fetch_ok: Mutex::new(None),
+            poll_interval: Mutex::new(cfg.poll_interval),
+        })
+    }
+}
+
+/// File watch on file:// remotes: a push there triggers a fetch at once.
+fn watch_remote(
+    remote: &str,
+    trigger: mpsc::Sender<Trigger>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let path = crate::source::local_path_of(remote)?;
+    let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        // Writes only: our own fetches read the remote, and reacting to
+        // reads would fetch forever.
+        use notify::event::{EventKind, ModifyKind};
+        let write = |k: &EventKind| {
+            matches!(
+                k,
+                EventKind::Create(_)
+                    | EventKind::Remove(_)
+                    | EventKind::Modify(
+                        ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any
+                    )
+            )
+        };
+        if ev.is_ok_and(|e| {
+            write(&e.kind) && e.paths.iter().any(|p| p.to_string_lossy().contains("refs"))
+        }) {
+            let _ = trigger.try_send(Trigger::Watch);
+        }
+    })
+    .ok()?;
+    w.watch(&path, notify::RecursiveMode::Recursive).ok()?;
+    Some(w)
+}
+
+/// Starts a scheduled drift check (`drift:E`) or drill (`drill:E:S`) on a
+/// thread of its own; false for any other job (a window opening).
+fn start_job(shared: &Arc<Shared>, cfg: &DaemonConfig, config_file: &Path, job: &str) -> bool {
+    if let Some(env) = job.strip_prefix("drift:") {
+        start_drift(shared, cfg, config_file, env);
+        true
+    } else if let Some((env, scenario)) = job.strip_prefix("drill:").and_then(|j| j.split_once(':'))
+    {
+        start_drill(shared, cfg, config_file, env, scenario);
+        true
+    } else {
+        false
+    }
 }
 
 /// Publishes each pinned env's status (API, metrics) and logs a problem
