@@ -285,6 +285,21 @@ impl Rig {
         assert_eq!(result.expect("first release"), EnvOutcome::Complete);
     }
 
+    /// 1.0.0 stable, then 1.1.0 (rel-2026-11-30-02) released while the
+    /// process shuts down: parked mid-canary, traffic on stable. Its commit.
+    fn parked_mid_canary(&mut self) -> String {
+        self.with_stable();
+        self.healthy("1.1.0");
+        self.stop.store(true, Ordering::Relaxed);
+        let (commit, result, _) = self.release("1.1.0");
+        assert!(
+            matches!(result, Err(EngineError::Interrupted)),
+            "{result:?}"
+        );
+        self.stop.store(false, Ordering::Relaxed);
+        commit
+    }
+
     /// 1.0.0 stable, then a healthy 1.1.0 pinned on env/dev as release
     /// `rel-2026-11-30-02`, promoting into staging: (commit, release id).
     fn healthy_next_pinned(&mut self) -> (String, &'static str) {
@@ -295,6 +310,14 @@ impl Rig {
         let id = "rel-2026-11-30-02";
         self.released += 1;
         (self.pin(&image, "1.1.0", id), id)
+    }
+
+    /// The release the stable track runs.
+    fn stable_release(&self) -> String {
+        self.target
+            .running(&self.workload(Track::Stable))
+            .expect("a stable track")
+            .release
     }
 
     fn canary_weights(&self) -> Vec<u8> {
@@ -485,13 +508,7 @@ fn a_version_that_never_becomes_ready_fails_and_is_reverted() {
     assert!(reason.contains("never became ready"), "{reason}");
     assert_ne!(rig.head(), commit);
     assert_eq!(Some(rig.head()), revert);
-    assert_eq!(
-        rig.target
-            .running(&rig.workload(Track::Stable))
-            .expect("stable")
-            .release,
-        "rel-2026-11-30-01"
-    );
+    assert_eq!(rig.stable_release(), "rel-2026-11-30-01");
 }
 
 #[test]
@@ -574,18 +591,10 @@ fn an_operator_abort_parks_on_stable_and_records_aborted() {
 #[test]
 fn a_shutdown_mid_canary_parks_on_stable_and_the_release_resumes() {
     let mut rig = Rig::new();
-    rig.with_stable();
-    rig.healthy("1.1.0");
-    rig.stop.store(true, Ordering::Relaxed);
-    let (commit, result, _) = rig.release("1.1.0");
-    assert!(
-        matches!(result, Err(EngineError::Interrupted)),
-        "{result:?}"
-    );
+    let commit = rig.parked_mid_canary();
     let state = rig.store.release("dev").expect("store").expect("state");
     assert_eq!(state.phase, Phase::Canary);
     assert_eq!(rig.canary_weights().last(), Some(&0), "parked on stable");
-    rig.stop.store(false, Ordering::Relaxed);
     let (result, lines) = rig.run(&commit, "rel-2026-11-30-02");
     assert_eq!(result.expect("resumed"), EnvOutcome::Complete);
     assert!(
@@ -781,13 +790,11 @@ fn two_releasers_of_one_env_one_holds_it_the_other_is_told_and_one_promotion_lan
         .filter(|l| l.trim() == format!("Release-Id: {id}"))
         .count();
     assert_eq!(promotions, 1);
-    let applied = rig
-        .target
-        .calls()
-        .iter()
-        .filter(|c| c.starts_with("apply") && c.contains("canary"))
-        .count();
-    assert_eq!(applied, 1, "one canary, by the releaser holding the env");
+    assert_eq!(
+        rig.canary_applies(),
+        1,
+        "one canary, by the releaser holding the env"
+    );
 }
 
 impl Rig {
@@ -862,11 +869,7 @@ fn slo_burn_soon_after_a_release_hands_it_back_and_the_previous_good_release_run
     rig.healthy("1.1.0");
     let (commit, result, _) = rig.release("1.1.0");
     assert_eq!(result.expect("1.1.0"), EnvOutcome::Complete);
-    let stable = rig.workload(Track::Stable);
-    assert_eq!(
-        rig.target.running(&stable).expect("stable").release,
-        "rel-2026-11-30-02"
-    );
+    assert_eq!(rig.stable_release(), "rel-2026-11-30-02");
     assert!(
         rig.drift_check(true).handed_over.is_none(),
         "healthy: nothing to do"
@@ -882,7 +885,7 @@ fn slo_burn_soon_after_a_release_hands_it_back_and_the_previous_good_release_run
         "{report:?}"
     );
     assert_eq!(
-        rig.target.running(&stable).expect("stable").release,
+        rig.stable_release(),
         "rel-2026-11-30-01",
         "1.0.0 runs again"
     );
@@ -917,15 +920,7 @@ fn slo_burn_soon_after_a_release_hands_it_back_and_the_previous_good_release_run
 #[test]
 fn a_parked_canary_the_gates_refuse_on_resume_is_removed_before_the_release_fails() {
     let mut rig = Rig::new();
-    rig.with_stable();
-    rig.healthy("1.1.0");
-    rig.stop.store(true, Ordering::Relaxed);
-    let (commit, result, _) = rig.release("1.1.0");
-    assert!(
-        matches!(result, Err(EngineError::Interrupted)),
-        "{result:?}"
-    );
-    rig.stop.store(false, Ordering::Relaxed);
+    let commit = rig.parked_mid_canary();
     let canary = rig.workload(Track::Canary);
     assert!(
         rig.target.running(&canary).is_some(),
@@ -957,13 +952,7 @@ fn a_parked_canary_the_gates_refuse_on_resume_is_removed_before_the_release_fail
     );
     assert!(rig.target.running(&canary).is_none(), "the canary is gone");
     assert_eq!(rig.canary_weights().last(), Some(&0));
-    assert_eq!(
-        rig.target
-            .running(&rig.workload(Track::Stable))
-            .expect("stable")
-            .release,
-        "rel-2026-11-30-01"
-    );
+    assert_eq!(rig.stable_release(), "rel-2026-11-30-01");
     assert_ne!(rig.head(), commit, "reverted");
 }
 
