@@ -15,7 +15,6 @@ use platform_capstone::fakes::{
 use platform_capstone::ports::{Registry as _, TargetError, Track, Workload};
 use platform_capstone::signing::{Identity, Signer};
 use platform_capstone::source::{FileChange, Git2Repo, GitRepo, TreeReader};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -29,10 +28,10 @@ struct Rig {
     repo: Git2Repo,
     signer: Signer,
     store: Store,
-    target: Arc<MemTarget>,
-    router: Arc<MemRouter>,
-    metrics: Arc<ScriptedMetrics>,
-    registry: Arc<MemRegistry>,
+    target: MemTarget,
+    router: MemRouter,
+    metrics: ScriptedMetrics,
+    registry: MemRegistry,
     cosign: p256::ecdsa::SigningKey,
     env: Env,
     /// The next env (staging, from its own branch) and what the release
@@ -131,10 +130,10 @@ impl Rig {
             repo,
             signer,
             store,
-            target: Arc::new(MemTarget::new()),
-            router: Arc::new(MemRouter::new()),
-            metrics: Arc::new(ScriptedMetrics::new()),
-            registry: Arc::new(MemRegistry::new()),
+            target: MemTarget::new(),
+            router: MemRouter::new(),
+            metrics: ScriptedMetrics::new(),
+            registry: MemRegistry::new(),
             cosign,
             env,
             staging,
@@ -228,10 +227,10 @@ impl Rig {
         out: &mut dyn Reporter,
     ) -> Result<EnvOutcome, EngineError> {
         let svc = Services {
-            target: self.target.as_ref(),
-            router: self.router.as_ref(),
-            metrics: self.metrics.as_ref(),
-            registry: self.registry.as_ref(),
+            target: &self.target,
+            router: &self.router,
+            metrics: &self.metrics,
+            registry: &self.registry,
             traffic: None,
             requests_query: REQUESTS.into(),
             scrape_settle: Duration::ZERO,
@@ -958,7 +957,7 @@ fn a_parked_canary_the_gates_refuse_on_resume_is_removed_before_the_release_fail
 
 /// Turns 1.1.0's error ratio bad once the canary finished its last step:
 /// the version goes bad while it bakes as the whole stable.
-struct BadAfterCanary(Arc<ScriptedMetrics>, Lines);
+struct BadAfterCanary(ScriptedMetrics, Lines);
 
 impl Reporter for BadAfterCanary {
     fn step(&mut self, name: &str, result: &str) {

@@ -11,13 +11,16 @@
 //!
 //! Each fake keeps a log of what it was asked, so a test asserts what the
 //! engine did (which splits, which applies) rather than what it printed.
+//! A fake is a handle: its clones share one state, so the same target or
+//! registry can sit behind several engines (two releasers of one env) and
+//! the test that looks at it.
 
 use crate::ports::{
     LiveObject, MetricsError, Readiness, Registry, RegistryError, RouterError, Sample, Split,
     Target, TargetError, TrafficRouter, Workload,
 };
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Locks a fake's state; a poisoned lock (a panicking test thread) still
 /// hands out the state, which is plain data.
@@ -54,12 +57,12 @@ pub enum ApplyFault {
 
 /// A target holding each track's generation in memory; one replica per
 /// track, endpoints `127.0.0.1:<port>` from 20000 up.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct MemTarget {
-    state: Mutex<TargetState>,
-    fault: Mutex<Option<ApplyFault>>,
+    state: Arc<Mutex<TargetState>>,
+    fault: Arc<Mutex<Option<ApplyFault>>>,
     /// Every call fails with `TargetError::Unavailable` while set.
-    down: Mutex<Option<String>>,
+    down: Arc<Mutex<Option<String>>>,
 }
 
 impl MemTarget {
@@ -221,11 +224,11 @@ impl Target for MemTarget {
 }
 
 /// A router keeping each app's split, and every split it was given.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct MemRouter {
-    splits: Mutex<BTreeMap<(String, String), Split>>,
-    history: Mutex<Vec<Split>>,
-    down: Mutex<Option<String>>,
+    splits: Arc<Mutex<BTreeMap<(String, String), Split>>>,
+    history: Arc<Mutex<Vec<Split>>>,
+    down: Arc<Mutex<Option<String>>>,
 }
 
 impl MemRouter {
@@ -270,13 +273,16 @@ pub enum Answer {
     ProviderError(String),
 }
 
+/// Query fragments, and the answer to a query containing every one.
+type Rule = (Vec<String>, Answer);
+
 /// A metrics provider answering from rules: the first rule whose every
 /// fragment occurs in the query answers it; no rule matching is "no
 /// data" (the honest answer of a Prometheus that never saw the series).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ScriptedMetrics {
-    rules: Mutex<Vec<(Vec<String>, Answer)>>,
-    asked: Mutex<Vec<String>>,
+    rules: Arc<Mutex<Vec<Rule>>>,
+    asked: Arc<Mutex<Vec<String>>>,
 }
 
 impl ScriptedMetrics {
@@ -371,10 +377,10 @@ struct RegistryState {
 
 /// An OCI registry in memory: manifests by tag and digest, blobs by
 /// digest, with the adapter's caps and digest checks.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct MemRegistry {
-    state: Mutex<RegistryState>,
-    down: Mutex<Option<String>>,
+    state: Arc<Mutex<RegistryState>>,
+    down: Arc<Mutex<Option<String>>>,
 }
 
 impl MemRegistry {
