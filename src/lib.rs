@@ -16,7 +16,7 @@
 //! - [`adapters`]: the I/O edges: registry, podman, Kubernetes, HAProxy, Prometheus, traffic
 //! - [`local`]: the local stack (registry, HAProxy, Prometheus, podman) and demo images
 //! - [`engine`]: the release driver: gates, then the `release` machine's actions through the ports, then promotion; rollback and revert
-//! - [`drift`]: drift's edges (`drift::run`); [`drill`]: the drill scenarios (`drill::run`)
+//! - [`drift`]: drift's edges (`drift::run`); [`drill`]: the drill scenarios (`drill::run`) and their hands (`drill::lab`)
 //! - [`wiring`]: the composition root: daemon config → `Workspace` (signer, repo, store, envs) and an env's target → its adapters
 //! - [`daemon`]: the long-running reconciler: polling, watch, webhook, workers per env, HTTP, metrics
 //! - [`cli`]: the command line, one file per subcommand

@@ -5,6 +5,9 @@
 
 use platform_capstone::audit::{Note, ReleaseOutcome};
 use platform_capstone::config::Env;
+use platform_capstone::drill::lab::{self, LIVE_EDIT, Lab};
+use platform_capstone::drill::run::{DrillError, Ground, Plan, run_in};
+use platform_capstone::drill::{DrillRun, Scenario};
 use platform_capstone::engine::store::{Phase, Store};
 use platform_capstone::engine::{
     EngineError, EnvOutcome, EnvRelease, ReleaseTrust, Reporter, Services,
@@ -42,6 +45,41 @@ struct Rig {
     stop: AtomicBool,
     abort: AtomicBool,
     released: usize,
+}
+
+/// Builds `version` in `registry`, signed and attested with `key`:
+/// `repo@digest`.
+fn publish(registry: &MemRegistry, version: &str, key: &p256::ecdsa::SigningKey) -> String {
+    let config = serde_json::json!({
+        "config": {"Labels": {"org.opencontainers.image.version": version}}
+    });
+    let digest = registry
+        .push_image(
+            &format!("{IMAGE_REPO}:{version}"),
+            serde_json::to_vec(&config).expect("json"),
+            vec![format!("demo {version}").into_bytes()],
+        )
+        .expect("push");
+    platform_capstone::gates::cosign::sign(registry, IMAGE_REPO, &digest, key).expect("sign");
+    platform_capstone::gates::cosign::attest(
+        registry,
+        IMAGE_REPO,
+        &digest,
+        platform_capstone::gates::cosign::VULN_PREDICATE,
+        platform_capstone::local::images::inventory_predicate(chrono::Utc::now()),
+        key,
+    )
+    .expect("attest");
+    format!("{IMAGE_REPO}@{digest}")
+}
+
+/// `version` answers an error ratio of `errors`, a p99 latency of
+/// `latency` seconds and 100 requests per interval.
+fn measures(metrics: &ScriptedMetrics, version: &str, errors: f64, latency: f64) {
+    let v = format!("version=\"{version}\"");
+    metrics.value(&["5..", &v], errors);
+    metrics.value(&["histogram_quantile", &v], latency);
+    metrics.value(&["requests{", &v], 100.0);
 }
 
 /// Records what the engine reported, for the few assertions on output.
@@ -148,37 +186,12 @@ impl Rig {
 
     /// Builds, signs and attests `version` in the registry; `repo@digest`.
     fn publish(&self, version: &str) -> String {
-        let config = serde_json::json!({
-            "config": {"Labels": {"org.opencontainers.image.version": version}}
-        });
-        let digest = self
-            .registry
-            .push_image(
-                &format!("{IMAGE_REPO}:{version}"),
-                serde_json::to_vec(&config).expect("json"),
-                vec![format!("demo {version}").into_bytes()],
-            )
-            .expect("push");
-        platform_capstone::gates::cosign::sign(&self.registry, IMAGE_REPO, &digest, &self.cosign)
-            .expect("sign");
-        platform_capstone::gates::cosign::attest(
-            &self.registry,
-            IMAGE_REPO,
-            &digest,
-            platform_capstone::gates::cosign::VULN_PREDICATE,
-            platform_capstone::local::images::inventory_predicate(chrono::Utc::now()),
-            &self.cosign,
-        )
-        .expect("attest");
-        format!("{IMAGE_REPO}@{digest}")
+        publish(&self.registry, version, &self.cosign)
     }
 
     /// Every SLO and the request count of `version` answer healthy values.
     fn healthy(&self, version: &str) {
-        let v = format!("version=\"{version}\"");
-        self.metrics.value(&["5..", &v], 0.0);
-        self.metrics.value(&["histogram_quantile", &v], 0.02);
-        self.metrics.value(&["requests{", &v], 100.0);
+        measures(&self.metrics, version, 0.0, 0.02);
     }
 
     /// Pins `version` on env/dev and runs its release: the commit and the
@@ -1163,4 +1176,327 @@ fn a_quarantined_digest_never_runs_again() {
     };
     assert!(reason.contains("quarantine"), "{reason}");
     assert_eq!(rig.canary_applies(), applies, "nothing more ran");
+}
+
+// Drills over the fakes: each drill's decisions and checks, in
+// milliseconds. The drills' real runs (tests/it/drill.rs, the quickstart)
+// prove the local lab; the crash drill's decision is
+// `killed_mid_canary_and_after_the_promotion_commit_it_resumes_and_promotes_once`.
+
+/// The drills' lab over the fakes: images go to the in-memory registry,
+/// their faults become their version's scripted metrics, live edits go
+/// through `MemTarget::edit_live`, git goes away by renaming the bare
+/// remote, the metrics provider by answering errors; time passes at once.
+struct FakeLab {
+    registry: MemRegistry,
+    target: MemTarget,
+    metrics: ScriptedMetrics,
+    remote: std::path::PathBuf,
+    away: bool,
+    /// Set: the fault `publish` ships is not seen by the metrics (a fault
+    /// the health gate cannot catch).
+    hide_faults: bool,
+    paused: Duration,
+}
+
+impl FakeLab {
+    fn of(rig: &Rig) -> FakeLab {
+        // A provider that scrapes something (the metrics-outage drill waits for it).
+        rig.metrics.value(&["sum(up)"], 1.0);
+        FakeLab {
+            registry: rig.registry.clone(),
+            target: rig.target.clone(),
+            metrics: rig.metrics.clone(),
+            remote: rig._dir.path().join("remote.git"),
+            away: false,
+            hide_faults: false,
+            paused: Duration::ZERO,
+        }
+    }
+}
+
+impl Lab for FakeLab {
+    fn publish(
+        &mut self,
+        _env: &Env,
+        tag: &str,
+        vars: &[(String, String)],
+        key: &p256::ecdsa::SigningKey,
+        _say: &mut dyn FnMut(&str),
+    ) -> Result<String, DrillError> {
+        let var = |name: &str| -> f64 {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| v.parse().ok())
+                .filter(|_| !self.hide_faults)
+                .unwrap_or(0.0)
+        };
+        measures(
+            &self.metrics,
+            tag,
+            var("FAULT_ERROR_RATIO"),
+            0.02 + var("FAULT_LATENCY_MS") / 1000.0,
+        );
+        Ok(publish(&self.registry, tag, key))
+    }
+
+    fn edit_live(&mut self, env: &Env) -> Result<(), DrillError> {
+        let stable = Workload {
+            namespace: env.target.namespace.clone(),
+            app: env.target.app.clone(),
+            track: Track::Stable,
+        };
+        let (name, value) = LIVE_EDIT;
+        self.target.edit_live(&stable, |objects| {
+            for o in objects.iter_mut().filter(|o| o["kind"] == "Deployment") {
+                let containers = &mut o["spec"]["template"]["spec"]["containers"];
+                for c in containers.as_sequence_mut().into_iter().flatten() {
+                    let var: yaml_serde::Value =
+                        yaml_serde::from_str(&format!("{{name: {name}, value: \"{value}\"}}"))
+                            .expect("yaml");
+                    match c["env"].as_sequence_mut() {
+                        Some(list) => list.push(var),
+                        None => c["env"] = yaml_serde::Value::Sequence(vec![var]),
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn take_git_away(&mut self, _say: &mut dyn FnMut(&str)) -> Result<(), DrillError> {
+        lab::rename(&self.remote, &self.remote.with_extension("away"))?;
+        self.away = true;
+        Ok(())
+    }
+
+    fn bring_git_back(&mut self) -> Result<(), DrillError> {
+        if std::mem::take(&mut self.away) {
+            lab::rename(&self.remote.with_extension("away"), &self.remote)?;
+        }
+        Ok(())
+    }
+
+    fn arm_metrics_outage(&mut self, _env: &Env) -> Result<(), DrillError> {
+        Ok(())
+    }
+
+    fn stop_metrics(&mut self) {
+        self.metrics.set_down(Some("connection refused"));
+    }
+
+    fn start_metrics(&mut self) -> Result<(), DrillError> {
+        self.metrics.set_down(None);
+        Ok(())
+    }
+
+    fn traffic(&mut self, _url: &str, _rate: u32, window: Duration) {
+        self.paused += window;
+    }
+
+    fn pause(&mut self, d: Duration) {
+        self.paused += d;
+    }
+
+    fn give_back(&mut self) -> Result<(), DrillError> {
+        self.metrics.set_down(None);
+        self.bring_git_back()
+    }
+
+    fn cli(
+        &mut self,
+        _args: &[&str],
+        _crash_at: Option<&str>,
+    ) -> Result<std::process::Output, DrillError> {
+        Err(DrillError::Precondition(
+            "the crash drill runs this program in child processes; the fake lab has none".into(),
+        ))
+    }
+}
+
+impl Rig {
+    /// 1.0.0 stable, then `scenario` drilled on dev with `lab`.
+    fn drill(&mut self, lab: &mut FakeLab, scenario: Scenario) -> DrillRun {
+        let key = self.cosign.clone();
+        let state = self._dir.path().join("state");
+        let plan = Plan {
+            key: Some(&key),
+            fault_error_ratio: 0.3,
+            fault_latency_ms: 300,
+            outage_watch: Duration::from_secs(5),
+            state_dir: &state,
+        };
+        let adapters = self.adapters();
+        let mut g = Ground::new(
+            &mut self.repo,
+            &self.signer,
+            &self.store,
+            self.env.clone(),
+            adapters,
+        )
+        .expect("a quiet env with a good release");
+        let mut said = Vec::new();
+        let run = run_in(&mut g, lab, &plan, scenario, &mut |l| {
+            said.push(l.to_string())
+        });
+        assert!(
+            run.restored,
+            "{} left the env changed: {run:?}\n{}",
+            scenario.name(),
+            said.join("\n")
+        );
+        run
+    }
+}
+
+fn failed_checks(run: &DrillRun) -> Vec<String> {
+    run.checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.what, c.detail))
+        .collect()
+}
+
+#[test]
+fn rollback_drill_the_fault_is_caught_reverted_and_the_env_returns() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    let mut lab = FakeLab::of(&rig);
+    let run = rig.drill(&mut lab, Scenario::Rollback);
+    assert!(run.success(), "{:?} {:?}", failed_checks(&run), run.error);
+    assert!(
+        run.phases.iter().any(|(p, _)| p == "detect"),
+        "{:?}",
+        run.phases
+    );
+    // The faulty version ran as the canary, and the stable release runs again.
+    assert!(rig.canary_applies() >= 1);
+    assert_eq!(rig.stable_release(), "rel-2026-11-30-01");
+    // The post check watched the stable version over its window.
+    assert!(lab.paused >= Duration::from_secs(10), "{:?}", lab.paused);
+}
+
+#[test]
+fn rollback_drill_fails_when_the_health_gate_lets_the_fault_through() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    let mut lab = FakeLab::of(&rig);
+    lab.hide_faults = true;
+    let run = rig.drill(&mut lab, Scenario::Rollback);
+    assert!(!run.success());
+    assert_eq!(
+        failed_checks(&run)
+            .iter()
+            .filter(|c| c.starts_with("fault caught by the health gate")
+                || c.starts_with("live healthy on the last good release"))
+            .count(),
+        2,
+        "{:?}",
+        failed_checks(&run)
+    );
+    // The drill put the env back all the same.
+    assert_eq!(rig.stable_release(), "rel-2026-11-30-01");
+}
+
+#[test]
+fn bad_signature_drill_the_gate_stops_a_strangers_image_before_the_target() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    let mut lab = FakeLab::of(&rig);
+    let applies = rig.target.calls().len();
+    let run = rig.drill(&mut lab, Scenario::BadSignature);
+    assert!(run.success(), "{:?} {:?}", failed_checks(&run), run.error);
+    assert!(
+        !rig.target.calls()[applies..]
+            .iter()
+            .any(|c| c.starts_with("apply")),
+        "{:?}",
+        &rig.target.calls()[applies..]
+    );
+}
+
+#[test]
+fn config_drift_drill_the_live_edit_is_found_with_its_diff_and_healed() {
+    let mut rig = Rig::new();
+    rig.env.drift.mode = platform_capstone::config::DriftMode::Heal;
+    rig.env.drift.grace = Duration::ZERO;
+    rig.with_stable();
+    let desired = rig
+        .target
+        .running(&rig.workload(Track::Stable))
+        .expect("stable")
+        .objects;
+    let mut lab = FakeLab::of(&rig);
+    let run = rig.drill(&mut lab, Scenario::ConfigDrift);
+    assert!(run.success(), "{:?} {:?}", failed_checks(&run), run.error);
+    assert!(run.checks.iter().any(|c| c.what == "healed (heal mode)"));
+    assert_eq!(
+        rig.target
+            .running(&rig.workload(Track::Stable))
+            .expect("live")
+            .objects,
+        desired
+    );
+}
+
+#[test]
+fn git_outage_drill_the_outage_pauses_nothing_changes_and_fetching_resumes() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    let calls = rig.target.calls().len();
+    let mut lab = FakeLab::of(&rig);
+    let run = rig.drill(&mut lab, Scenario::GitOutage);
+    assert!(run.success(), "{:?} {:?}", failed_checks(&run), run.error);
+    assert!(
+        rig.target.calls()[calls..]
+            .iter()
+            .all(|c| !c.starts_with("apply"))
+    );
+    assert!(lab.remote.exists(), "the remote is back");
+}
+
+#[test]
+fn metrics_outage_drill_analysis_goes_inconclusive_nothing_reverts_or_promotes() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    let head = rig.head();
+    let mut lab = FakeLab::of(&rig);
+    let run = rig.drill(&mut lab, Scenario::MetricsOutage);
+    assert!(run.success(), "{:?} {:?}", failed_checks(&run), run.error);
+    assert!(
+        run.phases.iter().any(|(p, _)| p == "outage_to_stop"),
+        "{:?}",
+        run.phases
+    );
+    // The drill's pin commit is reverted by the drill's restore, never by
+    // the engine (no `Reverts:` from a failure).
+    assert_ne!(rig.head(), head);
+    assert_eq!(rig.stable_release(), "rel-2026-11-30-01");
+}
+
+#[test]
+fn a_drill_that_cannot_run_here_says_why_and_leaves_the_env_as_it_was() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    let head = rig.head();
+    let mut lab = FakeLab::of(&rig);
+    let run = rig.drill(&mut lab, Scenario::CrashMidRollout);
+    assert!(!run.success());
+    assert!(
+        run.error
+            .as_deref()
+            .is_some_and(|e| e.contains("child processes")),
+        "{:?}",
+        run.error
+    );
+    // Its image was pinned before the lab refused: the pin is reverted.
+    assert_eq!(rig.stable_release(), "rel-2026-11-30-01");
+    assert!(
+        rig.head() == head
+            || rig
+                .repo
+                .message(&rig.head())
+                .expect("msg")
+                .contains("drill: return dev")
+    );
 }

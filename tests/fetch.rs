@@ -175,3 +175,87 @@ fn a_trickling_peer_is_bounded_by_the_git_deadline() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn a_worker_cache_syncs_from_the_poll_cache_on_disk_and_never_loses_its_own_newer_writes() {
+    use platform_capstone::source::{CommitOutcome, FileChange, TreeReader};
+    let f = Fixture::new();
+    let mut poll = f.writer("poll");
+    let heads = poll.fetch().expect("fetch").heads;
+    poll.update_note(&heads["env/dev"], &mut |_| "from the poll\n".into())
+        .expect("note");
+    let source = poll.repository().path().to_path_buf();
+    let notes_of =
+        |r: &platform_capstone::source::Git2Repo| r.repository().refname_to_id(NOTES_REF).ok();
+    // Everything the poll has, the remote not asked: it is gone.
+    let mut worker = f.writer("worker");
+    std::fs::rename(&f.remote, f.path("away.git")).expect("hide remote");
+    let first = worker.sync_from(&source).expect("sync");
+    assert_eq!(first.heads, heads);
+    assert_eq!(first.changed.len(), 3);
+    assert_eq!(notes_of(&worker), notes_of(&poll));
+    assert_eq!(
+        worker.note(&heads["env/dev"]).expect("note").as_deref(),
+        Some("from the poll\n")
+    );
+    std::fs::rename(f.path("away.git"), &f.remote).expect("restore remote");
+
+    // The worker writes (a commit, a note) before the poll fetched them:
+    // syncing from the older poll cache keeps both.
+    let ours = match worker
+        .commit_change("env/dev", "ours", &mut |_: &dyn TreeReader| {
+            Ok(Some(vec![FileChange {
+                path: "touch".into(),
+                content: Some(b"x".to_vec()),
+            }]))
+        })
+        .expect("commit")
+    {
+        CommitOutcome::Committed { commit, .. } => commit,
+        CommitOutcome::NothingToDo => panic!("nothing committed"),
+    };
+    worker
+        .update_note(&ours, &mut |_| "from the worker\n".into())
+        .expect("note");
+    let notes = notes_of(&worker);
+    let kept = worker.sync_from(&source).expect("sync");
+    assert_eq!(kept.heads["env/dev"], ours);
+    assert!(kept.changed.is_empty(), "{:?}", kept.changed);
+    assert_eq!(notes_of(&worker), notes);
+
+    // Upstream rewrites staging and deletes prod; once the poll fetched,
+    // the worker takes the rewrite and loses prod.
+    let work = f.path("work");
+    git(&work, &["fetch", "-q", "origin"]);
+    git(
+        &work,
+        &["checkout", "-q", "-B", "env/staging", "origin/env/staging"],
+    );
+    git(&work, &["commit", "-q", "--amend", "-m", "rewritten"]);
+    git(
+        &work,
+        &[
+            "push",
+            "-q",
+            "--force",
+            "origin",
+            "env/staging",
+            ":env/prod",
+        ],
+    );
+    poll.fetch().expect("fetch");
+    let r = worker.sync_from(&source).expect("sync");
+    assert_eq!(r.heads["env/staging"], f.remote_rev("env/staging"));
+    assert_eq!(r.removed, vec!["env/prod"]);
+    assert_eq!(r.heads["env/dev"], ours, "the poll has our commit now");
+    assert_eq!(notes_of(&worker), notes_of(&poll));
+    // Nothing of the sync's staging refs is left behind.
+    let left: Vec<String> = worker
+        .repository()
+        .references()
+        .expect("refs")
+        .filter_map(|r| r.ok()?.name().ok().map(str::to_string))
+        .filter(|n| n.contains("sync"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -3,7 +3,8 @@
 //! records, which envs already run their head), then [`dispatch`] hands
 //! each env that has work a typed [`Job`] on its worker's channel. Nothing
 //! here fetches, loads or renders twice: workers get the judged envs with
-//! the job. The scheduler's job list comes from the envs ([`scheduled_jobs`]).
+//! the job, and sync their own cache (they write from it) from the poll's
+//! on disk instead of fetching the remote again. The scheduler's job list comes from the envs ([`scheduled_jobs`]).
 
 use super::worker::{Job, Worker, in_sync};
 use super::{Shared, metrics};
@@ -12,7 +13,7 @@ use crate::config::{DaemonConfig, Env, trust::Trust};
 use crate::source::GitRepo;
 use crate::wiring;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
@@ -28,6 +29,8 @@ pub struct Snapshot {
     pub records: Vec<Record>,
     /// Env → whether it already runs what its branch says.
     pub in_sync: BTreeMap<String, bool>,
+    /// The cache the poll fetched into: workers sync their own from it.
+    pub source: Arc<PathBuf>,
 }
 
 /// Fetches and judges (blocking: run it off the async runtime). History
@@ -69,6 +72,7 @@ pub fn snapshot(ws: &mut wiring::Workspace, trust: Trust, actor: &str) -> Result
         envs,
         records,
         in_sync,
+        source: Arc::new(ws.repo.repository().path().to_path_buf()),
     })
 }
 
@@ -169,6 +173,7 @@ pub fn dispatch(
             entry.0.send_replace(head.map(|commit| Job {
                 commit,
                 slots: slots.clone(),
+                source: snap.source.clone(),
             }));
         }
     }

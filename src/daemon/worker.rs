@@ -1,5 +1,6 @@
 //! One env's worker: it takes the poll's `Job` (a head and the envs as
-//! that poll judged them), runs the engine for it on its own cache clone,
+//! that poll judged them), runs the engine for it on its own cache clone
+//! (synced from the poll's cache on disk, not fetched again),
 //! reports what happened to the shared state, and retries with the
 //! daemon's one `Backoff` policy. A failing env never stalls another.
 
@@ -115,27 +116,25 @@ pub(super) struct Worker {
 pub(super) struct Job {
     pub(super) commit: String,
     pub(super) slots: Arc<Vec<wiring::EnvSlot>>,
+    /// The poll's cache, which fetched `commit`.
+    pub(super) source: Arc<PathBuf>,
 }
 
 impl Worker {
     /// Runs the engine for the job's commit of this env. Blocking. The
-    /// worker's own cache is fetched (it writes from there); the envs are
-    /// the poll's.
+    /// worker's own cache (it writes from there) is synced from the poll's
+    /// on disk, not fetched again; the envs are the poll's.
     fn reconcile(
         &self,
         ws: &mut wiring::Workspace,
         job: &Job,
     ) -> Result<Reconciled, ReconcileError> {
         let commit = job.commit.as_str();
-        ws.repo.fetch()?;
+        let synced = ws.repo.sync_from(&job.source)?;
         let slots = job.slots.as_slice();
         let env = wiring::ready_env(slots, &self.env)?;
-        if slots
-            .iter()
-            .find(|s| s.name == self.env)
-            .and_then(|s| s.head.as_deref())
-            != Some(commit)
-        {
+        // Our own write (a revert, a promotion) may be ahead of the poll.
+        if synced.heads.get(&env.branch).map(String::as_str) != Some(commit) {
             return Ok(Reconciled::MovedOn);
         }
         let images = ws.images_at(commit, &env.overlay)?;

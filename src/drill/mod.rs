@@ -3,5 +3,6 @@
 
 pub use platform_capstone_core::drill::*;
 
+pub mod lab;
 pub mod run;
 pub mod tamper;

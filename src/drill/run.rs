@@ -6,17 +6,20 @@
 //! promotes) and returns the env to where it started; a drill that cannot
 //! (or whose checks fail) is a failure.
 //!
-//! The scenarios that build images or kill components need the local
-//! stack (podman envs); on other targets they say so instead of running.
+//! The scenarios decide and check; what they do to the world goes through
+//! a [`Lab`] ([`LocalLab`] on the local stack, a lab over the in-memory
+//! fakes in the engine scenarios), and everything else through the ports
+//! in [`Ground`]. The scenarios that build images or kill components need
+//! the local stack (podman envs); on other targets they say so instead of
+//! running.
 
+use super::lab::{LIVE_EDIT, Lab, LocalLab};
 use super::{DrillRun, Scenario};
 use crate::audit::{self, Note};
-use crate::config::{BurnWindow, DaemonConfig, Env, Severity, TargetKind};
+use crate::config::{BurnWindow, DaemonConfig, Env, Severity};
 use crate::drift::slo;
 use crate::engine::store::{LastGood, Phase, Store};
 use crate::engine::{EngineError, EnvOutcome, EnvRelease, Reporter};
-use crate::local::Stack;
-use crate::local::images::{self, Published, Variant};
 use crate::ports::{Track, Workload};
 use crate::rollout::IntervalResult;
 use crate::signing::Signer;
@@ -132,106 +135,87 @@ fn ms_between(a: Option<Instant>, b: Option<Instant>) -> Option<u64> {
     Some(b?.checked_duration_since(a?)?.as_millis() as u64)
 }
 
-/// Everything a scenario works with.
-struct Ground {
-    repo: Git2Repo,
-    signer: Signer,
-    store: Store,
-    env: Env,
-    adapters: Adapters,
+/// Everything a scenario works with: the env's repo, signer, state and
+/// ports, and the release it started from (where the drill returns it).
+pub struct Ground<'w> {
+    pub repo: &'w mut Git2Repo,
+    pub signer: &'w Signer,
+    pub store: &'w Store,
+    pub env: Env,
+    pub adapters: Adapters,
     start: LastGood,
 }
 
-fn ground(ctx: &DrillContext<'_>, env: &str) -> Result<Ground, DrillError> {
-    let (ws, _) = wiring::Workspace::open(
-        ctx.cfg,
-        ctx.config_file,
-        &ctx.cfg.cache_dir.join("drill"),
-        true,
-    )?;
-    let env = ws.env(env)?.clone();
-    let wiring::Workspace {
-        repo,
-        signer,
-        store,
-        ..
-    } = ws;
-    if let Some(s) = store.release(&env.name)?
-        && s.phase != Phase::Finished
-    {
-        return Err(DrillError::Precondition(format!(
-            "{} is in progress in {}; drill when the env is quiet",
-            s.release, env.name
-        )));
+impl<'w> Ground<'w> {
+    /// The env must be quiet (no release in progress) and have a last good
+    /// release to come back to.
+    pub fn new(
+        repo: &'w mut Git2Repo,
+        signer: &'w Signer,
+        store: &'w Store,
+        env: Env,
+        adapters: Adapters,
+    ) -> Result<Self, DrillError> {
+        if let Some(s) = store.release(&env.name)?
+            && s.phase != Phase::Finished
+        {
+            return Err(DrillError::Precondition(format!(
+                "{} is in progress in {}; drill when the env is quiet",
+                s.release, env.name
+            )));
+        }
+        let start = store
+            .last_good(&env.name)?
+            .ok_or_else(|| {
+                DrillError::Precondition(format!(
+                    "nothing has been released in {} yet: release a good version first (a drill needs a stable release to come back to)",
+                    env.name
+                ))
+            })?;
+        Ok(Ground {
+            repo,
+            signer,
+            store,
+            env,
+            adapters,
+            start,
+        })
     }
-    let start = store
-        .last_good(&env.name)?
-        .ok_or_else(|| {
-            DrillError::Precondition(format!(
-                "nothing has been released in {} yet: release a good version first (a drill needs a stable release to come back to)",
-                env.name
-            ))
-        })?;
-    let adapters = wiring::adapters(
-        &env,
-        &ctx.local,
-        ctx.prometheus.as_deref(),
-        ctx.cfg.scrape_settle,
-    )?;
-    Ok(Ground {
-        repo,
-        signer,
-        store,
-        env,
-        adapters,
-        start,
-    })
 }
 
-fn local_stack(ctx: &DrillContext<'_>, env: &Env, what: &str) -> Result<Stack, DrillError> {
-    if env.target.kind != TargetKind::Podman {
-        return Err(DrillError::Precondition(format!(
-            "the {what} drill runs on the local stack (podman envs); {} is {:?}",
-            env.name, env.target.kind
-        )));
-    }
-    Stack::new(&ctx.local).map_err(DrillError::from)
+/// The scenarios' settings.
+pub struct Plan<'a> {
+    /// Signs drill images; its public key must be trusted by the env
+    /// (`policies/trust.toml`), as the release CI key is.
+    pub key: Option<&'a p256::ecdsa::SigningKey>,
+    /// The fault the rollback drill ships.
+    pub fault_error_ratio: f64,
+    pub fault_latency_ms: u64,
+    /// How long the git-outage drill watches the env without git (the
+    /// daemon's poll interval, at most 5 s).
+    pub outage_watch: Duration,
+    /// Where the crash drill writes its version file.
+    pub state_dir: &'a Path,
 }
 
-/// Builds, pushes, signs and attests one demo image tagged `tag`.
-fn build(
-    ctx: &DrillContext<'_>,
-    env: &Env,
-    tag: &str,
-    extra_env: Vec<(String, String)>,
-    key: &p256::ecdsa::SigningKey,
-    say: &mut dyn FnMut(&str),
-) -> Result<Published, DrillError> {
-    let stack = local_stack(ctx, env, "image-building")?;
-    let state = stack.load().ok_or_else(|| {
-        DrillError::Precondition(
-            "the local stack is not up: run `platform-capstone local up`".into(),
-        )
-    })?;
-    let binary = ctx.demo_binary.as_ref().ok_or_else(|| {
-        DrillError::Precondition("--demo-binary is required to build drill images".into())
-    })?;
-    let mut vars = vec![("VERSION".to_string(), tag.to_string())];
-    vars.extend(extra_env);
-    let mut out = images::publish(
-        &stack.podman_config(),
-        binary,
-        &Stack::registry_host(&state),
-        &[Variant {
-            tag: tag.to_string(),
-            env: vars,
-        }],
-        key,
-        &mut |l| say(l),
-    )
-    .map_err(DrillError::Image)?;
-    out.pop()
-        .ok_or_else(|| DrillError::Image("nothing was published".into()))
+impl<'a> Plan<'a> {
+    pub fn of(ctx: &'a DrillContext<'a>) -> Self {
+        Plan {
+            key: ctx.cosign_key.as_ref(),
+            fault_error_ratio: ctx.fault_error_ratio,
+            fault_latency_ms: ctx.fault_latency_ms,
+            outage_watch: ctx.cfg.poll_interval.min(Duration::from_secs(5)),
+            state_dir: &ctx.cfg.state_dir,
+        }
+    }
+
+    fn key(&self) -> Result<&'a p256::ecdsa::SigningKey, DrillError> {
+        self.key.ok_or_else(|| {
+            DrillError::Precondition(
+                "--key (the release signing key the env trusts) is required".into(),
+            )
+        })
+    }
 }
 
 fn release_id(g: &Ground) -> Result<String, DrillError> {
@@ -250,17 +234,11 @@ fn release_id(g: &Ground) -> Result<String, DrillError> {
 fn pin(
     g: &mut Ground,
     run: &mut DrillRun,
-    img: &Published,
+    img: &str,
     tag: &str,
 ) -> Result<(String, String), DrillError> {
     let release = release_id(g)?;
-    let commit = crate::engine::pin::pin_images(
-        &mut g.repo,
-        &g.env,
-        std::slice::from_ref(&img.reference),
-        tag,
-        &release,
-    )?;
+    let commit = crate::engine::pin::pin_images(g.repo, &g.env, &[img.to_string()], tag, &release)?;
     run.release = Some(release.clone());
     Ok((commit, release))
 }
@@ -284,9 +262,9 @@ fn engine_run(
     };
     let never = AtomicBool::new(false);
     wiring::run_env(
-        &mut g.repo,
-        &g.store,
-        &g.signer,
+        g.repo,
+        g.store,
+        g.signer,
         &g.adapters,
         &r,
         &never,
@@ -350,14 +328,7 @@ fn restore(g: &mut Ground, pin: Option<&str>) -> Result<Vec<String>, DrillError>
         != Some((&g.start.release, &g.start.commit))
         || !live_ok
     {
-        wiring::restore_good(
-            &mut g.repo,
-            &g.store,
-            &g.signer,
-            &g.adapters,
-            &g.env,
-            &g.start,
-        )?;
+        wiring::restore_good(g.repo, g.store, g.signer, &g.adapters, &g.env, &g.start)?;
         g.store.save_last_good(&g.env.name, &g.start)?;
         did.push(format!("{} live again", g.start.release));
     }
@@ -375,8 +346,8 @@ fn is_restored(g: &mut Ground) -> Result<bool, DrillError> {
     let good = g.store.last_good(&g.env.name)?;
     // And live matches what git says, field by field (a drill's live edit is gone).
     let (report, _) = crate::drift::run::observe(
-        &g.repo,
-        &g.store,
+        g.repo,
+        g.store,
         g.adapters.target.as_ref(),
         g.adapters.metrics.as_ref(),
         &g.env,
@@ -392,13 +363,13 @@ fn is_restored(g: &mut Ground) -> Result<bool, DrillError> {
 /// Traffic (when the env has synthetic traffic) over `window`, then each
 /// SLO of the stable version judged over it: burn below 1x and no
 /// regression against the baseline recorded at promotion.
-fn post_check(g: &Ground, window: Duration) -> (bool, String) {
+fn post_check(g: &Ground, lab: &mut dyn Lab, window: Duration) -> (bool, String) {
     if let Some(url) = &g.adapters.traffic {
         let rate = (g.env.rollout.min_requests * 4 / window.as_secs().max(1)).clamp(10, 100) as u32;
-        let _ = crate::adapters::traffic::run(url, rate, window, None);
-        std::thread::sleep(Duration::from_millis(2500));
+        lab.traffic(url, rate, window);
+        lab.pause(Duration::from_millis(2500));
     } else {
-        std::thread::sleep(window);
+        lab.pause(window);
     }
     let span = window + Duration::from_millis(2500);
     let w = BurnWindow {
@@ -461,10 +432,11 @@ fn post_check(g: &Ground, window: Duration) -> (bool, String) {
     (ok, line)
 }
 
-/// Polls until the env's route answers 200 ten times in a row (or the
-/// target says stable is ready, without synthetic traffic).
-fn wait_healthy(g: &Ground, timeout: Duration) -> Option<Instant> {
-    let deadline = Instant::now() + timeout;
+/// Polls (every 50 ms, at most `timeout`) until the env's route answers
+/// 200 ten times in a row (or the target says stable is ready, without
+/// synthetic traffic).
+fn wait_healthy(g: &Ground, lab: &mut dyn Lab, timeout: Duration) -> Option<Instant> {
+    const EVERY: Duration = Duration::from_millis(50);
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
@@ -475,7 +447,7 @@ fn wait_healthy(g: &Ground, timeout: Duration) -> Option<Instant> {
         track: Track::Stable,
     };
     let mut streak = 0;
-    while Instant::now() < deadline {
+    for _ in 0..(timeout.as_millis() / EVERY.as_millis()).max(1) {
         let ready = g
             .adapters
             .target
@@ -496,48 +468,85 @@ fn wait_healthy(g: &Ground, timeout: Duration) -> Option<Instant> {
         } else {
             streak = 0;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        lab.pause(EVERY);
     }
     None
-}
-
-fn key<'c>(ctx: &'c DrillContext<'_>) -> Result<&'c p256::ecdsa::SigningKey, DrillError> {
-    ctx.cosign_key.as_ref().ok_or_else(|| {
-        DrillError::Precondition(
-            "--key (the release signing key the env trusts) is required".into(),
-        )
-    })
 }
 
 fn stamp() -> String {
     chrono::Utc::now().format("%Y%m%d%H%M%S").to_string()
 }
 
-/// Runs one drill; never panics, never returns early without a report.
+/// Runs one drill on `env` of the config: the ports the env's target
+/// names, the local stack's lab; the report saved in the state dir and
+/// the notes. Never panics, never returns without a report.
 pub fn run(
     ctx: &DrillContext<'_>,
     scenario: Scenario,
     env: &str,
     say: &mut dyn FnMut(&str),
 ) -> DrillRun {
-    let mut run = DrillRun::new(scenario, env, chrono::Utc::now());
-    let mut g = match ground(ctx, env) {
-        Ok(g) => g,
-        Err(e) => {
-            run.error = Some(e.to_string());
-            return run;
-        }
-    };
+    let started = chrono::Utc::now();
+    let opened = (|| {
+        let (ws, _) = wiring::Workspace::open(
+            ctx.cfg,
+            ctx.config_file,
+            &ctx.cfg.cache_dir.join("drill"),
+            true,
+        )?;
+        let env = ws.env(env)?.clone();
+        let adapters = wiring::adapters(
+            &env,
+            &ctx.local,
+            ctx.prometheus.as_deref(),
+            ctx.cfg.scrape_settle,
+        )?;
+        Ok::<_, DrillError>((ws, env, adapters))
+    })();
+    let ran = opened.and_then(|(mut ws, env, adapters)| {
+        let mut g = Ground::new(&mut ws.repo, &ws.signer, &ws.store, env, adapters)?;
+        let run = run_in(
+            &mut g,
+            &mut LocalLab::new(ctx),
+            &Plan::of(ctx),
+            scenario,
+            say,
+        );
+        save(&ctx.cfg.state_dir, &mut g, &run);
+        Ok(run)
+    });
+    ran.unwrap_or_else(|e| {
+        let mut run = DrillRun::new(scenario, env, started);
+        run.error = Some(e.to_string());
+        run
+    })
+}
+
+/// Runs one drill on the ground with the lab and returns its report
+/// (not saved): the scenario, then the env put back where it was found,
+/// then a look whether it is.
+pub fn run_in(
+    g: &mut Ground<'_>,
+    lab: &mut dyn Lab,
+    plan: &Plan<'_>,
+    scenario: Scenario,
+    say: &mut dyn FnMut(&str),
+) -> DrillRun {
+    let mut run = DrillRun::new(scenario, &g.env.name, chrono::Utc::now());
     let result = match scenario {
-        Scenario::Rollback => rollback(ctx, &mut g, &mut run, say),
-        Scenario::BadSignature => bad_signature(ctx, &mut g, &mut run, say),
-        Scenario::ConfigDrift => config_drift(ctx, &mut g, &mut run, say),
-        Scenario::GitOutage => git_outage(ctx, &mut g, &mut run, say),
-        Scenario::MetricsOutage => metrics_outage(ctx, &mut g, &mut run, say),
-        Scenario::CrashMidRollout => crash_mid_rollout(ctx, &mut g, &mut run, say),
+        Scenario::Rollback => rollback(plan, lab, g, &mut run, say),
+        Scenario::BadSignature => bad_signature(lab, g, &mut run, say),
+        Scenario::ConfigDrift => config_drift(lab, g, &mut run, say),
+        Scenario::GitOutage => git_outage(plan, lab, g, &mut run, say),
+        Scenario::MetricsOutage => metrics_outage(plan, lab, g, &mut run, say),
+        Scenario::CrashMidRollout => crash_mid_rollout(plan, lab, g, &mut run, say),
     };
     if let Err(e) = result {
         run.error = Some(e.to_string());
+    }
+    // A lab that took something away gives it back before anything else.
+    if let Err(e) = lab.give_back() {
+        run.error.get_or_insert(e.to_string());
     }
     // Whatever happened, the env goes back; then we look.
     let pin = run.release.as_ref().and_then(|_| {
@@ -547,7 +556,7 @@ pub fn run(
             .flatten()
             .map(|s| s.commit)
     });
-    match restore(&mut g, pin.as_deref()) {
+    match restore(g, pin.as_deref()) {
         Ok(did) if !did.is_empty() => say(&format!("restored: {}", did.join(", "))),
         Ok(_) => {}
         Err(e) => {
@@ -555,17 +564,16 @@ pub fn run(
                 .get_or_insert(format!("could not restore {}: {e}", g.env.name));
         }
     }
-    run.restored = is_restored(&mut g).unwrap_or(false);
+    run.restored = is_restored(g).unwrap_or(false);
     let whole = (chrono::Utc::now() - run.started).num_milliseconds().max(0) as u64;
     run.phase("drill", whole);
-    save(ctx, &mut g, &run);
     run
 }
 
 /// The report in the state dir and the audit entry in the notes.
-fn save(ctx: &DrillContext<'_>, g: &mut Ground, run: &DrillRun) {
+fn save(state_dir: &Path, g: &mut Ground, run: &DrillRun) {
     let stamp = run.started.format("%Y%m%dT%H%M%SZ");
-    let dir = ctx.cfg.state_dir.join("drills").join(&run.env);
+    let dir = state_dir.join("drills").join(&run.env);
     let _ = std::fs::create_dir_all(&dir);
     let base = dir.join(format!("{stamp}-{}", run.scenario.name()));
     if let Ok(j) = serde_json::to_vec_pretty(run) {
@@ -585,32 +593,30 @@ fn save(ctx: &DrillContext<'_>, g: &mut Ground, run: &DrillRun) {
 }
 
 fn rollback(
-    ctx: &DrillContext<'_>,
+    plan: &Plan<'_>,
+    lab: &mut dyn Lab,
     g: &mut Ground,
     run: &mut DrillRun,
     say: &mut dyn FnMut(&str),
 ) -> Result<(), DrillError> {
-    let key = key(ctx)?;
+    let key = plan.key()?;
     let tag = format!("drill-{}-bad", stamp());
     say(&format!(
         "building {tag}: {:.0}% errors, +{} ms, signed with the release key",
-        ctx.fault_error_ratio * 100.0,
-        ctx.fault_latency_ms
+        plan.fault_error_ratio * 100.0,
+        plan.fault_latency_ms
     ));
-    let img = build(
-        ctx,
-        &g.env,
-        &tag,
-        vec![
-            (
-                "FAULT_ERROR_RATIO".into(),
-                ctx.fault_error_ratio.to_string(),
-            ),
-            ("FAULT_LATENCY_MS".into(), ctx.fault_latency_ms.to_string()),
-        ],
-        key,
-        say,
-    )?;
+    let faults = [
+        (
+            "FAULT_ERROR_RATIO".to_string(),
+            plan.fault_error_ratio.to_string(),
+        ),
+        (
+            "FAULT_LATENCY_MS".to_string(),
+            plan.fault_latency_ms.to_string(),
+        ),
+    ];
+    let img = lab.publish(&g.env, &tag, &faults, key, say)?;
     let (pin, release) = pin(g, run, &img, &tag)?;
     say(&format!("releasing {tag} into {} as {release}", g.env.name));
     let mut marks = Marks::new(say);
@@ -626,7 +632,7 @@ fn rollback(
     // fault that got through stays live until the drill restores the env,
     // and waiting for it to look healthy would only run out the clock.
     let healthy = caught
-        .then(|| wait_healthy(g, Duration::from_secs(120)))
+        .then(|| wait_healthy(g, lab, Duration::from_secs(120)))
         .flatten();
     let (fault, detected, stable, reverted) = (
         marks.when("canary_traffic"),
@@ -686,14 +692,14 @@ fn rollback(
         }
     }
     let window = (g.env.rollout.analysis_interval * 2).max(Duration::from_secs(10));
-    let (ok, line) = post_check(g, window);
+    let (ok, line) = post_check(g, lab, window);
     run.check("post check (PromQL)", ok, line.clone());
     run.post_check = Some(line);
     Ok(())
 }
 
 fn bad_signature(
-    ctx: &DrillContext<'_>,
+    lab: &mut dyn Lab,
     g: &mut Ground,
     run: &mut DrillRun,
     say: &mut dyn FnMut(&str),
@@ -702,7 +708,7 @@ fn bad_signature(
     let stranger = crate::gates::cosign::load_signing_key(&pem).map_err(DrillError::Image)?;
     let tag = format!("drill-{}-untrusted", stamp());
     say(&format!("building {tag}, signed by a key nobody trusts"));
-    let img = build(ctx, &g.env, &tag, Vec::new(), &stranger, say)?;
+    let img = lab.publish(&g.env, &tag, &[], &stranger, say)?;
     let (pin, release) = pin(g, run, &img, &tag)?;
     let t = Instant::now();
     let mut marks = Marks::new(say);
@@ -726,34 +732,33 @@ fn bad_signature(
     let live = live_images(g)?;
     run.check(
         "never reached the target",
-        !live.contains(&img.reference),
+        !live.contains(&img),
         format!("live: {}", live.join(", ")),
     );
     Ok(())
 }
 
 fn config_drift(
-    ctx: &DrillContext<'_>,
+    lab: &mut dyn Lab,
     g: &mut Ground,
     run: &mut DrillRun,
     say: &mut dyn FnMut(&str),
 ) -> Result<(), DrillError> {
-    let stack = local_stack(ctx, &g.env, "config-drift")?;
-    let podman = stack.podman()?;
-    say("editing live pods behind the tool's back (podman): DRILL_EDIT=1");
+    let (var, value) = LIVE_EDIT;
+    say(&format!(
+        "editing live pods behind the tool's back: {var}={value}"
+    ));
     let t = Instant::now();
-    super::tamper::tamper(&podman, &g.env.target.namespace, &|env| {
-        env.push(("DRILL_EDIT".into(), "1".into()));
-    })?;
+    lab.edit_live(&g.env)?;
     let edited = Instant::now();
     run.phase("edit", t.elapsed().as_millis() as u64);
     let heal = g.env.drift.mode == crate::config::DriftMode::Heal;
     let actor = "platform-capstone drill";
     let mut quiet = Marks::new(say);
     let report = crate::drift::run::check(
-        &mut g.repo,
-        &g.store,
-        &g.signer,
+        g.repo,
+        g.store,
+        g.signer,
         &g.adapters,
         &g.env,
         actor,
@@ -761,26 +766,19 @@ fn config_drift(
         &mut quiet,
     )?;
     run.phase("detect", edited.elapsed().as_millis() as u64);
-    let found = report.drifted.iter().any(|o| {
-        matches!(&o.status, crate::drift::Status::Modified { diff } if diff.contains("DRILL_EDIT"))
-    });
+    let found = report.drifted.iter().any(
+        |o| matches!(&o.status, crate::drift::Status::Modified { diff } if diff.contains(var)),
+    );
     run.check("live edit detected with its diff", found, report.summary());
     if !heal {
         // Report mode leaves the edit to people; the drill undoes its own.
-        wiring::restore_good(
-            &mut g.repo,
-            &g.store,
-            &g.signer,
-            &g.adapters,
-            &g.env,
-            &g.start,
-        )?;
+        wiring::restore_good(g.repo, g.store, g.signer, &g.adapters, &g.env, &g.start)?;
     } else {
         let healed = !report.healed.is_empty();
         run.check("healed (heal mode)", healed, report.healed.join(", "));
         let again = crate::drift::run::observe(
-            &g.repo,
-            &g.store,
+            g.repo,
+            g.store,
             g.adapters.target.as_ref(),
             g.adapters.metrics.as_ref(),
             &g.env,
@@ -798,25 +796,15 @@ fn config_drift(
 }
 
 fn git_outage(
-    ctx: &DrillContext<'_>,
+    plan: &Plan<'_>,
+    lab: &mut dyn Lab,
     g: &mut Ground,
     run: &mut DrillRun,
     say: &mut dyn FnMut(&str),
 ) -> Result<(), DrillError> {
-    let Some(path) = crate::source::local_path_of(&ctx.cfg.remote) else {
-        return Err(DrillError::Precondition(format!(
-            "the git-outage drill takes a file:// remote away by renaming it; {} is not one (block it at the network instead)",
-            ctx.cfg.remote
-        )));
-    };
-    let aside = path.with_extension("drill-away");
     let before = live_images(g)?;
     let head = g.repo.resolve(&g.env.branch)?;
-    say(&format!("taking the remote away ({})", path.display()));
-    std::fs::rename(&path, &aside).map_err(|source| DrillError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    lab.take_git_away(say)?;
     let t = Instant::now();
     let fetched = g.repo.fetch();
     let infra = matches!(&fetched, Err(e) if e.is_infrastructure());
@@ -830,7 +818,7 @@ fn git_outage(
     );
     // The daemon fetches before every reconcile and dispatches nothing
     // when that fails: the live release must stay as it is meanwhile.
-    std::thread::sleep(ctx.cfg.poll_interval.min(Duration::from_secs(5)));
+    lab.pause(plan.outage_watch);
     let still = live_images(g)?;
     run.check(
         "the last good release keeps running",
@@ -844,10 +832,7 @@ fn git_outage(
             && g.repo.resolve(&g.env.branch).ok() == Some(head.clone()),
         "",
     );
-    std::fs::rename(&aside, &path).map_err(|source| DrillError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    lab.bring_git_back()?;
     run.phase("outage", t.elapsed().as_millis() as u64);
     let back = Instant::now();
     let ok = g.repo.fetch().is_ok();
@@ -857,21 +842,16 @@ fn git_outage(
 }
 
 fn metrics_outage(
-    ctx: &DrillContext<'_>,
+    plan: &Plan<'_>,
+    lab: &mut dyn Lab,
     g: &mut Ground,
     run: &mut DrillRun,
     say: &mut dyn FnMut(&str),
 ) -> Result<(), DrillError> {
-    let key = key(ctx)?;
-    let stack = local_stack(ctx, &g.env, "metrics-outage")?;
-    let pid = stack
-        .load()
-        .and_then(|s| s.pids.get("prometheus").copied())
-        .ok_or_else(|| {
-            DrillError::Precondition("the local stack's Prometheus is not running".into())
-        })?;
+    let key = plan.key()?;
+    lab.arm_metrics_outage(&g.env)?;
     let tag = format!("drill-{}", stamp());
-    let img = build(ctx, &g.env, &tag, Vec::new(), key, say)?;
+    let img = lab.publish(&g.env, &tag, &[], key, say)?;
     let (pin, release) = pin(g, run, &img, &tag)?;
     let next_head = g
         .env
@@ -883,10 +863,8 @@ fn metrics_outage(
         let mut marks = Marks {
             at: Vec::new(),
             on_mark: Some(Box::new(|e: &str| {
-                if e == "canary_traffic" {
-                    let _ = std::process::Command::new("kill")
-                        .args(["-9", &pid.to_string()])
-                        .status();
+                if e == "canary_traffic" && killed.get().is_none() {
+                    lab.stop_metrics();
                     killed.set(Some(Instant::now()));
                 }
             })),
@@ -899,9 +877,7 @@ fn metrics_outage(
     // Prometheus back before anything else, and scraping again: the drill
     // leaves the env as it found it, metrics included.
     let back = Instant::now();
-    stack
-        .up(&[], crate::local::PortChoice::Auto, &mut |_| {})
-        .map_err(DrillError::Local)?;
+    lab.start_metrics()?;
     let scraping = crate::adapters::process::wait_until(
         "Prometheus to scrape the env again",
         Duration::from_secs(60),
@@ -918,7 +894,7 @@ fn metrics_outage(
         format!("{} ms", back.elapsed().as_millis()),
     );
     // Rate windows need a few samples before analysis can trust them.
-    std::thread::sleep(g.env.rollout.analysis_interval.max(Duration::from_secs(3)));
+    lab.pause(g.env.rollout.analysis_interval.max(Duration::from_secs(3)));
     match &outcome {
         Ok(EnvOutcome::Inconclusive { reason }) => {
             run.check("analysis inconclusive", true, reason.clone());
@@ -940,7 +916,7 @@ fn metrics_outage(
     let live = live_images(g)?;
     run.check(
         "traffic back on the last good release",
-        !live.contains(&img.reference),
+        !live.contains(&img),
         live.join(", "),
     );
     if let Some(k) = killed_at {
@@ -959,51 +935,33 @@ fn metrics_outage(
 }
 
 fn crash_mid_rollout(
-    ctx: &DrillContext<'_>,
+    plan: &Plan<'_>,
+    lab: &mut dyn Lab,
     g: &mut Ground,
     run: &mut DrillRun,
     say: &mut dyn FnMut(&str),
 ) -> Result<(), DrillError> {
-    let key = key(ctx)?;
+    let key = plan.key()?;
     let tag = format!("drill-{}", stamp());
-    let img = build(ctx, &g.env, &tag, Vec::new(), key, say)?;
-    let file = ctx.cfg.state_dir.join(format!("drills/{tag}.yaml"));
+    let img = lab.publish(&g.env, &tag, &[], key, say)?;
+    let file = plan.state_dir.join(format!("drills/{tag}.yaml"));
     if let Some(p) = file.parent() {
         std::fs::create_dir_all(p).map_err(|source| DrillError::Io {
             path: p.to_path_buf(),
             source,
         })?;
     }
-    std::fs::write(&file, format!("images:\n  - {}\n", img.reference)).map_err(|source| {
-        DrillError::Io {
-            path: file.clone(),
-            source,
-        }
+    std::fs::write(&file, format!("images:\n  - {img}\n")).map_err(|source| DrillError::Io {
+        path: file.clone(),
+        source,
     })?;
-    let child = |args: &[&str], crash: Option<&str>| {
-        let mut c = std::process::Command::new(&ctx.exe);
-        c.args(args)
-            .arg("--config")
-            .arg(ctx.config_file)
-            .env("PLATFORM_CAPSTONE_LOCAL", &ctx.local)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        match crash {
-            Some(p) => c.env("PLATFORM_CAPSTONE_CRASH_AT", p),
-            None => c.env_remove("PLATFORM_CAPSTONE_CRASH_AT"),
-        };
-        c.output().map_err(|source| DrillError::Io {
-            path: ctx.exe.clone(),
-            source,
-        })
-    };
     say(&format!(
         "releasing {tag} into {}; the engine is killed when the canary is up",
         g.env.name
     ));
     let t = Instant::now();
     let file_s = file.to_string_lossy().to_string();
-    let first = child(
+    let first = lab.cli(
         &[
             "release",
             "--version",
@@ -1031,7 +989,7 @@ fn crash_mid_rollout(
     };
     run.release = Some(state.release.clone());
     let t = Instant::now();
-    let second = child(
+    let second = lab.cli(
         &[
             "release",
             "--resume",

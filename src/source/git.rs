@@ -551,10 +551,21 @@ impl Git2Repo {
         specs: &[String],
         prune: bool,
     ) -> Result<(), git2::Error> {
+        self.fetch_url(&remote.url, remote.ssh_key.as_deref(), specs, prune)
+    }
+
+    /// One fetch of `specs` from `url` within the deadline.
+    fn fetch_url(
+        &self,
+        url: &str,
+        key: Option<&Path>,
+        specs: &[String],
+        prune: bool,
+    ) -> Result<(), git2::Error> {
         // Its own handle on the cache, on its own thread: the deadline
         // holds even against a peer that trickles.
         let path = self.repo.path().to_path_buf();
-        let (url, key) = (remote.url.clone(), remote.ssh_key.clone());
+        let (url, key) = (url.to_string(), key.map(Path::to_path_buf));
         let specs = specs.to_vec();
         let deadline = self.deadline;
         within(deadline, move |until| {
@@ -577,6 +588,96 @@ impl Git2Repo {
                 "no answer within {}s (the remote is unreachable or too slow); raise git_timeout if it is only slow",
                 deadline.as_secs()
             )))
+        })
+    }
+
+    /// Brings this cache to what `source` holds — another cache of the
+    /// same remote on this machine (the daemon's poll cache): its env
+    /// branches and notes, objects copied from disk, nothing asked of the
+    /// remote. A ref this cache already moved past (a write of ours the
+    /// source has not fetched yet) is kept, never moved back; any other
+    /// difference (the source is ahead, or the branch was rewritten) takes
+    /// the source's. Env branches the source lacks are removed.
+    pub fn sync_from(&mut self, source: &Path) -> Result<FetchReport, GitError> {
+        const STAGE: &str = "refs/platform-capstone-sync/";
+        let start = Instant::now();
+        let before = self.heads()?;
+        let url = source.display().to_string();
+        let staged_notes = format!("{STAGE}notes");
+        let specs = [
+            format!("+refs/heads/{ENV_BRANCH_PREFIX}*:{STAGE}heads/{ENV_BRANCH_PREFIX}*"),
+            format!("+{NOTES_REF}:{staged_notes}"),
+        ];
+        // The source may not have notes yet: then fetch the branches alone.
+        let fetched = self
+            .fetch_url(&url, None, &specs, false)
+            .or_else(|_| self.fetch_url(&url, None, &specs[..1], false));
+        fetched.map_err(|source| GitError::Fetch {
+            remote: url.clone(),
+            source,
+        })?;
+        let staged = |glob: &str| -> Result<Vec<(String, Oid)>, GitError> {
+            let mut out = Vec::new();
+            for r in self
+                .repo
+                .references_glob(glob)
+                .map_err(GitError::git("list synced refs"))?
+            {
+                let r = r.map_err(GitError::git("list synced refs"))?;
+                if let (Ok(name), Some(oid)) = (r.name(), r.target()) {
+                    out.push((name.to_string(), oid));
+                }
+            }
+            Ok(out)
+        };
+        let mut wanted: Vec<(String, Oid)> = staged(&format!("{STAGE}heads/*"))?
+            .into_iter()
+            .map(|(name, oid)| (name.replacen(STAGE, "refs/", 1), oid))
+            .collect();
+        wanted.extend(
+            staged(&staged_notes)?
+                .into_iter()
+                .map(|(_, oid)| (NOTES_REF.to_string(), oid)),
+        );
+        for (name, theirs) in &wanted {
+            let ours = self.repo.refname_to_id(name).ok();
+            let ahead = ours.is_some_and(|o| {
+                o == *theirs || self.repo.graph_descendant_of(o, *theirs).unwrap_or(false)
+            });
+            if !ahead {
+                self.repo
+                    .reference(name, *theirs, true, "sync from the poll's cache")
+                    .map_err(GitError::git(format!("update {name}")))?;
+            }
+        }
+        for branch in before.keys() {
+            let name = Self::branch_ref(branch);
+            if !wanted.iter().any(|(n, _)| *n == name)
+                && let Ok(mut r) = self.repo.find_reference(&name)
+            {
+                r.delete()
+                    .map_err(GitError::git(format!("remove {name}")))?;
+            }
+        }
+        for (name, _) in staged(&format!("{STAGE}*"))? {
+            if let Ok(mut r) = self.repo.find_reference(&name) {
+                let _ = r.delete();
+            }
+        }
+        let heads = self.heads()?;
+        Ok(FetchReport {
+            changed: heads
+                .iter()
+                .filter(|(b, c)| before.get(*b) != Some(*c))
+                .map(|(b, _)| b.clone())
+                .collect(),
+            removed: before
+                .keys()
+                .filter(|b| !heads.contains_key(*b))
+                .cloned()
+                .collect(),
+            heads,
+            duration: start.elapsed(),
         })
     }
 

@@ -283,6 +283,7 @@ type Rule = (Vec<String>, Answer);
 pub struct ScriptedMetrics {
     rules: Arc<Mutex<Vec<Rule>>>,
     asked: Arc<Mutex<Vec<String>>>,
+    down: Arc<Mutex<Option<String>>>,
 }
 
 impl ScriptedMetrics {
@@ -314,8 +315,17 @@ impl ScriptedMetrics {
         lock(&self.asked).clone()
     }
 
+    /// Every query fails with a provider error while set (the provider
+    /// killed), whatever the rules say.
+    pub fn set_down(&self, message: Option<&str>) {
+        *lock(&self.down) = message.map(str::to_string);
+    }
+
     fn lookup(&self, query: &str) -> Result<Sample, MetricsError> {
         lock(&self.asked).push(query.to_string());
+        if let Some(m) = lock(&self.down).as_ref() {
+            return Err(MetricsError::Provider(m.clone()));
+        }
         let rules = lock(&self.rules);
         let hit = rules
             .iter()
