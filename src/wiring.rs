@@ -97,6 +97,35 @@ impl Workspace {
         self.reload(record)
     }
 
+    /// For work that must not wait on git (a manual rollback): first
+    /// brought up to what the other caches of this config hold on disk
+    /// (`others`: the CLI's and the daemon poll's cache dirs), then one
+    /// fetch; when that fails, the envs are loaded from what is here and
+    /// the fetch error is returned as a warning.
+    pub fn refresh_or_local(
+        &mut self,
+        remote: &str,
+        others: &[std::path::PathBuf],
+    ) -> Result<Option<String>, WiringError> {
+        let own = self.repo.repository().path().to_path_buf();
+        for dir in others {
+            let path = crate::source::cache_path(remote, dir);
+            if path.is_dir()
+                && path.canonicalize().ok() != own.canonicalize().ok()
+                && let Err(e) = self.repo.sync_from(&path)
+            {
+                tracing::debug!(cache = %path.display(), error = %e, "cannot sync from this cache");
+            }
+        }
+        match self.refresh(false) {
+            Ok(_) => Ok(None),
+            Err(e) => {
+                self.reload(false)?;
+                Ok(Some(e.to_string()))
+            }
+        }
+    }
+
     /// Every env loaded again from what was last fetched (a promotion of
     /// ours moved the next env's head).
     pub fn reload(&mut self, record: bool) -> Result<Vec<Rewrite>, WiringError> {
@@ -572,6 +601,35 @@ pub fn restore_good(
         Signals::none(),
         |e| crate::engine::recover::restore(e, env, good),
     )
+}
+
+/// Rolls `env` back as the operator's `request` asks (see
+/// `engine::rollback`), with the env's pinned operators and adapters,
+/// from what `ws` last fetched. `wait`: how long a release in progress in
+/// another process gets to stop.
+pub fn rollback(
+    ws: &mut Workspace,
+    adapters: &Adapters,
+    env: &Env,
+    request: &crate::rollback::Request,
+    wait: Duration,
+) -> Result<crate::engine::rollback::Done, crate::engine::rollback::RollbackError> {
+    let head = ws.repo.resolve(&env.branch)?;
+    let operators = ws.trust.operators(&env.name);
+    with_engine(
+        &mut ws.repo,
+        &ws.store,
+        &ws.signer,
+        adapters,
+        env,
+        &head,
+        Signals::none(),
+        |e| {
+            Ok(crate::engine::rollback::rollback(
+                e, env, request, operators, wait,
+            ))
+        },
+    )?
 }
 
 /// Runs one env's release with its adapters: what `release` and the

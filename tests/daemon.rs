@@ -328,6 +328,7 @@ fn the_daemon_serves_verifies_watches_reloads_and_stops() {
             ..Default::default()
         },
         timings: Default::default(),
+        rollback: None,
     };
     writer.fetch().expect("fetch");
     writer

@@ -8,6 +8,7 @@ use platform_capstone::config::Env;
 use platform_capstone::drill::lab::{self, LIVE_EDIT, Lab};
 use platform_capstone::drill::run::{DrillError, Ground, Plan, run_in};
 use platform_capstone::drill::{DrillRun, Scenario};
+use platform_capstone::engine::rollback::{Done, Landed, RollbackError};
 use platform_capstone::engine::store::{Phase, Store};
 use platform_capstone::engine::{
     EngineError, EnvOutcome, EnvRelease, ReleaseTrust, Reporter, Services,
@@ -16,6 +17,7 @@ use platform_capstone::fakes::{
     Answer, ApplyFault, MemRegistry, MemRouter, MemTarget, ScriptedMetrics,
 };
 use platform_capstone::ports::{Registry as _, TargetError, Track, Workload};
+use platform_capstone::rollback::{Request, RequestError, To};
 use platform_capstone::signing::{Identity, Signer};
 use platform_capstone::source::{FileChange, Git2Repo, GitRepo, TreeReader};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -239,6 +241,28 @@ impl Rig {
         id: &str,
         out: &mut dyn Reporter,
     ) -> Result<EnvOutcome, EngineError> {
+        let (env, staging, trust) = (self.env.clone(), self.staging.clone(), self.trust.clone());
+        let next = self.next.then_some(&staging);
+        self.with_engine(|engine| {
+            engine.run(
+                &EnvRelease {
+                    env: &env,
+                    next,
+                    commit,
+                    release: id,
+                    actor: "test",
+                    trust: &trust,
+                },
+                out,
+            )
+        })
+    }
+
+    /// An engine over the rig's fakes, repo and store.
+    fn with_engine<R>(
+        &mut self,
+        f: impl FnOnce(&mut platform_capstone::engine::Engine<'_>) -> R,
+    ) -> R {
         let svc = Services {
             target: &self.target,
             router: &self.router,
@@ -259,15 +283,7 @@ impl Rig {
             stop: &self.stop,
             abort: &self.abort,
         };
-        let release = EnvRelease {
-            env: &self.env,
-            next: self.next.then_some(&self.staging),
-            commit,
-            release: id,
-            actor: "test",
-            trust: &self.trust,
-        };
-        engine.run(&release, out)
+        f(&mut engine)
     }
 
     fn workload(&self, track: Track) -> Workload {
@@ -1499,4 +1515,410 @@ fn a_drill_that_cannot_run_here_says_why_and_leaves_the_env_as_it_was() {
                 .expect("msg")
                 .contains("drill: return dev")
     );
+}
+
+// Manual rollback over the fakes (the driver: engine::rollback).
+
+/// An operator: their signer, and the operators file pinning them.
+struct Operator {
+    _dir: tempfile::TempDir,
+    signer: Signer,
+    pinned: platform_capstone::signing::AllowedSigners,
+}
+
+fn operator(who: &str) -> Operator {
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = dir.path().join(who);
+    let public = platform_capstone::signing::generate_key(&key, who).expect("key");
+    let signer = Signer::load(
+        &key,
+        Identity {
+            name: who.into(),
+            email: who.into(),
+        },
+    )
+    .expect("signer");
+    Operator {
+        _dir: dir,
+        signer,
+        pinned: platform_capstone::signing::AllowedSigners::of_key(who, &public),
+    }
+}
+
+impl Operator {
+    fn request(&self, env: &str, to: To, reason: &str) -> Request {
+        let principal = self.signer.identity().email.clone();
+        let mut r = Request {
+            env: env.into(),
+            to,
+            reason: reason.into(),
+            at: chrono::Utc::now(),
+            principal,
+            signature: String::new(),
+        };
+        r.signature = self
+            .signer
+            .sign(platform_capstone::rollback::NAMESPACE, &r.payload())
+            .expect("sign");
+        r
+    }
+}
+
+impl Rig {
+    /// `request` carried out in dev with `pinned` as dev's operators.
+    fn rollback(
+        &mut self,
+        request: &Request,
+        pinned: &platform_capstone::signing::AllowedSigners,
+    ) -> Result<Done, RollbackError> {
+        let env = self.env.clone();
+        self.with_engine(|e| {
+            platform_capstone::engine::rollback::rollback(
+                e,
+                &env,
+                request,
+                Some((pinned, "operators")),
+                Duration::from_secs(2),
+            )
+        })
+    }
+
+    /// 1.0.0 then 1.1.0 released and complete in dev: 1.1.0's image.
+    fn two_releases(&mut self) -> String {
+        self.with_stable();
+        self.healthy("1.1.0");
+        let (_, result, _) = self.release("1.1.0");
+        assert_eq!(result.expect("1.1.0"), EnvOutcome::Complete);
+        self.publish("1.1.0")
+    }
+
+    fn commits_on_dev(&self) -> usize {
+        let mut n = 0;
+        let mut c = Some(self.head());
+        while let Some(id) = c {
+            n += 1;
+            c = self
+                .repo
+                .repository()
+                .find_commit(id.parse().expect("oid"))
+                .ok()
+                .and_then(|c| c.parent_id(0).ok())
+                .map(|p| p.to_string());
+        }
+        n
+    }
+}
+
+#[test]
+fn rollback_after_a_full_release_runs_the_previous_one_commits_quarantines_and_records() {
+    let mut rig = Rig::new();
+    let bad = rig.two_releases();
+    let alice = operator("alice");
+    let splits = rig.router.history().len();
+    let done = rig
+        .rollback(
+            &alice.request("dev", To::Previous, "errors up after 1.1.0"),
+            &alice.pinned,
+        )
+        .expect("rollback");
+    assert_eq!(
+        (done.from.as_str(), done.to.as_str()),
+        ("rel-2026-11-30-02", "rel-2026-11-30-01")
+    );
+    // Live at once: 1.0.0 is stable with all traffic, no canary step on the way.
+    assert_eq!(rig.stable_release(), "rel-2026-11-30-01");
+    assert!(
+        rig.router.history()[splits..]
+            .iter()
+            .all(|s| s.canary_percent == 0)
+    );
+    // The commit restores 1.0.0's pins, signed, with the trailers.
+    let Landed::Pushed { commit } = &done.commit else {
+        panic!("{:?}", done.commit);
+    };
+    assert_eq!(&rig.head(), commit);
+    let message = rig.repo.message(commit).expect("message");
+    for t in [
+        "Release-Id: rel-2026-11-30-01",
+        "Rollback-Of: rel-2026-11-30-02",
+        "Actor: alice (operator)",
+        "Reason: errors up after 1.1.0",
+    ] {
+        assert!(message.lines().any(|l| l == t), "{t} in {message}");
+    }
+    let good = rig.store.last_good("dev").expect("store").expect("good");
+    assert_eq!(good.release, "rel-2026-11-30-01");
+    let tree = rig.repo.reader(commit).expect("tree");
+    let images = platform_capstone::render::images(
+        &platform_capstone::render::render(tree.as_ref(), &rig.env.overlay).expect("render"),
+    );
+    assert_eq!(
+        images, good.images,
+        "the head pins what runs: nothing to re-release"
+    );
+    drop(tree);
+    // 1.1.0 is quarantined, and its record says who and why.
+    let digest = bad.rsplit('@').next().expect("digest");
+    assert!(
+        rig.store
+            .quarantine()
+            .expect("q")
+            .iter()
+            .any(|q| q.digest == digest && q.env == "dev"),
+    );
+    let records = platform_capstone::audit::all_records(&rig.repo.notes().expect("notes"));
+    let rec = records
+        .iter()
+        .find(|r| r.release == "rel-2026-11-30-02" && r.env == "dev")
+        .expect("record");
+    assert_eq!(rec.outcome, ReleaseOutcome::RolledBack);
+    let rb = rec.rollback.as_ref().expect("rollback record");
+    assert_eq!(
+        (rb.by.as_str(), rb.reason.as_str()),
+        ("alice", "errors up after 1.1.0")
+    );
+    assert_eq!(rec.commits.rollback.as_deref(), Some(commit.as_str()));
+    assert!(rig.store.rollback_pending("dev").expect("store").is_none());
+    // The same signed request again: refused, nothing changes.
+    let again = alice.request("dev", To::Previous, "errors up after 1.1.0");
+    let head = rig.head();
+    let mut replay = again.clone();
+    replay.signature = again.signature.clone();
+    rig.store.add_rollback_used(&again.id()).expect("used");
+    let e = rig.rollback(&replay, &alice.pinned).expect_err("replayed");
+    assert!(
+        matches!(e, RollbackError::Request(RequestError::Replayed)),
+        "{e}"
+    );
+    assert_eq!(rig.head(), head);
+}
+
+#[test]
+fn rollback_mid_canary_takes_traffic_off_the_canary_first_and_keeps_stable() {
+    let mut rig = Rig::new();
+    let _ = rig.parked_mid_canary();
+    assert!(rig.target.running(&rig.workload(Track::Canary)).is_some());
+    let stable_applies = rig
+        .target
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("apply") && c.contains("stable"))
+        .count();
+    let alice = operator("alice");
+    let done = rig
+        .rollback(
+            &alice.request("dev", To::Previous, "canary looks wrong"),
+            &alice.pinned,
+        )
+        .expect("rollback");
+    assert_eq!(done.from, "rel-2026-11-30-02");
+    assert_eq!(done.to, "rel-2026-11-30-01");
+    assert!(
+        rig.target.running(&rig.workload(Track::Canary)).is_none(),
+        "canary gone"
+    );
+    assert_eq!(rig.canary_weights().last(), Some(&0));
+    // Stable already ran 1.0.0: not applied again.
+    assert_eq!(
+        rig.target
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("apply") && c.contains("stable"))
+            .count(),
+        stable_applies
+    );
+    let state = rig.store.release("dev").expect("store").expect("state");
+    assert_eq!(state.phase, Phase::Finished);
+    assert_eq!(state.record.outcome, ReleaseOutcome::RolledBack);
+    // The release is never resumed: the engine finds it finished.
+    assert!(
+        matches!(done.commit, Landed::Pushed { .. }),
+        "{:?}",
+        done.commit
+    );
+}
+
+#[test]
+fn rollback_with_git_down_is_live_at_once_holds_the_env_and_commits_once_when_git_is_back() {
+    let mut rig = Rig::new();
+    rig.two_releases();
+    let before = rig.commits_on_dev();
+    let remote = rig._dir.path().join("remote.git");
+    let away = rig._dir.path().join("remote.away");
+    std::fs::rename(&remote, &away).expect("git down");
+    let alice = operator("alice");
+    let done = rig
+        .rollback(&alice.request("dev", To::Previous, "outage"), &alice.pinned)
+        .expect("rollback");
+    assert!(
+        matches!(done.commit, Landed::Queued { .. }),
+        "{:?}",
+        done.commit
+    );
+    assert_eq!(rig.stable_release(), "rel-2026-11-30-01", "live at once");
+    let pending = rig
+        .store
+        .rollback_pending("dev")
+        .expect("store")
+        .expect("held");
+    assert!(pending.settled);
+    // Held: nothing is released in dev meanwhile, whatever the head says.
+    let head = rig.head();
+    let (held, _) = rig.run(&head, "rel-2026-11-30-09");
+    assert!(matches!(held, Err(EngineError::Held(_))), "{held:?}");
+    // Git back: one commit, and the hold ends.
+    std::fs::rename(&away, &remote).expect("git back");
+    let env = rig.env.clone();
+    let landed =
+        platform_capstone::engine::rollback::flush(&mut rig.repo, &rig.store, &env).expect("flush");
+    assert!(matches!(landed, Some(Landed::Pushed { .. })), "{landed:?}");
+    assert_eq!(rig.commits_on_dev(), before + 1);
+    assert!(rig.store.rollback_pending("dev").expect("store").is_none());
+    let again =
+        platform_capstone::engine::rollback::flush(&mut rig.repo, &rig.store, &env).expect("flush");
+    assert_eq!(again, None, "nothing left to push");
+    assert_eq!(rig.commits_on_dev(), before + 1, "exactly one commit");
+}
+
+#[test]
+fn a_branch_moved_while_git_was_down_is_a_reported_conflict_and_nothing_is_forced() {
+    let mut rig = Rig::new();
+    rig.two_releases();
+    let remote = rig._dir.path().join("remote.git");
+    let away = rig._dir.path().join("remote.away");
+    std::fs::rename(&remote, &away).expect("git down");
+    let alice = operator("alice");
+    let done = rig
+        .rollback(&alice.request("dev", To::Previous, "outage"), &alice.pinned)
+        .expect("rollback");
+    assert!(matches!(done.commit, Landed::Queued { .. }));
+    std::fs::rename(&away, &remote).expect("git back");
+    // Someone else pushes to env/dev in between (another clone).
+    let mut other = Git2Repo::open_remote(
+        &format!("file://{}", remote.display()),
+        &rig._dir.path().join("other"),
+        None,
+    )
+    .expect("open")
+    .with_signer(rig.signer.clone());
+    other.fetch().expect("fetch");
+    other
+        .commit_change("env/dev", "someone else", &mut |_: &dyn TreeReader| {
+            Ok(Some(vec![FileChange {
+                path: "NOTES.md".into(),
+                content: Some(b"hand edit\n".to_vec()),
+            }]))
+        })
+        .expect("push");
+    let theirs = other.resolve("env/dev").expect("head");
+    let env = rig.env.clone();
+    let landed =
+        platform_capstone::engine::rollback::flush(&mut rig.repo, &rig.store, &env).expect("flush");
+    assert_eq!(
+        landed,
+        Some(Landed::Conflict {
+            head: theirs.clone()
+        })
+    );
+    // Nothing forced: the remote keeps their commit; dev stays held.
+    other.fetch().expect("fetch");
+    assert_eq!(other.resolve("env/dev").expect("head"), theirs);
+    let p = rig
+        .store
+        .rollback_pending("dev")
+        .expect("store")
+        .expect("held");
+    assert!(p.summary().contains("NOT pushed"), "{}", p.summary());
+}
+
+#[test]
+fn a_rollback_signed_by_a_stranger_or_unsigned_is_refused_and_changes_nothing() {
+    let mut rig = Rig::new();
+    rig.two_releases();
+    let alice = operator("alice");
+    let mallory = operator("alice-lookalike");
+    let calls = rig.target.calls().len();
+    let head = rig.head();
+    let mut forged = mallory.request("dev", To::Previous, "trust me");
+    forged.principal = "alice".into();
+    let e = rig.rollback(&forged, &alice.pinned).expect_err("stranger");
+    assert!(
+        matches!(
+            e,
+            RollbackError::Request(RequestError::UnknownSigner { .. })
+        ),
+        "{e}"
+    );
+    let mut unsigned = alice.request("dev", To::Previous, "no signature");
+    unsigned.signature.clear();
+    let e = rig
+        .rollback(&unsigned, &alice.pinned)
+        .expect_err("unsigned");
+    assert!(
+        matches!(e, RollbackError::Request(RequestError::Unsigned)),
+        "{e}"
+    );
+    assert_eq!(
+        rig.target.calls().len(),
+        calls,
+        "the target was not touched"
+    );
+    assert_eq!(rig.head(), head);
+    assert_eq!(rig.stable_release(), "rel-2026-11-30-02");
+    assert!(rig.store.rollback_pending("dev").expect("store").is_none());
+    assert!(rig.store.quarantine().expect("q").is_empty());
+}
+
+#[test]
+fn windows_and_approvals_never_delay_a_rollback_and_a_held_env_takes_no_promotion() {
+    use std::str::FromStr;
+    let mut rig = Rig::new();
+    // dev's own promotions would need a window that never opens and an approval.
+    rig.env.promotion.windows = vec![platform_capstone::config::PromotionWindow {
+        schedule: cron::Schedule::from_str("0 0 0 1 1 *").expect("cron"),
+        duration: Duration::from_secs(60),
+    }];
+    rig.env.promotion.requires_approval = true;
+    rig.two_releases();
+    let alice = operator("alice");
+    let done = rig
+        .rollback(&alice.request("dev", To::Previous, "now"), &alice.pinned)
+        .expect("rollback");
+    assert!(matches!(done.commit, Landed::Pushed { .. }));
+    assert_eq!(rig.stable_release(), "rel-2026-11-30-01");
+
+    // A held staging takes no promotion from dev until the hold ends.
+    rig.env.promotion.windows.clear();
+    rig.env.promotion.requires_approval = false;
+    rig.next = true;
+    let hold = platform_capstone::rollback::Pending {
+        request: alice.request("staging", To::Previous, "staging is on fire"),
+        plan: platform_capstone::rollback::Plan {
+            from: "rel-2026-11-29-01".into(),
+            from_images: Vec::new(),
+            to: platform_capstone::model::LastGood {
+                release: "rel-2026-11-28-01".into(),
+                commit: "0".repeat(40),
+                images: Vec::new(),
+                version: "0.9.0".into(),
+                baseline: Default::default(),
+                since: None,
+                previous: None,
+            },
+        },
+        base: "0".repeat(40),
+        state: platform_capstone::rollback::CommitState::Queued,
+        at: chrono::Utc::now(),
+        settled: true,
+    };
+    rig.store.save_rollback_pending(&hold).expect("hold");
+    let staging_head = rig.repo.resolve("env/staging").expect("head");
+    rig.healthy("1.2.0");
+    let (_, result, _) = rig.release("1.2.0");
+    let Ok(EnvOutcome::Waiting { env, reason }) = result else {
+        panic!("expected to wait, got {result:?}");
+    };
+    assert_eq!(env, "staging");
+    assert!(reason.contains("held by a manual rollback"), "{reason}");
+    assert_eq!(rig.repo.resolve("env/staging").expect("head"), staging_head);
 }

@@ -57,6 +57,7 @@ mod local_stack;
 mod registry;
 mod release;
 mod render;
+mod rollback;
 mod systemd;
 mod trust;
 mod validation;

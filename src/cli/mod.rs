@@ -13,6 +13,7 @@ mod keygen;
 mod local;
 mod release;
 mod render;
+mod rollback;
 mod sign;
 mod status;
 mod validate;
@@ -67,6 +68,8 @@ enum Command {
     Local(local::Args),
     Release(release::Args),
     Approve(release::ApproveArgs),
+    /// Roll an environment back at once to a good release (signed by an operator; works while git is down).
+    Rollback(rollback::Args),
     Audit(release::AuditArgs),
     /// Config and SLO drift per environment: a report, or heal with --act.
     Drift(drift::Args),
@@ -131,6 +134,7 @@ pub fn main() -> ExitCode {
         Command::Local(a) => local::run(a),
         Command::Release(a) => release::run(a),
         Command::Approve(a) => release::approve(a),
+        Command::Rollback(a) => rollback::run(a),
         Command::Audit(a) => release::audit(a),
         Command::Drift(a) => drift::run(a),
         Command::Drill(a) => drill::run(a),

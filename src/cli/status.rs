@@ -55,6 +55,10 @@ pub struct EnvStatus {
     /// Why the env definition or pins could not be read, if so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// With --config: a manual rollback done live whose commit has not
+    /// landed; nothing is released in the env until it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<crate::rollback::Pending>,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,7 +86,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         let mut repo = Git2Repo::open_remote(&cfg.remote, &cfg.cache_dir, cfg.ssh_key.as_deref())?
             .with_max_file_size(cfg.max_file_size)
             .with_deadline(cfg.git_timeout);
-        repo.fetch()?;
+        // The last fetched state when git does not answer: status matters
+        // most during an outage.
+        if let Err(e) = repo.fetch() {
+            // Nothing fetched ever: nothing to show.
+            if !e.is_infrastructure() || repo.heads()?.is_empty() {
+                return Err(e.into());
+            }
+            eprintln!("warning: {e}; showing the last fetched state");
+        }
         let store = crate::engine::store::Store::new(&cfg.state_dir);
         let (slots, _) = wiring::slots(&repo, &cfg.trust, Some(&store), false)?;
         for slot in &slots {
@@ -102,6 +114,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 status: slot.status(),
                 problem: slot.problem(),
             });
+            row.held = store.rollback_pending(&slot.name)?;
             rows.push(row);
         }
     } else {
@@ -219,6 +232,7 @@ fn branch_status(
         trust: None,
         images,
         error,
+        held: None,
     })
 }
 
@@ -331,10 +345,14 @@ fn print_table(rows: &[EnvStatus]) {
     for row in &table {
         line(row);
     }
-    // Why an env is not ready, in full, under the table.
+    // Why an env is not ready, or held, in full, under the table.
     for r in rows {
+        let name = r.env.as_deref().unwrap_or(&r.branch);
         if let Some(p) = r.trust.as_ref().and_then(|t| t.problem.as_ref()) {
-            println!("{}: {p}", r.env.as_deref().unwrap_or(&r.branch));
+            println!("{name}: {p}");
+        }
+        if let Some(h) = &r.held {
+            println!("{name}: HELD by a pending rollback: {}", h.summary());
         }
     }
 }

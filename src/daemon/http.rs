@@ -9,8 +9,10 @@
 //!   token configured: 403, always. They are `reconcile` (fetch now),
 //!   `releases/{id}/approve` (an SSH-signed approval, verified against the
 //!   env's approvers before it is stored), `envs/{env}/abort` (park the
-//!   running rollout on stable, record `aborted`), `envs/{env}/retry` and
-//!   `envs/{env}/drift` (a drift check now). Drift reports are read at
+//!   running rollout on stable, record `aborted`), `envs/{env}/retry`,
+//!   `envs/{env}/drift` (a drift check now) and `envs/{env}/rollback` (an
+//!   operator's SSH-signed rollback, verified against the env's pinned
+//!   operators before anything is done). Drift reports are read at
 //!   `/api/v1/drift[/{env}]` (`?format=markdown` for the Markdown).
 
 use super::{ApiError, Shared, Trigger};
@@ -156,6 +158,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/releases/{id}/approve", post(approve))
         .route("/api/v1/envs/{env}/abort", post(abort))
         .route("/api/v1/envs/{env}/retry", post(retry))
+        .route("/api/v1/envs/{env}/rollback", post(rollback))
         .route("/api/v1/envs/{env}/drift", post(drift_now))
         .route("/api/v1/drift", get(drift_all))
         .route("/api/v1/drills", get(drills))
@@ -274,6 +277,60 @@ async fn approve(
                 "release": id, "env": body.env, "approver": approver,
             }))
             .into_response()
+        }
+        Err(e) => api_error(e),
+    }
+}
+
+/// An operator's signed rollback (`crate::rollback::Request` as JSON, the
+/// same the `rollback` command signs). 200 with what was done when the
+/// commit landed, 202 when the rollback is live and its commit pending
+/// (git down, or a conflict: the env is held), 403 when the signature is
+/// not a pinned operator's, 409 when there is nothing to roll back to.
+async fn rollback(
+    State(s): State<Arc<Shared>>,
+    Path(env): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = refused(&s, &headers) {
+        return r;
+    }
+    let request: crate::rollback::Request = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("body: {e}; expected a signed rollback request (see `platform-capstone rollback --help`)\n"),
+            )
+                .into_response();
+        }
+    };
+    if request.env != env {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the request rolls back {}, the URL names {env}\n",
+                request.env
+            ),
+        )
+            .into_response();
+    }
+    if let Err(e) = known_env(&s, &env) {
+        return api_error(e);
+    }
+    let shared = s.clone();
+    let res = tokio::task::spawn_blocking(move || shared.rollback(&env, &request))
+        .await
+        .unwrap_or_else(|e| Err(ApiError::Unavailable(e.to_string())));
+    match res {
+        Ok(done) => {
+            let _ = s.trigger.try_send(Trigger::Api);
+            let code = match done.commit {
+                crate::engine::rollback::Landed::Pushed { .. } => StatusCode::OK,
+                _ => StatusCode::ACCEPTED,
+            };
+            (code, axum::Json(done)).into_response()
         }
         Err(e) => api_error(e),
     }

@@ -74,6 +74,9 @@ pub struct EnvState {
     /// The last release here is live and waits to promote (a window or an
     /// approval): the poll retries it.
     pub waiting: bool,
+    /// A manual rollback done live whose commit has not landed: nothing is
+    /// released here until it does.
+    pub held: Option<String>,
 }
 
 /// An operator's hold on one env's worker (the API's `abort` and `retry`).
@@ -138,6 +141,72 @@ impl Shared {
             Ok(mut c) => c.entry(env.to_string()).or_default().clone(),
             Err(_) => Arc::new(Control::default()),
         }
+    }
+
+    /// Carries out an operator's signed rollback of `env` (see
+    /// `engine::rollback`): from the last fetched state when git does not
+    /// answer. A release this daemon runs there stops at its next step.
+    /// Blocking.
+    pub fn rollback(
+        &self,
+        env: &str,
+        request: &crate::rollback::Request,
+    ) -> Result<crate::engine::rollback::Done, ApiError> {
+        use crate::engine::rollback::RollbackError as E;
+        let cfg = self
+            .cfg
+            .lock()
+            .map_err(|_| ApiError::Unavailable("state poisoned".into()))?
+            .clone();
+        let mut slot = self
+            .api_repo
+            .lock()
+            .map_err(|_| ApiError::Unavailable("state poisoned".into()))?;
+        let unavailable = |e: &dyn std::fmt::Display| ApiError::Unavailable(e.to_string());
+        if slot.is_none() {
+            let ws = wiring::Workspace::new(&cfg, &self.config_file, &cfg.cache_dir.join("api"))
+                .map_err(|e| unavailable(&e))?;
+            *slot = Some(ws);
+        }
+        let Some(ws) = slot.as_mut() else {
+            return Err(ApiError::Unavailable("no repo".into()));
+        };
+        ws.trust = cfg.trust.clone();
+        let others = [cfg.cache_dir.join("poll")];
+        if let Some(e) = ws
+            .refresh_or_local(&cfg.remote, &others)
+            .map_err(|e| unavailable(&e))?
+        {
+            tracing::warn!(env, error = %e, "rollback from the last fetched state");
+        }
+        let target = ws
+            .env(env)
+            .map_err(|e| ApiError::Conflict(e.to_string()))?
+            .clone();
+        // A release running here stops at its next step: the hold.
+        let adapters = wiring::adapters(
+            &target,
+            &cfg.local_stack_dir(),
+            cfg.prometheus.as_deref(),
+            cfg.scrape_settle,
+        )
+        .map_err(|e| unavailable(&e))?;
+        let done = wiring::rollback(ws, &adapters, &target, request, Duration::from_secs(120))
+            .map_err(|e| match e {
+                E::Request(_) => ApiError::Forbidden(e.to_string()),
+                E::Plan(_) | E::Pending { .. } | E::Signature { .. } => {
+                    ApiError::Conflict(e.to_string())
+                }
+                other => ApiError::Unavailable(other.to_string()),
+            })?;
+        tracing::info!(env, from = %done.from, to = %done.to, by = %done.by, commit = ?done.commit, "rolled back by an operator");
+        let held = ws.store.rollback_pending(env).ok().flatten();
+        if let Ok(mut m) = self.envs.lock()
+            && let Some(s) = m.get_mut(env)
+        {
+            s.held = held.map(|p| p.summary());
+        }
+        Ok(done)
     }
 
     /// Accepts an approval signed elsewhere: `release` into `env`, an SSH

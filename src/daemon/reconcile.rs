@@ -31,6 +31,8 @@ pub struct Snapshot {
     pub in_sync: BTreeMap<String, bool>,
     /// The cache the poll fetched into: workers sync their own from it.
     pub source: Arc<PathBuf>,
+    /// Env → the manual rollback holding it (its commit not landed yet).
+    pub held: BTreeMap<String, String>,
 }
 
 /// Fetches and judges (blocking: run it off the async runtime). History
@@ -41,6 +43,8 @@ pub fn snapshot(ws: &mut wiring::Workspace, trust: Trust, actor: &str) -> Result
     // Each pinned env from its own branch only; a bad one is reported and
     // skipped, never in the way of the others.
     let rewrites = ws.refresh(true).map_err(|e| e.to_string())?;
+    // Manual rollbacks whose commit waited for git: pushed now.
+    let held = flush_rollbacks(ws)?;
     let slots = ws.slots.clone();
     let heads = ws.repo.heads().map_err(|e| e.to_string())?;
     for rw in rewrites {
@@ -73,7 +77,50 @@ pub fn snapshot(ws: &mut wiring::Workspace, trust: Trust, actor: &str) -> Result
         records,
         in_sync,
         source: Arc::new(ws.repo.repository().path().to_path_buf()),
+        held,
     })
+}
+
+/// Pushes the commit of every pending manual rollback (each env held until
+/// its commit lands; a conflict stays held for an operator). Env → why it
+/// is still held. The envs are loaded again when one landed.
+fn flush_rollbacks(ws: &mut wiring::Workspace) -> Result<BTreeMap<String, String>, String> {
+    use crate::engine::rollback::{Landed, flush};
+    let mut held = BTreeMap::new();
+    let mut landed = false;
+    for env in wiring::ready(&ws.slots) {
+        let summary = || {
+            ws.store
+                .rollback_pending(&env.name)
+                .ok()
+                .flatten()
+                .map(|p| p.summary())
+                .unwrap_or_default()
+        };
+        match flush(&mut ws.repo, &ws.store, &env) {
+            Ok(None) => {}
+            Ok(Some(Landed::Pushed { commit })) => {
+                tracing::info!(env = %env.name, %commit, "manual rollback committed; the env is no longer held");
+                landed = true;
+            }
+            Ok(Some(Landed::Queued { why })) => {
+                tracing::warn!(env = %env.name, %why, "manual rollback commit still queued; the env stays held");
+                held.insert(env.name.clone(), summary());
+            }
+            Ok(Some(Landed::Conflict { head })) => {
+                tracing::error!(env = %env.name, %head, "manual rollback commit conflicts: the branch moved; nothing forced, the env stays held (docs/runbooks.md)");
+                held.insert(env.name.clone(), summary());
+            }
+            Err(e) => {
+                tracing::warn!(env = %env.name, error = %e, "manual rollback commit failed; the env stays held");
+                held.insert(env.name.clone(), summary());
+            }
+        }
+    }
+    if landed {
+        ws.reload(true).map_err(|e| e.to_string())?;
+    }
+    Ok(held)
 }
 
 /// What the scheduler runs: each env's promotion windows (an opening
@@ -133,11 +180,18 @@ pub fn dispatch(
                 env: env.name.clone(),
             })
             .set(now.timestamp());
+        let held = snap.held.get(&env.name).cloned();
         if let Ok(mut m) = d.shared.envs.lock() {
             let s = m.entry(env.name.clone()).or_default();
             s.branch = env.branch.clone();
             s.head = head.clone();
             s.last_fetch = Some(now);
+            s.held = held.clone();
+        }
+        if held.is_some() {
+            // Nothing is released in a held env; its rollback's commit
+            // is pushed by the poll.
+            continue;
         }
         let waiting = d
             .shared

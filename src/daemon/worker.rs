@@ -23,6 +23,8 @@ pub(super) enum Reconciled {
     InSync,
     /// The branch moved after the poll that dispatched this run.
     MovedOn,
+    /// A manual rollback holds the env until its commit lands.
+    Held(String),
     /// This release already ended here (`outcome`); nothing left to do.
     Done {
         release: String,
@@ -51,6 +53,7 @@ impl std::fmt::Display for Reconciled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Reconciled::InSync => f.write_str("in sync"),
+            Reconciled::Held(why) => write!(f, "held by a manual rollback: {why}"),
             Reconciled::MovedOn => {
                 f.write_str("the branch moved on since the poll; the next poll judges its new head")
             }
@@ -226,6 +229,7 @@ impl Worker {
         match result {
             Ok(outcome) => Ok(Reconciled::Ran { release, outcome }),
             Err(crate::engine::EngineError::Busy(m)) => Err(ReconcileError::Busy(m)),
+            Err(crate::engine::EngineError::Held(m)) => Ok(Reconciled::Held(m)),
             Err(e) => Err(ReconcileError::Engine(e)),
         }
     }

@@ -16,6 +16,7 @@
 pub mod pin;
 pub mod promote;
 pub mod recover;
+pub mod rollback;
 pub mod store;
 
 use crate::adapters::prometheus::render_query;
@@ -83,6 +84,10 @@ pub enum EngineError {
     /// this env right now: nothing was done; try again later.
     #[error("{0}")]
     Busy(String),
+    /// A manual rollback holds this env until its commit lands: nothing is
+    /// released there meanwhile.
+    #[error("held by a manual rollback: {0}")]
+    Held(String),
     #[error(transparent)]
     Store(#[from] store::StoreError),
 }
@@ -459,7 +464,36 @@ impl Engine<'_> {
             .map_err(|e| EngineError::Infrastructure(e.to_string()))
     }
 
-    fn target_err(e: crate::ports::TargetError) -> EngineError {
+    /// Why `images` may not go into `next` now: a manual rollback holds
+    /// it, or one of them was rolled back (or failed) there.
+    fn promotion_hold(&self, next: &Env, images: &[String]) -> Result<Option<String>, EngineError> {
+        if let Some(p) = self.store.rollback_pending(&next.name)? {
+            return Ok(Some(format!(
+                "{} is held by a manual rollback ({}); promotions resume once its commit has landed",
+                next.name,
+                p.summary()
+            )));
+        }
+        let quarantined = self.store.quarantine()?;
+        Ok(images.iter().find_map(|i| {
+            let q = quarantined
+                .iter()
+                .find(|q| q.env == next.name && i.ends_with(&q.digest))?;
+            Some(format!(
+                "{} is quarantined in {} ({}): never promoted there again",
+                q.digest, next.name, q.reason
+            ))
+        }))
+    }
+
+    /// Whether a manual rollback holds `env` (the release in progress
+    /// stops at its next step, as if aborted). An unreadable hold file
+    /// holds too: fail closed.
+    fn held(&self, env: &Env) -> bool {
+        !matches!(self.store.rollback_pending(&env.name), Ok(None))
+    }
+
+    pub(crate) fn target_err(e: crate::ports::TargetError) -> EngineError {
         match e {
             crate::ports::TargetError::Unsupported { .. } => EngineError::Invalid(e.to_string()),
             other => EngineError::Infrastructure(other.to_string()),
@@ -476,6 +510,9 @@ impl Engine<'_> {
         r: &EnvRelease<'_>,
         out: &mut dyn Reporter,
     ) -> Result<EnvOutcome, EngineError> {
+        if let Some(p) = self.store.rollback_pending(&r.env.name)? {
+            return Err(EngineError::Held(p.summary()));
+        }
         let result = self.drive(r, out);
         if let Err(EngineError::Infrastructure(why)) = &result {
             self.record_pause(r, why);
@@ -558,6 +595,7 @@ impl Engine<'_> {
                             ..Commits::default()
                         },
                         timings: Default::default(),
+                        rollback: None,
                     },
                 }
             }
@@ -654,10 +692,18 @@ impl Engine<'_> {
     ) -> Result<EnvOutcome, EngineError> {
         let env = r.env;
         let mut approved = None;
+        let hold = match r.next {
+            Some(next) => self.promotion_hold(next, images)?,
+            None => None,
+        };
         let decision = match (r.next, &r.trust.next_blocked) {
             (_, Some((name, why))) => Promotion::Blocked {
                 env: name.clone(),
                 reason: format!("{name} cannot take it: {why}"),
+            },
+            (Some(next), None) if hold.is_some() => Promotion::Blocked {
+                env: next.name.clone(),
+                reason: hold.unwrap_or_default(),
             },
             (None, None) => Promotion::Last,
             (Some(next), None) => {
@@ -1061,7 +1107,8 @@ impl Engine<'_> {
                     state.phase
                 )));
             };
-            observation = if self.abort.load(std::sync::atomic::Ordering::Relaxed) {
+            observation = if self.abort.load(std::sync::atomic::Ordering::Relaxed) || self.held(env)
+            {
                 Observation::AbortRequested
             } else if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
                 Observation::ShutdownRequested

@@ -6,6 +6,9 @@
 //! - `quarantine.json`: digests a failed release reverted, refused until a
 //!   new commit changes them;
 //! - `drift/<env>.json`: since when config drift has been seen (heal's grace);
+//! - `rollbacks/<env>.json`: a manual rollback done live whose commit has
+//!   not landed yet (git down, or the branch moved): the env is held until
+//!   it does; `rollbacks/used.json`: the signed requests carried out;
 //! - `reports/<env>/`: drift reports, `latest.json` + `latest.md` and history;
 //! - `locks/<env>.lock`: held (an OS file lock, released by the kernel
 //!   even on kill -9) by the one process releasing into the env, so two
@@ -214,6 +217,47 @@ impl Store {
         env: &str,
     ) -> Result<Option<crate::drift::report::EnvReport>, StoreError> {
         self.read(&format!("reports/{env}/latest.json"))
+    }
+
+    /// The manual rollback of `env` whose commit has not landed (the env
+    /// is held while there is one).
+    pub fn rollback_pending(
+        &self,
+        env: &str,
+    ) -> Result<Option<crate::rollback::Pending>, StoreError> {
+        self.read(&format!("rollbacks/{env}.json"))
+    }
+
+    pub fn save_rollback_pending(&self, p: &crate::rollback::Pending) -> Result<(), StoreError> {
+        self.write(&format!("rollbacks/{}.json", p.request.env), p)
+    }
+
+    /// The commit landed (or an operator dropped it): the hold ends.
+    pub fn clear_rollback_pending(&self, env: &str) -> Result<(), StoreError> {
+        let path = self.dir.join(format!("rollbacks/{env}.json"));
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Ids of the signed rollback requests carried out (newest last).
+    pub fn rollbacks_used(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.read("rollbacks/used.json")?.unwrap_or_default())
+    }
+
+    /// Remembers request `id` as carried out (the newest 1000 are kept;
+    /// older ones are stale anyway).
+    pub fn add_rollback_used(&self, id: &str) -> Result<(), StoreError> {
+        let mut all = self.rollbacks_used()?;
+        all.push(id.to_string());
+        let excess = all.len().saturating_sub(1000);
+        all.drain(..excess);
+        self.write("rollbacks/used.json", &all)
     }
 
     pub fn quarantine(&self) -> Result<Vec<Quarantined>, StoreError> {

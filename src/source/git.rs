@@ -61,6 +61,13 @@ pub enum GitError {
         "branch {branch} kept moving: gave up after {attempts} fetch-and-retry attempts; nothing was pushed"
     )]
     Contended { branch: String, attempts: u32 },
+    /// A write that must build on one head found the branch elsewhere.
+    #[error("branch {branch} moved to {head} (expected {base}); nothing was pushed")]
+    Moved {
+        branch: String,
+        base: String,
+        head: String,
+    },
     #[error("branch {branch} does not exist{hint}")]
     UnknownBranch { branch: String, hint: String },
     #[error("revision {rev:?} not found: {source}")]
@@ -213,6 +220,17 @@ pub trait GitRepo {
     fn commit_change(
         &mut self,
         branch: &str,
+        message: &str,
+        change: &mut ChangeFn<'_>,
+    ) -> Result<CommitOutcome, GitError>;
+    /// `commit_change`, but only on top of `base`: when the branch is
+    /// anywhere else (before the write or after a lost race) the answer is
+    /// `GitError::Moved` and nothing is pushed — never re-applied on
+    /// another head.
+    fn commit_change_on(
+        &mut self,
+        branch: &str,
+        base: &str,
         message: &str,
         change: &mut ChangeFn<'_>,
     ) -> Result<CommitOutcome, GitError>;
@@ -591,6 +609,45 @@ impl Git2Repo {
         })
     }
 
+    /// `commit_change`; with `only_on`, the branch must be at that commit.
+    fn commit_change_if(
+        &mut self,
+        branch: &str,
+        only_on: Option<&str>,
+        message: &str,
+        change: &mut ChangeFn<'_>,
+    ) -> Result<CommitOutcome, GitError> {
+        self.write_loop(branch, &mut |me, base| {
+            if let Some(want) = only_on
+                && base.to_string() != want
+            {
+                return Err(GitError::Moved {
+                    branch: branch.to_string(),
+                    base: want.to_string(),
+                    head: base.to_string(),
+                });
+            }
+            let reader = me.reader(&base.to_string())?;
+            let Some(changes) = change(reader.as_ref())? else {
+                return Ok(None);
+            };
+            let base_tree = me
+                .repo
+                .find_commit(base)
+                .and_then(|c| c.tree())
+                .map_err(GitError::git("read tree"))?;
+            let mut index = git2::Index::new().map_err(GitError::git("index"))?;
+            index
+                .read_tree(&base_tree)
+                .map_err(GitError::git("index"))?;
+            me.stage(&mut index, &changes)?;
+            let tree = index
+                .write_tree_to(&me.repo)
+                .map_err(GitError::git("write tree"))?;
+            Ok(Some((tree, message.to_string())))
+        })
+    }
+
     /// Brings this cache to what `source` holds — another cache of the
     /// same remote on this machine (the daemon's poll cache): its env
     /// branches and notes, objects copied from disk, nothing asked of the
@@ -966,6 +1023,11 @@ pub(crate) fn write_commit(
         .map_err(GitError::git("write signed commit"))
 }
 
+/// Where `open_remote(url, cache_dir, …)` keeps its repository.
+pub fn cache_path(url: &str, cache_dir: &Path) -> PathBuf {
+    cache_dir.join(cache_id(url))
+}
+
 fn cache_id(url: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(url.as_bytes());
@@ -1179,26 +1241,17 @@ impl GitRepo for Git2Repo {
         message: &str,
         change: &mut ChangeFn<'_>,
     ) -> Result<CommitOutcome, GitError> {
-        self.write_loop(branch, &mut |me, base| {
-            let reader = me.reader(&base.to_string())?;
-            let Some(changes) = change(reader.as_ref())? else {
-                return Ok(None);
-            };
-            let base_tree = me
-                .repo
-                .find_commit(base)
-                .and_then(|c| c.tree())
-                .map_err(GitError::git("read tree"))?;
-            let mut index = git2::Index::new().map_err(GitError::git("index"))?;
-            index
-                .read_tree(&base_tree)
-                .map_err(GitError::git("index"))?;
-            me.stage(&mut index, &changes)?;
-            let tree = index
-                .write_tree_to(&me.repo)
-                .map_err(GitError::git("write tree"))?;
-            Ok(Some((tree, message.to_string())))
-        })
+        self.commit_change_if(branch, None, message, change)
+    }
+
+    fn commit_change_on(
+        &mut self,
+        branch: &str,
+        base: &str,
+        message: &str,
+        change: &mut ChangeFn<'_>,
+    ) -> Result<CommitOutcome, GitError> {
+        self.commit_change_if(branch, Some(base), message, change)
     }
 
     fn revert(

@@ -60,6 +60,9 @@ pub struct Commits {
     pub promotion: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revert: Option<String>,
+    /// The manual rollback's commit (restoring the pins before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +83,9 @@ pub struct Record {
     /// Phase → milliseconds.
     #[serde(default)]
     pub timings: std::collections::BTreeMap<String, u64>,
+    /// Who rolled it back by hand, when and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<crate::rollback::RollbackRecord>,
 }
 
 /// Where a release stands in one env, as its record says.
@@ -100,6 +106,10 @@ pub enum ReleaseOutcome {
     Failed,
     /// Stopped by an operator: on stable, nothing reverted or promoted.
     Aborted,
+    /// Rolled back by an operator (`rollback`): the release before it runs
+    /// again and its digests are quarantined.
+    #[serde(rename = "rolled-back")]
+    RolledBack,
 }
 
 impl ReleaseOutcome {
@@ -112,6 +122,7 @@ impl ReleaseOutcome {
             ReleaseOutcome::Promoted => "promoted",
             ReleaseOutcome::Failed => "failed",
             ReleaseOutcome::Aborted => "aborted",
+            ReleaseOutcome::RolledBack => "rolled-back",
         }
     }
 
@@ -120,7 +131,10 @@ impl ReleaseOutcome {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            ReleaseOutcome::Complete | ReleaseOutcome::Promoted | ReleaseOutcome::Failed
+            ReleaseOutcome::Complete
+                | ReleaseOutcome::Promoted
+                | ReleaseOutcome::Failed
+                | ReleaseOutcome::RolledBack
         )
     }
 }
@@ -297,6 +311,7 @@ mod tests {
             steps: vec![],
             commits: Commits::default(),
             timings: Default::default(),
+            rollback: None,
         };
         let mut n = Note::parse(Some("not json, someone else's note"));
         n.upsert(rec("dev", ReleaseOutcome::Running));

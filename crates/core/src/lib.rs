@@ -13,6 +13,7 @@
 //! - [`gates`]: signature (keyed and keyless cosign), vulnerability, admission (Rego)
 //! - [`rollout`]: the canary decision core: interval judgement and the step machine
 //! - [`release`]: a release in one env as a machine, `step(state, plan, observation) -> (actions, state)`
+//! - [`rollback`]: manual rollback, pure: the signed request, the target, the commit, the hold
 //! - [`drift`]: config and SLO drift, pure: normalisation, masking, diff, burn rates
 //! - [`drill`]: drill records and statistics
 //! - [`schedule`]: cron firing, pure
@@ -37,6 +38,7 @@ pub mod ports;
 pub mod redact;
 pub mod release;
 pub mod render;
+pub mod rollback;
 pub mod rollout;
 pub mod schedule;
 pub mod signing;

@@ -474,6 +474,7 @@ mod tests {
                 steps: Vec::new(),
                 commits: Commits::default(),
                 timings: Default::default(),
+                rollback: None,
             },
             baseline_version: Some("1.0.0".into()),
             version: "1.1.0".into(),

@@ -17,6 +17,9 @@
 //! - `approvers`: who may approve promotions into an env (default: the
 //!   env's own `policies/approvers`, read only at a trusted head, so only
 //!   a policy signer can have changed it).
+//! - `operators`: who may roll an env back by hand (`rollback`, namespace
+//!   platform-capstone-rollback); per env in `[trust.env.E]`. None
+//!   pinned: manual rollback is refused for the env.
 //! - `promotion_signers`: other daemons whose promotion records are
 //!   trusted; the daemon's own key always is.
 //! - `history_rewrite`: a non-fast-forward move of an env branch is
@@ -48,6 +51,9 @@ pub struct RawTrust {
     /// allowed_signers file: who may approve promotions (namespace
     /// platform-capstone-approval).
     approvers: Option<PathBuf>,
+    /// allowed_signers file: who may roll an env back by hand (namespace
+    /// platform-capstone-rollback).
+    operators: Option<PathBuf>,
     /// allowed_signers file: other daemons whose promotion records count.
     promotion_signers: Option<PathBuf>,
     /// Release only heads signed by a pinned signer (default true).
@@ -74,6 +80,7 @@ struct RawEnvTrust {
     allowed_signers: Option<PathBuf>,
     policy_signers: Option<PathBuf>,
     approvers: Option<PathBuf>,
+    operators: Option<PathBuf>,
 }
 
 /// What to do when an env branch moves to a commit that does not contain
@@ -109,12 +116,20 @@ pub struct Trust {
     /// Extra keys trusted for promotion records (besides the daemon's own).
     pub promotion_signers: AllowedSigners,
     anchors: BTreeMap<String, EnvAnchors>,
+    /// Env → who may roll it back by hand, and the file they came from.
+    operators: BTreeMap<String, (AllowedSigners, String)>,
 }
 
 impl Trust {
     /// Env `name`'s anchors (every pinned env has some).
     pub fn anchors(&self, name: &str) -> Option<&EnvAnchors> {
         self.anchors.get(name)
+    }
+
+    /// Who may roll env `name` back by hand (and the file listing them);
+    /// `None`: nobody, manual rollback is refused.
+    pub fn operators(&self, name: &str) -> Option<(&AllowedSigners, &str)> {
+        self.operators.get(name).map(|(s, f)| (s, f.as_str()))
     }
 
     /// The branch that alone defines env `name`.
@@ -176,7 +191,18 @@ impl Trust {
             history_rewrite: HistoryRewrite::Refuse,
             promotion_signers: AllowedSigners::default(),
             anchors,
+            operators: BTreeMap::new(),
         }
+    }
+
+    /// This trust root with `operators` pinned for every env.
+    pub fn with_operators(mut self, operators: AllowedSigners) -> Self {
+        self.operators = self
+            .envs
+            .iter()
+            .map(|e| (e.clone(), (operators.clone(), "operators".to_string())))
+            .collect();
+        self
     }
 }
 
@@ -312,9 +338,21 @@ pub fn load(file: &str, base: &Path, raw: Option<RawTrust>, problems: &mut Vec<P
     let policy = load("trust.policy_signers", &raw.policy_signers, problems);
     let approvers = load("trust.approvers", &raw.approvers, problems);
     let promotion = load("trust.promotion_signers", &raw.promotion_signers, problems);
+    let operators_all = load("trust.operators", &raw.operators, problems);
     let mut anchors = BTreeMap::new();
+    let mut operators = BTreeMap::new();
     for name in &envs {
         let own = raw.env.get(name);
+        let own_operators = own.and_then(|o| {
+            load(
+                &format!("trust.env.{name}.operators"),
+                &o.operators,
+                problems,
+            )
+        });
+        if let Some(o) = own_operators.or_else(|| operators_all.clone()) {
+            operators.insert(name.clone(), o);
+        }
         let own_heads = own.and_then(|o| {
             load(
                 &format!("trust.env.{name}.allowed_signers"),
@@ -379,5 +417,6 @@ pub fn load(file: &str, base: &Path, raw: Option<RawTrust>, problems: &mut Vec<P
         history_rewrite,
         promotion_signers: promotion.map(|(s, _)| s).unwrap_or_default(),
         anchors,
+        operators,
     }
 }

@@ -88,39 +88,7 @@ pub fn run(
     // Both artifact gates trust the same keys.
     let trusted = trust::load(tree).map_err(|e| e.to_string());
 
-    let signature = match &trusted {
-        Err(e) => could_not_evaluate("artifact_signature", e.clone()),
-        Ok(trust) if trust.is_empty() => could_not_evaluate(
-            "artifact_signature",
-            format!(
-                "{}: no trusted keys or identities: nothing can pass (fail closed); add [[keys]] or [[keyless]]",
-                trust::TRUST_FILE
-            ),
-        ),
-        Ok(trust) => {
-            let mut findings = Vec::new();
-            let mut error = None;
-            for image in &images {
-                match split_pinned(image) {
-                    Err(m) => findings.push(pinning_finding(image, m)),
-                    Ok((repo, digest)) => match cosign::check(reg, repo, digest, trust, now) {
-                        Ok(None) => {}
-                        Ok(Some(f)) => findings.push(f),
-                        Err(e) => {
-                            if e.is_infrastructure() {
-                                infrastructure = Some(e.to_string());
-                            }
-                            error = Some(e.to_string())
-                        }
-                    },
-                }
-            }
-            match error {
-                Some(e) => could_not_evaluate("artifact_signature", e),
-                None => Verdict::from_findings("artifact_signature", findings),
-            }
-        }
-    };
+    let signature = signature_verdict(&trusted, &images, reg, now, &mut infrastructure);
 
     let policy = vulnerability::VulnPolicy::load(tree).map_err(|e| e.to_string());
     let vulnerability = match (&policy, &trusted) {
@@ -181,6 +149,64 @@ pub fn run(
         artifact_signature: apply_mode(signature, modes.signature),
         vulnerability_policy: apply_mode(vulnerability, modes.vulnerability),
         admission_policy: apply_mode(admission, modes.admission),
+    }
+}
+
+/// The artifact signature gate alone, over `images` (a manual rollback's
+/// target must still verify), with the keys `tree` trusts and the env's
+/// mode. The second value is set when the registry was unreachable.
+pub fn signatures(
+    tree: &dyn TreeReader,
+    images: &[String],
+    modes: &Gates,
+    reg: &dyn Registry,
+    now: DateTime<Utc>,
+) -> (Verdict, Option<String>) {
+    let trusted = trust::load(tree).map_err(|e| e.to_string());
+    let mut infrastructure = None;
+    let v = signature_verdict(&trusted, images, reg, now, &mut infrastructure);
+    (apply_mode(v, modes.signature), infrastructure)
+}
+
+fn signature_verdict(
+    trusted: &Result<trust::TrustPolicy, String>,
+    images: &[String],
+    reg: &dyn Registry,
+    now: DateTime<Utc>,
+    infrastructure: &mut Option<String>,
+) -> Verdict {
+    match trusted {
+        Err(e) => could_not_evaluate("artifact_signature", e.clone()),
+        Ok(trust) if trust.is_empty() => could_not_evaluate(
+            "artifact_signature",
+            format!(
+                "{}: no trusted keys or identities: nothing can pass (fail closed); add [[keys]] or [[keyless]]",
+                trust::TRUST_FILE
+            ),
+        ),
+        Ok(trust) => {
+            let mut findings = Vec::new();
+            let mut error = None;
+            for image in images {
+                match split_pinned(image) {
+                    Err(m) => findings.push(pinning_finding(image, m)),
+                    Ok((repo, digest)) => match cosign::check(reg, repo, digest, trust, now) {
+                        Ok(None) => {}
+                        Ok(Some(f)) => findings.push(f),
+                        Err(e) => {
+                            if e.is_infrastructure() {
+                                *infrastructure = Some(e.to_string());
+                            }
+                            error = Some(e.to_string())
+                        }
+                    },
+                }
+            }
+            match error {
+                Some(e) => could_not_evaluate("artifact_signature", e),
+                None => Verdict::from_findings("artifact_signature", findings),
+            }
+        }
     }
 }
 
