@@ -101,7 +101,10 @@ fn manual_rollback_is_live_at_once_committed_signed_and_survives_a_git_outage() 
     assert_eq!(done["from"], second.as_str());
     assert_eq!(done["to"], first.as_str());
     assert_eq!(live_image(stack, "demo-dev"), image("1.0.0").reference);
-    let commit = done["commit"]["commit"].as_str().expect("pushed").to_string();
+    let commit = done["commit"]["commit"]
+        .as_str()
+        .expect("pushed")
+        .to_string();
     assert_eq!(w.head("env/dev"), commit);
     assert!(w.verify(&commit), "git verify-commit {commit}");
     let body = git(&w.remote, &["log", "-1", "--format=%B", &commit]);
@@ -154,9 +157,16 @@ fn manual_rollback_is_live_at_once_committed_signed_and_survives_a_git_outage() 
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(&format!("→ {first}")), "{out}");
     let status = running.wait().expect("release exits");
-    assert!(!status.success(), "the release did not finish as if nothing happened");
+    assert!(
+        !status.success(),
+        "the release did not finish as if nothing happened"
+    );
     assert_eq!(live_image(stack, "demo-dev"), image("1.0.0").reference);
-    let pods = stack.podman().expect("podman").pods(Some("demo-dev")).expect("pods");
+    let pods = stack
+        .podman()
+        .expect("podman")
+        .pods(Some("demo-dev"))
+        .expect("pods");
     assert!(
         pods.iter().all(|p| !p.name.contains("canary")),
         "a canary pod is left: {pods:?}"
@@ -177,7 +187,14 @@ fn manual_rollback_is_live_at_once_committed_signed_and_survives_a_git_outage() 
     );
     std::fs::rename(&away, &w.remote).expect("git back");
     let before = w.log("env/dev").len();
-    let (code, out) = w.run(&["rollback", "--env", "dev", "--pending", "--config", "daemon.toml"]);
+    let (code, out) = w.run(&[
+        "rollback",
+        "--env",
+        "dev",
+        "--pending",
+        "--config",
+        "daemon.toml",
+    ]);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(w.log("env/dev").len(), before + 1, "exactly one commit");
     assert!(
@@ -185,7 +202,14 @@ fn manual_rollback_is_live_at_once_committed_signed_and_survives_a_git_outage() 
         "{:?}",
         w.log("env/dev")
     );
-    let (code, out) = w.run(&["rollback", "--env", "dev", "--pending", "--config", "daemon.toml"]);
+    let (code, out) = w.run(&[
+        "rollback",
+        "--env",
+        "dev",
+        "--pending",
+        "--config",
+        "daemon.toml",
+    ]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("no pending rollback"), "{out}");
 
@@ -200,10 +224,21 @@ fn manual_rollback_is_live_at_once_committed_signed_and_survives_a_git_outage() 
     git(&work, &["pull", "-q", "--ff-only", "origin", "env/dev"]);
     std::fs::write(work.join("NOTES.md"), "a hand edit\n").expect("write");
     git(&work, &["add", "NOTES.md"]);
-    signed_commit(&work, &dir.join("platform_key"), &["-q", "-m", "docs: notes"]);
+    signed_commit(
+        &work,
+        &dir.join("platform_key"),
+        &["-q", "-m", "docs: notes"],
+    );
     git(&work, &["push", "-q", "origin", "env/dev"]);
     let theirs = w.head("env/dev");
-    let (code, out) = w.run(&["rollback", "--env", "dev", "--pending", "--config", "daemon.toml"]);
+    let (code, out) = w.run(&[
+        "rollback",
+        "--env",
+        "dev",
+        "--pending",
+        "--config",
+        "daemon.toml",
+    ]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("NOT pushed"), "{out}");
     assert_eq!(w.head("env/dev"), theirs, "nothing forced");
@@ -244,8 +279,19 @@ fn manual_rollback_is_live_at_once_committed_signed_and_survives_a_git_outage() 
                 .is_ok_and(|r| r.status() == 200)
         },
     );
+    // With the remote gone: live at once, the API shows the hold, and the
+    // daemon pushes the commit once the remote is back.
+    let envs = |client: &reqwest::blocking::Client| -> serde_json::Value {
+        client
+            .get(format!("{url}/api/v1/envs"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_default()
+    };
     let result = ready.map(|_| {
-        w.run(&[
+        std::fs::rename(&w.remote, &away).expect("git down");
+        let out = w.run(&[
             "rollback",
             "--env",
             "dev",
@@ -259,13 +305,31 @@ fn manual_rollback_is_live_at_once_committed_signed_and_survives_a_git_outage() 
             &url,
             "--token-file",
             "token",
-        ])
+        ]);
+        let held = envs(&client)["dev"]["held"].clone();
+        std::fs::rename(&away, &w.remote).expect("git back");
+        let landed = platform_capstone::adapters::process::wait_until(
+            "the daemon to push the queued rollback commit",
+            Duration::from_secs(60),
+            || envs(&client)["dev"]["held"].is_null(),
+        );
+        (out, held, landed)
     });
     let _ = daemon.kill();
     let _ = daemon.wait();
-    let (code, out) = result.expect("daemon ready");
     let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
-    assert_eq!(code, Some(0), "{out}\n{log}");
+    let ((code, out), held, landed) = result.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_eq!(code, Some(3), "{out}\n{log}");
     assert!(out.contains("→ rel-"), "{out}");
+    assert!(
+        held.as_str().is_some_and(|h| h.contains("commit queued")),
+        "{held}"
+    );
+    landed.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert!(
+        w.log("env/dev")[0].contains("rollback dev: "),
+        "{:?}",
+        w.log("env/dev")
+    );
     assert_eq!(live_image(stack, "demo-dev"), image("1.0.0").reference);
 }

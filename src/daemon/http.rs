@@ -197,7 +197,18 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn envs(State(s): State<Arc<Shared>>) -> Response {
-    let envs = s.envs.lock().map(|e| e.clone()).unwrap_or_default();
+    let mut envs = s.envs.lock().map(|e| e.clone()).unwrap_or_default();
+    // A hold is read from the state dir as it is now: a rollback done by
+    // `rollback --config` on this machine while git is down shows too.
+    if let Ok(cfg) = s.cfg.lock().map(|c| c.clone()) {
+        let store = crate::engine::store::Store::new(&cfg.state_dir);
+        for (name, e) in envs.iter_mut() {
+            e.held = match store.rollback_pending(name) {
+                Ok(p) => p.map(|p| p.summary()),
+                Err(err) => Some(format!("unreadable hold: {err}")),
+            };
+        }
+    }
     axum::Json(envs).into_response()
 }
 
