@@ -1,5 +1,6 @@
 //! Every drill scenario on the real local stack, through the binary: each
-//! passes, its report holds measured timings, and the env is back where
+//! passes (git-outage and manual-rollback with an operator's rollback by
+//! command), its report holds measured timings, and the env is back where
 //! it started; a fault the gate cannot catch (SLOs set too loose on
 //! purpose) makes the rollback drill fail and exit non-zero.
 
@@ -67,6 +68,13 @@ fn every_drill_passes_on_the_real_stack_and_a_loose_gate_fails_the_rollback_dril
         "poll_interval = \"2s\"\n",
     );
     let (remote, cosign) = (w.remote.clone(), keys.cosign);
+    w.pin_operator("oncall_key", "oncall@example.com");
+    let operator = [
+        "--operator-key",
+        "oncall_key",
+        "--operator",
+        "oncall@example.com",
+    ];
     let key_file = dir.join("cosign.key");
     std::fs::write(&key_file, &keys.cosign_private).expect("key");
     let good = images::publish(
@@ -172,15 +180,17 @@ fn every_drill_passes_on_the_real_stack_and_a_loose_gate_fails_the_rollback_dril
         "{note}"
     );
 
-    // The other scenarios pass and leave dev as they found it.
-    for scenario in [
-        "bad-signature",
-        "config-drift",
-        "git-outage",
-        "metrics-outage",
-        "crash-mid-rollout",
+    // The other scenarios pass and leave dev as they found it (git-outage
+    // with a rollback by command during the outage).
+    for (scenario, extra) in [
+        ("bad-signature", &[][..]),
+        ("config-drift", &[]),
+        ("git-outage", &operator[..]),
+        ("metrics-outage", &[]),
+        ("crash-mid-rollout", &[]),
+        ("manual-rollback", &operator[..]),
     ] {
-        let (code, run) = drill(&w, scenario, &key_file, &[]);
+        let (code, run) = drill(&w, scenario, &key_file, extra);
         assert_eq!(code, Some(0), "{scenario}: {run}");
         assert_eq!(run["restored"], true, "{scenario}");
         assert!(

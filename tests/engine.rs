@@ -1331,8 +1331,19 @@ impl Lab for FakeLab {
 }
 
 impl Rig {
-    /// 1.0.0 stable, then `scenario` drilled on dev with `lab`.
+    /// `scenario` drilled on dev with `lab`.
     fn drill(&mut self, lab: &mut FakeLab, scenario: Scenario) -> DrillRun {
+        self.drill_as(lab, scenario, None)
+    }
+
+    /// `drill`, with `operator` pinned for dev and signing the drill's
+    /// rollbacks by command.
+    fn drill_as(
+        &mut self,
+        lab: &mut FakeLab,
+        scenario: Scenario,
+        operator: Option<&Operator>,
+    ) -> DrillRun {
         let key = self.cosign.clone();
         let state = self._dir.path().join("state");
         let plan = Plan {
@@ -1341,6 +1352,7 @@ impl Rig {
             fault_latency_ms: 300,
             outage_watch: Duration::from_secs(5),
             state_dir: &state,
+            operator: operator.map(|o| &o.signer),
         };
         let adapters = self.adapters();
         let mut g = Ground::new(
@@ -1351,6 +1363,7 @@ impl Rig {
             adapters,
         )
         .expect("a quiet env with a good release");
+        g.operators = operator.map(|o| (o.pinned.clone(), "operators".to_string()));
         let mut said = Vec::new();
         let run = run_in(&mut g, lab, &plan, scenario, &mut |l| {
             said.push(l.to_string())
@@ -1921,4 +1934,51 @@ fn windows_and_approvals_never_delay_a_rollback_and_a_held_env_takes_no_promotio
     assert_eq!(env, "staging");
     assert!(reason.contains("held by a manual rollback"), "{reason}");
     assert_eq!(rig.repo.resolve("env/staging").expect("head"), staging_head);
+}
+
+#[test]
+fn manual_rollback_drill_a_wrong_healthy_release_is_rolled_back_by_command() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    let mut lab = FakeLab::of(&rig);
+    let alice = operator("alice");
+    let run = rig.drill_as(&mut lab, Scenario::ManualRollback, Some(&alice));
+    assert!(run.success(), "{:?} {:?}", failed_checks(&run), run.error);
+    for phase in ["to_stable", "to_commit"] {
+        assert!(
+            run.phases.iter().any(|(p, _)| p == phase),
+            "{:?}",
+            run.phases
+        );
+    }
+    assert_eq!(rig.stable_release(), "rel-2026-11-30-01");
+    // Without an operator's key it says so, and leaves the env as it was.
+    let run = rig.drill(&mut lab, Scenario::ManualRollback);
+    assert!(!run.success());
+    assert!(
+        run.error
+            .as_deref()
+            .is_some_and(|e| e.contains("--operator-key")),
+        "{:?}",
+        run.error
+    );
+}
+
+#[test]
+fn git_outage_drill_with_an_operator_rolls_back_during_the_outage_and_commits_after() {
+    let mut rig = Rig::new();
+    rig.with_stable();
+    let mut lab = FakeLab::of(&rig);
+    let alice = operator("alice");
+    let run = rig.drill_as(&mut lab, Scenario::GitOutage, Some(&alice));
+    assert!(run.success(), "{:?} {:?}", failed_checks(&run), run.error);
+    assert!(
+        run.checks
+            .iter()
+            .any(|c| c.what == "its commit queued while git is away, the env held"),
+        "{:?}",
+        run.checks
+    );
+    assert!(rig.store.rollback_pending("dev").expect("store").is_none());
+    assert_eq!(rig.stable_release(), "rel-2026-11-30-01");
 }

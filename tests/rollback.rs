@@ -20,25 +20,13 @@ fn manual_rollback_is_live_at_once_committed_signed_and_survives_a_git_outage() 
     let (stack, local, registry) = (&shared.stack, shared.local.clone(), shared.registry.clone());
     let (w, keys) = World::create(&dir, &local, &registry, &|_, _| {}, "");
     // The on-call is a pinned operator; a stranger has a key of their own.
-    let operator = keygen(
-        &dir,
-        "oncall_key",
-        "oncall@example.com",
-        "platform-capstone-rollback",
-    );
-    std::fs::write(dir.join("operators"), format!("{operator}\n")).expect("operators");
+    w.pin_operator("oncall_key", "oncall@example.com");
     keygen(
         &dir,
         "stranger_key",
         "oncall@example.com",
         "platform-capstone-rollback",
     );
-    let mut cfg = std::fs::read_to_string(&w.config).expect("config");
-    cfg.push_str(&format!(
-        "operators = \"{}\"\n",
-        dir.join("operators").display()
-    ));
-    std::fs::write(&w.config, &cfg).expect("config");
 
     let versions = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0"];
     let published = images::publish(
@@ -247,7 +235,7 @@ fn manual_rollback_is_live_at_once_committed_signed_and_survives_a_git_outage() 
     // 5. Through a daemon's API: the same signed request.
     release("1.5.0");
     let port = platform_capstone::adapters::process::free_port().expect("port");
-    cfg = std::fs::read_to_string(&w.config).expect("config");
+    let mut cfg = std::fs::read_to_string(&w.config).expect("config");
     cfg = cfg.replacen(
         "[identity]",
         &format!(

@@ -19,9 +19,13 @@ gate must catch it, put all traffic back on stable and revert the commit; then P
 the error ratio and latency back at the baseline and the burn rate under 1x\n\
   bad-signature      a version signed by a key nobody trusts must never reach the target\n\
   config-drift       a live edit through podman must be detected (and healed in heal mode)\n\
-  git-outage         the (file://) remote disappears: nothing destructive, recovery when it returns\n\
+  git-outage         the (file://) remote disappears: nothing destructive, recovery when it returns; \
+with --operator-key, a version is released first and rolled back by command during the outage (live \
+at once, the commit pushed once git is back)\n\
   metrics-outage     Prometheus is killed during analysis: inconclusive, no promotion, no revert\n\
-  crash-mid-rollout  the engine is killed mid-canary; restarted, it resumes and completes\n\n\
+  crash-mid-rollout  the engine is killed mid-canary; restarted, it resumes and completes\n\
+  manual-rollback    a wrong but healthy-looking version completes; an operator rolls it back by \
+command (--operator-key): the previous release live at once, a signed commit, quarantine\n\n\
 A drill releases only into its env (never promotes) and returns the env to where it started. \
 Each run writes a report (state dir drills/<env>/, Markdown + JSON) and an audit entry (the \
 note of the env's head). --repeat N prints the success rate and p50/p95 of each phase. \
@@ -45,6 +49,13 @@ pub struct Args {
     /// The static demo binary drill images are built from.
     #[arg(long, value_name = "PATH")]
     demo_binary: Option<PathBuf>,
+    /// An operator's SSH key signing the drill's rollback (manual-rollback,
+    /// git-outage); its public key must be in the pinned trust.operators.
+    #[arg(long, value_name = "PATH", requires = "operator")]
+    operator_key: Option<PathBuf>,
+    /// The operator's principal (as in the operators file).
+    #[arg(long, requires = "operator_key")]
+    operator: Option<String>,
     /// Share of requests the faulty version fails (rollback).
     #[arg(long, default_value_t = 0.3)]
     fault_error_ratio: f64,
@@ -88,8 +99,22 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let (local, prometheus) = a.targets.resolve(&cfg);
+    let operator = match (&a.operator_key, &a.operator) {
+        (Some(k), Some(p)) => Some(
+            crate::signing::Signer::load(
+                k,
+                crate::signing::Identity {
+                    name: p.clone(),
+                    email: p.clone(),
+                },
+            )
+            .with_context(|| format!("--operator-key {}", k.display()))?,
+        ),
+        _ => None,
+    };
     let ctx = DrillContext {
         cfg: &cfg,
+        operator,
         config_file: &a.config,
         local,
         prometheus,
@@ -157,7 +182,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 #[derive(Debug, Clone, Copy)]
 pub struct ScenarioArg(pub Scenario);
 
-const SCENARIO_ARGS: [ScenarioArg; 6] = {
+const SCENARIO_ARGS: [ScenarioArg; 7] = {
     let s = Scenario::ALL;
     [
         ScenarioArg(s[0]),
@@ -166,6 +191,7 @@ const SCENARIO_ARGS: [ScenarioArg; 6] = {
         ScenarioArg(s[3]),
         ScenarioArg(s[4]),
         ScenarioArg(s[5]),
+        ScenarioArg(s[6]),
     ]
 };
 

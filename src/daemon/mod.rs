@@ -783,6 +783,9 @@ fn start_drill(
         });
         let ctx = crate::drill::run::DrillContext {
             cfg: &cfg,
+            // The daemon holds no operator's key: the drills that roll
+            // back by command say so instead of running.
+            operator: None,
             config_file: &config_file,
             local: cfg.local_stack_dir(),
             prometheus: cfg.prometheus.clone(),

@@ -18,9 +18,11 @@ use super::{DrillRun, Scenario};
 use crate::audit::{self, Note};
 use crate::config::{BurnWindow, DaemonConfig, Env, Severity};
 use crate::drift::slo;
+use crate::engine::rollback::Landed;
 use crate::engine::store::{LastGood, Phase, Store};
 use crate::engine::{EngineError, EnvOutcome, EnvRelease, Reporter};
 use crate::ports::{Track, Workload};
+use crate::rollback::{Request, To};
 use crate::rollout::IntervalResult;
 use crate::signing::Signer;
 use crate::source::{Git2Repo, GitRepo};
@@ -58,6 +60,8 @@ pub enum DrillError {
     Render(#[from] crate::render::RenderError),
     #[error("drift: {0}")]
     Drift(#[from] crate::drift::run::DriftError),
+    #[error("rollback: {0}")]
+    Rollback(#[from] crate::engine::rollback::RollbackError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -82,6 +86,9 @@ pub struct DrillContext<'a> {
     pub fault_latency_ms: u64,
     /// This program, for the crash drill's child processes.
     pub exe: PathBuf,
+    /// An operator's key (and principal) signing the drills' rollbacks by
+    /// command; `None`: those drills say so instead of rolling back.
+    pub operator: Option<Signer>,
 }
 
 /// Called at each engine mark (the metrics-outage drill kills Prometheus there).
@@ -143,6 +150,8 @@ pub struct Ground<'w> {
     pub store: &'w Store,
     pub env: Env,
     pub adapters: Adapters,
+    /// The env's pinned operators (a rollback by command checks them).
+    pub operators: Option<(crate::signing::AllowedSigners, String)>,
     start: LastGood,
 }
 
@@ -178,6 +187,7 @@ impl<'w> Ground<'w> {
             store,
             env,
             adapters,
+            operators: None,
             start,
         })
     }
@@ -196,6 +206,8 @@ pub struct Plan<'a> {
     pub outage_watch: Duration,
     /// Where the crash drill writes its version file.
     pub state_dir: &'a Path,
+    /// Signs the drills' rollbacks by command.
+    pub operator: Option<&'a Signer>,
 }
 
 impl<'a> Plan<'a> {
@@ -206,6 +218,7 @@ impl<'a> Plan<'a> {
             fault_latency_ms: ctx.fault_latency_ms,
             outage_watch: ctx.cfg.poll_interval.min(Duration::from_secs(5)),
             state_dir: &ctx.cfg.state_dir,
+            operator: ctx.operator.as_ref(),
         }
     }
 
@@ -504,7 +517,12 @@ pub fn run(
         Ok::<_, DrillError>((ws, env, adapters))
     })();
     let ran = opened.and_then(|(mut ws, env, adapters)| {
+        let operators = ws
+            .trust
+            .operators(&env.name)
+            .map(|(s, f)| (s.clone(), f.to_string()));
         let mut g = Ground::new(&mut ws.repo, &ws.signer, &ws.store, env, adapters)?;
+        g.operators = operators;
         let run = run_in(
             &mut g,
             &mut LocalLab::new(ctx),
@@ -540,6 +558,7 @@ pub fn run_in(
         Scenario::GitOutage => git_outage(plan, lab, g, &mut run, say),
         Scenario::MetricsOutage => metrics_outage(plan, lab, g, &mut run, say),
         Scenario::CrashMidRollout => crash_mid_rollout(plan, lab, g, &mut run, say),
+        Scenario::ManualRollback => manual_rollback(plan, lab, g, &mut run, say),
     };
     if let Err(e) = result {
         run.error = Some(e.to_string());
@@ -802,7 +821,33 @@ fn git_outage(
     run: &mut DrillRun,
     say: &mut dyn FnMut(&str),
 ) -> Result<(), DrillError> {
+    // With an operator's key: a version goes live first, to be rolled back
+    // by command while git is away.
+    let extended = match (plan.operator, plan.key) {
+        (Some(_), Some(key)) => {
+            let tag = format!("drill-{}", stamp());
+            let img = lab.publish(&g.env, &tag, &[], key, say)?;
+            let (pin, release) = pin(g, run, &img, &tag)?;
+            say(&format!("releasing {tag} before the outage, as {release}"));
+            let outcome = engine_run(g, &pin, &release, &mut Marks::new(say));
+            let live = matches!(outcome, Ok(EnvOutcome::Complete));
+            run.check(
+                "a version live before the outage",
+                live,
+                format!("{outcome:?}"),
+            );
+            if !live {
+                return Ok(());
+            }
+            Some(release)
+        }
+        _ => {
+            say("no --operator-key: the rollback during the outage is not rehearsed");
+            None
+        }
+    };
     let before = live_images(g)?;
+    let good_before = g.store.last_good(&g.env.name)?.map(|x| x.release);
     let head = g.repo.resolve(&g.env.branch)?;
     lab.take_git_away(say)?;
     let t = Instant::now();
@@ -825,19 +870,194 @@ fn git_outage(
         still == before,
         format!("live: {}", still.join(", ")),
     );
-    let good = g.store.last_good(&g.env.name)?;
+    let good = g.store.last_good(&g.env.name)?.map(|x| x.release);
     run.check(
         "nothing reverted or replaced while git is away",
-        good.is_some_and(|x| x.release == g.start.release)
-            && g.repo.resolve(&g.env.branch).ok() == Some(head.clone()),
+        good == good_before && g.repo.resolve(&g.env.branch).ok() == Some(head.clone()),
         "",
     );
+    if let Some(release) = &extended {
+        let done = rollback_by_command(plan, g, "drill: rollback during a git outage")?;
+        run.phase("rollback_to_stable", done.to_stable_ms);
+        let live = live_images(g)?;
+        run.check(
+            "rolled back by command during the outage, live at once",
+            done.from == *release && live == sorted(&g.start.images),
+            format!("{} → {}; live: {}", done.from, done.to, live.join(", ")),
+        );
+        run.check(
+            "its commit queued while git is away, the env held",
+            matches!(done.commit, Landed::Queued { .. })
+                && g.store.rollback_pending(&g.env.name)?.is_some(),
+            format!("{:?}", done.commit),
+        );
+    }
     lab.bring_git_back()?;
     run.phase("outage", t.elapsed().as_millis() as u64);
     let back = Instant::now();
     let ok = g.repo.fetch().is_ok();
     run.phase("recover", back.elapsed().as_millis() as u64);
     run.check("fetches again once the remote is back", ok, "");
+    if extended.is_some() {
+        let t = Instant::now();
+        let landed = crate::engine::rollback::flush(g.repo, g.store, &g.env)?;
+        let again = crate::engine::rollback::flush(g.repo, g.store, &g.env)?;
+        run.phase("git_back_to_commit", t.elapsed().as_millis() as u64);
+        run.check(
+            "the queued commit pushed once git is back, once",
+            matches!(landed, Some(Landed::Pushed { .. }))
+                && again.is_none()
+                && g.store.rollback_pending(&g.env.name)?.is_none(),
+            format!("{landed:?}"),
+        );
+    }
+    Ok(())
+}
+
+/// `v` sorted (live image lists are).
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+/// The env rolled back by command to the release before the one running,
+/// signed with the plan's operator key and checked against the env's
+/// pinned operators, as `rollback` does.
+fn rollback_by_command(
+    plan: &Plan<'_>,
+    g: &mut Ground,
+    reason: &str,
+) -> Result<crate::engine::rollback::Done, DrillError> {
+    let operator = plan.operator.ok_or_else(no_operator)?;
+    let mut request = Request {
+        env: g.env.name.clone(),
+        to: To::Previous,
+        reason: reason.to_string(),
+        at: chrono::Utc::now(),
+        principal: operator.identity().email.clone(),
+        signature: String::new(),
+    };
+    request.signature = operator
+        .sign(crate::rollback::NAMESPACE, &request.payload())
+        .map_err(|e| DrillError::Precondition(format!("--operator-key: {e}")))?;
+    let head = g.repo.resolve(&g.env.branch)?;
+    let operators = g.operators.as_ref().map(|(s, f)| (s, f.as_str()));
+    let env = &g.env;
+    Ok(wiring::with_engine(
+        g.repo,
+        g.store,
+        g.signer,
+        &g.adapters,
+        env,
+        &head,
+        wiring::Signals::none(),
+        |e| {
+            Ok(crate::engine::rollback::rollback(
+                e,
+                env,
+                &request,
+                operators,
+                Duration::from_secs(60),
+            ))
+        },
+    )??)
+}
+
+fn no_operator() -> DrillError {
+    DrillError::Precondition(
+        "--operator-key and --operator are required: this drill rolls back by command, signed by an operator the config pins (trust.operators)".into(),
+    )
+}
+
+fn manual_rollback(
+    plan: &Plan<'_>,
+    lab: &mut dyn Lab,
+    g: &mut Ground,
+    run: &mut DrillRun,
+    say: &mut dyn FnMut(&str),
+) -> Result<(), DrillError> {
+    let key = plan.key()?;
+    plan.operator.ok_or_else(no_operator)?;
+    let tag = format!("drill-{}-wrong", stamp());
+    say(&format!(
+        "building {tag}: healthy-looking but wrong (DRILL_WRONG=1), signed with the release key"
+    ));
+    let img = lab.publish(
+        &g.env,
+        &tag,
+        &[("DRILL_WRONG".to_string(), "1".to_string())],
+        key,
+        say,
+    )?;
+    let (pin, release) = pin(g, run, &img, &tag)?;
+    say(&format!("releasing {tag} into {} as {release}", g.env.name));
+    let outcome = engine_run(g, &pin, &release, &mut Marks::new(say));
+    let passed = matches!(outcome, Ok(EnvOutcome::Complete));
+    run.check(
+        "the wrong version passed every gate and step",
+        passed,
+        format!("{outcome:?}"),
+    );
+    if !passed {
+        return Ok(());
+    }
+    say("rolling it back by command");
+    let t = Instant::now();
+    let done = rollback_by_command(plan, g, "drill: wrong but healthy-looking version")?;
+    let to_commit = t.elapsed().as_millis() as u64;
+    run.phase("to_stable", done.to_stable_ms);
+    let live = live_images(g)?;
+    run.check(
+        "the release before runs again, live at once",
+        done.to == g.start.release && live == sorted(&g.start.images),
+        format!(
+            "{} → {} in {} ms; live: {}",
+            done.from,
+            done.to,
+            done.to_stable_ms,
+            live.join(", ")
+        ),
+    );
+    match &done.commit {
+        Landed::Pushed { commit } => {
+            run.phase("to_commit", to_commit);
+            let message = g.repo.message(commit)?;
+            run.check(
+                "a signed commit restores its pins, with the trailers",
+                message
+                    .lines()
+                    .any(|l| l == format!("Rollback-Of: {release}"))
+                    && message
+                        .lines()
+                        .any(|l| l == format!("Release-Id: {}", g.start.release)),
+                commit.clone(),
+            );
+        }
+        other => run.check(
+            "a signed commit restores its pins, with the trailers",
+            false,
+            format!("{other:?}"),
+        ),
+    }
+    let (_, _, digest) = crate::render::transform::split_image(&img);
+    let quarantined = g
+        .store
+        .quarantine()?
+        .iter()
+        .any(|q| Some(q.digest.as_str()) == digest && q.env == g.env.name);
+    run.check("the wrong digest quarantined", quarantined, img.clone());
+    let recorded = audit::all_records(&g.repo.notes()?).iter().any(|r| {
+        r.release == release
+            && r.env == g.env.name
+            && r.outcome == crate::audit::ReleaseOutcome::RolledBack
+            && r.rollback.is_some()
+    });
+    run.check(
+        "the audit record says rolled-back, by whom and why",
+        recorded,
+        "",
+    );
     Ok(())
 }
 

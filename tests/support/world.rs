@@ -268,6 +268,18 @@ impl World {
         .success()
     }
 
+    /// An operator key `dir/<key>` for `principal`, pinned as the config's
+    /// `trust.operators` (who may roll back by command).
+    pub fn pin_operator(&self, key: &str, principal: &str) {
+        let line = keygen(&self.dir, key, principal, "platform-capstone-rollback");
+        let file = self.dir.join("operators");
+        std::fs::write(&file, format!("{line}\n")).expect("operators");
+        let mut cfg = std::fs::read_to_string(&self.config).expect("config");
+        // `[trust]` is the config's last table.
+        cfg.push_str(&format!("operators = \"{}\"\n", file.display()));
+        std::fs::write(&self.config, cfg).expect("config");
+    }
+
     pub fn release_id(out: &str) -> String {
         out.split_whitespace()
             .find(|w| w.starts_with("rel-"))

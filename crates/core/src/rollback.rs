@@ -284,9 +284,16 @@ pub fn plan(
             }
         }
         To::Previous => {
-            // A release in progress rolls back to what stable runs.
+            // A release in progress rolls back to what stable runs; a live
+            // one to what ran before it (the engine's memory first: it
+            // knows restores the audit trail does not, e.g. a drill's).
+            let before = good
+                .and_then(|g| g.previous.as_deref())
+                .filter(|p| clean(&p.images) && p.images != current.images);
             if let Some(g) = good.filter(|g| g.release != current.release) {
                 g.clone()
+            } else if let Some(p) = before {
+                p.clone()
             } else {
                 let mut candidates: Vec<&Record> = records
                     .iter()
@@ -303,13 +310,9 @@ pub fn plan(
                     candidates.retain(|r| r.started < s);
                 }
                 candidates.sort_by_key(|r| r.started);
-                let previous = good
-                    .and_then(|g| g.previous.as_deref())
-                    .filter(|p| clean(&p.images));
-                match (candidates.last(), previous) {
-                    (Some(r), _) => as_good(r),
-                    (None, Some(p)) => p.clone(),
-                    (None, None) => {
+                match candidates.last() {
+                    Some(r) => as_good(r),
+                    None => {
                         return Err(PlanError::NoPrevious {
                             env: env.to_string(),
                             current: current.release.clone(),
@@ -318,6 +321,12 @@ pub fn plan(
                 }
             }
         }
+    };
+    // The last good release's own memory of the one before carries its
+    // SLO baseline: prefer it to a record's copy.
+    let target = match good.and_then(|g| g.previous.as_deref()) {
+        Some(p) if p.release == target.release && p.images == target.images => p.clone(),
+        _ => target,
     };
     if target.release == current.release || target.images == current.images {
         return Err(PlanError::AlreadyThere {
@@ -484,6 +493,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!((p.from.as_str(), p.to.release.as_str()), ("rel-5", "rel-4"));
+        // The engine's memory of what ran before wins over the records
+        // (a restore the audit trail does not show).
+        let mut live = good("rel-4", "a@4");
+        live.previous = Some(Box::new(good("rel-1", "a@1")));
+        let p = plan(
+            "prod",
+            &To::Previous,
+            &history(),
+            Some(&live),
+            None,
+            None,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(p.to.release, "rel-1");
         // A release whose digests are quarantined is never the default.
         let p = plan(
             "prod",

@@ -25,16 +25,21 @@ pub enum Scenario {
     MetricsOutage,
     /// The engine is killed mid-canary; restarted, it resumes cleanly.
     CrashMidRollout,
+    /// A wrong but healthy-looking version passes every gate and step; an
+    /// operator rolls it back by command: the previous release live at
+    /// once, a signed commit, the digests quarantined.
+    ManualRollback,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Rollback,
         Scenario::BadSignature,
         Scenario::ConfigDrift,
         Scenario::GitOutage,
         Scenario::MetricsOutage,
         Scenario::CrashMidRollout,
+        Scenario::ManualRollback,
     ];
 
     /// What the drill rehearses, in one line (`drill --help`).
@@ -50,6 +55,9 @@ impl Scenario {
                 "Prometheus stops mid-analysis: inconclusive, no promotion, no revert"
             }
             Scenario::CrashMidRollout => "the engine is killed mid-canary and resumes",
+            Scenario::ManualRollback => {
+                "a wrong but healthy-looking version is rolled back by an operator's command"
+            }
         }
     }
 
@@ -61,6 +69,7 @@ impl Scenario {
             Scenario::GitOutage => "git-outage",
             Scenario::MetricsOutage => "metrics-outage",
             Scenario::CrashMidRollout => "crash-mid-rollout",
+            Scenario::ManualRollback => "manual-rollback",
         }
     }
 }
