@@ -295,18 +295,28 @@ fn manual_rollback_is_live_at_once_committed_signed_and_survives_a_git_outage() 
             "token",
         ]);
         let held = envs(&client)["dev"]["held"].clone();
+        let metrics = client
+            .get(format!("{url}/metrics"))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default();
         std::fs::rename(&away, &w.remote).expect("git back");
         let landed = platform_capstone::adapters::process::wait_until(
             "the daemon to push the queued rollback commit",
             Duration::from_secs(60),
             || envs(&client)["dev"]["held"].is_null(),
         );
-        (out, held, landed)
+        (out, held, landed, metrics)
     });
     let _ = daemon.kill();
     let _ = daemon.wait();
     let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
-    let ((code, out), held, landed) = result.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    let ((code, out), held, landed, metrics) = result.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert!(
+        metrics
+            .contains("platform_capstone_manual_rollbacks_total{env=\"dev\",outcome=\"queued\"} 1"),
+        "{metrics}"
+    );
     assert_eq!(code, Some(3), "{out}\n{log}");
     assert!(out.contains("→ rel-"), "{out}");
     assert!(

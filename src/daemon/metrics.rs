@@ -52,6 +52,11 @@ pub struct Metrics {
     pub env_status: Family<StatusLabels, Gauge>,
     /// SIGHUP reloads by result: `applied` or `refused` (the old config stays).
     pub config_reloads: Family<ResultLabel, Counter>,
+    /// Manual rollbacks through the API, by env and result: `pushed`,
+    /// `queued`, `conflict` or `refused`.
+    pub rollbacks: Family<OutcomeLabels, Counter>,
+    /// 1 while a manual rollback holds the env (its commit not landed).
+    pub held: Family<EnvLabel, Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -90,6 +95,8 @@ impl Metrics {
             last_fetch: Family::default(),
             env_status: Family::default(),
             config_reloads: Family::default(),
+            rollbacks: Family::default(),
+            held: Family::default(),
         };
         registry.register(
             "reconcile_duration_seconds",
@@ -141,6 +148,16 @@ impl Metrics {
             "config_reloads",
             "SIGHUP config reloads by result: applied, or refused (invalid; the old config stays)",
             m.config_reloads.clone(),
+        );
+        registry.register(
+            "manual_rollbacks",
+            "Manual rollbacks through the API by env and result: pushed, queued (git down), conflict, refused",
+            m.rollbacks.clone(),
+        );
+        registry.register(
+            "env_held",
+            "1 while a manual rollback holds the env (its commit has not landed)",
+            m.held.clone(),
         );
         Self { registry, ..m }
     }

@@ -191,14 +191,29 @@ impl Shared {
             cfg.scrape_settle,
         )
         .map_err(|e| unavailable(&e))?;
-        let done = wiring::rollback(ws, &adapters, &target, request, Duration::from_secs(120))
-            .map_err(|e| match e {
-                E::Request(_) => ApiError::Forbidden(e.to_string()),
-                E::Plan(_) | E::Pending { .. } | E::Signature { .. } => {
-                    ApiError::Conflict(e.to_string())
-                }
-                other => ApiError::Unavailable(other.to_string()),
-            })?;
+        let result = wiring::rollback(ws, &adapters, &target, request, Duration::from_secs(120));
+        let label = match &result {
+            Ok(d) => match d.commit {
+                crate::engine::rollback::Landed::Pushed { .. } => "pushed",
+                crate::engine::rollback::Landed::Queued { .. } => "queued",
+                crate::engine::rollback::Landed::Conflict { .. } => "conflict",
+            },
+            Err(_) => "refused",
+        };
+        self.metrics
+            .rollbacks
+            .get_or_create(&metrics::OutcomeLabels {
+                env: env.to_string(),
+                outcome: label.to_string(),
+            })
+            .inc();
+        let done = result.map_err(|e| match e {
+            E::Request(_) => ApiError::Forbidden(e.to_string()),
+            E::Plan(_) | E::Pending { .. } | E::Signature { .. } => {
+                ApiError::Conflict(e.to_string())
+            }
+            other => ApiError::Unavailable(other.to_string()),
+        })?;
         tracing::info!(env, from = %done.from, to = %done.to, by = %done.by, commit = ?done.commit, "rolled back by an operator");
         let held = ws.store.rollback_pending(env).ok().flatten();
         if let Ok(mut m) = self.envs.lock()

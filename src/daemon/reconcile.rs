@@ -181,6 +181,13 @@ pub fn dispatch(
             })
             .set(now.timestamp());
         let held = snap.held.get(&env.name).cloned();
+        d.shared
+            .metrics
+            .held
+            .get_or_create(&metrics::EnvLabel {
+                env: env.name.clone(),
+            })
+            .set(i64::from(held.is_some()));
         if let Ok(mut m) = d.shared.envs.lock() {
             let s = m.entry(env.name.clone()).or_default();
             s.branch = env.branch.clone();

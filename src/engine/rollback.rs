@@ -180,18 +180,13 @@ pub fn rollback(
     }
     let to_stable_ms = started.elapsed().as_millis() as u64;
     let commit = match lock {
-        Ok(l) => {
-            drop(l);
-            flush(e.repo, e.store, env)?
-        }
+        Ok(_lock) => flush_with(e.repo, e.store, env, true)?,
         // Another releaser stops at its next step (the hold); then the
         // live state is asserted again under the lock, and the rest done.
         Err(holder) => match wait_for_lock(e.store, &env.name, wait) {
-            Some(l) => {
-                let asserted = live(e);
-                drop(l);
-                asserted.map_err(RollbackError::Engine)?;
-                flush(e.repo, e.store, env)?
+            Some(_lock) => {
+                live(e).map_err(RollbackError::Engine)?;
+                flush_with(e.repo, e.store, env, true)?
             }
             None => Some(Landed::Queued {
                 why: format!(
@@ -387,6 +382,16 @@ pub fn flush(
     store: &Store,
     env: &Env,
 ) -> Result<Option<Landed>, RollbackError> {
+    flush_with(repo, store, env, false)
+}
+
+/// `flush`; `locked`: the caller holds the env's lock already.
+fn flush_with(
+    repo: &mut dyn GitRepo,
+    store: &Store,
+    env: &Env,
+    locked: bool,
+) -> Result<Option<Landed>, RollbackError> {
     let Some(mut p) = store.rollback_pending(&env.name)? else {
         return Ok(None);
     };
@@ -395,13 +400,20 @@ pub fn flush(
     }
     if !p.settled {
         // Under the env's lock: a release that was running there has stopped.
-        let Ok(_lock) = store.lock_env(&env.name)? else {
-            return Ok(Some(Landed::Queued {
-                why: format!(
-                    "the release in progress in {} has not stopped yet",
-                    env.name
-                ),
-            }));
+        let _lock = if locked {
+            None
+        } else {
+            match store.lock_env(&env.name)? {
+                Ok(l) => Some(l),
+                Err(_) => {
+                    return Ok(Some(Landed::Queued {
+                        why: format!(
+                            "the release in progress in {} has not stopped yet",
+                            env.name
+                        ),
+                    }));
+                }
+            }
         };
         settle_state(store, env, &p.plan, &p.request.principal, &p.request, p.at)?;
         p.settled = true;
