@@ -74,6 +74,17 @@ fn manual_rollback_is_live_at_once_committed_signed_and_survives_a_git_outage() 
         w.run(&args)
     };
 
+    let pending = || {
+        w.run(&[
+            "rollback",
+            "--env",
+            "dev",
+            "--pending",
+            "--config",
+            "daemon.toml",
+        ])
+    };
+
     // 1. After a complete release: the one before runs again, at once.
     let first = release("1.0.0");
     let second = release("1.1.0");
@@ -175,14 +186,7 @@ fn manual_rollback_is_live_at_once_committed_signed_and_survives_a_git_outage() 
     );
     std::fs::rename(&away, &w.remote).expect("git back");
     let before = w.log("env/dev").len();
-    let (code, out) = w.run(&[
-        "rollback",
-        "--env",
-        "dev",
-        "--pending",
-        "--config",
-        "daemon.toml",
-    ]);
+    let (code, out) = pending();
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(w.log("env/dev").len(), before + 1, "exactly one commit");
     assert!(
@@ -190,14 +194,7 @@ fn manual_rollback_is_live_at_once_committed_signed_and_survives_a_git_outage() 
         "{:?}",
         w.log("env/dev")
     );
-    let (code, out) = w.run(&[
-        "rollback",
-        "--env",
-        "dev",
-        "--pending",
-        "--config",
-        "daemon.toml",
-    ]);
+    let (code, out) = pending();
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("no pending rollback"), "{out}");
 
@@ -219,14 +216,7 @@ fn manual_rollback_is_live_at_once_committed_signed_and_survives_a_git_outage() 
     );
     git(&work, &["push", "-q", "origin", "env/dev"]);
     let theirs = w.head("env/dev");
-    let (code, out) = w.run(&[
-        "rollback",
-        "--env",
-        "dev",
-        "--pending",
-        "--config",
-        "daemon.toml",
-    ]);
+    let (code, out) = pending();
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("NOT pushed"), "{out}");
     assert_eq!(w.head("env/dev"), theirs, "nothing forced");

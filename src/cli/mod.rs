@@ -100,6 +100,28 @@ impl Targets {
     }
 }
 
+/// Where an operator's signed action (an approval, a rollback) is carried
+/// out: from this machine with the daemon config, or by a running daemon.
+#[derive(Debug, clap::Args)]
+pub struct Via {
+    /// The daemon config (to act from this machine, writing to the config
+    /// repo yourself).
+    #[arg(long, value_name = "FILE", required_unless_present = "daemon")]
+    pub config: Option<PathBuf>,
+    /// A running daemon's URL (e.g. http://127.0.0.1:8087): post the signed
+    /// request there instead (no git push rights needed).
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "config",
+        requires = "token_file"
+    )]
+    pub daemon: Option<String>,
+    /// The daemon's API token (a file holding it), with --daemon.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
 /// Output format of commands whose output is data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum Output {

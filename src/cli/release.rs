@@ -462,20 +462,8 @@ pub struct ApproveArgs {
     /// Your principal (as in policies/approvers).
     #[arg(long)]
     principal: String,
-    /// The daemon config (to write the approval into the config repo yourself).
-    #[arg(long, value_name = "FILE", required_unless_present = "daemon")]
-    config: Option<PathBuf>,
-    /// A running daemon's URL (e.g. http://127.0.0.1:8087): post the approval there.
-    #[arg(
-        long,
-        value_name = "URL",
-        conflicts_with = "config",
-        requires = "token_file"
-    )]
-    daemon: Option<String>,
-    /// The daemon's API token (a file holding it), with --daemon.
-    #[arg(long, value_name = "FILE")]
-    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    via: super::Via,
 }
 
 pub fn approve(a: ApproveArgs) -> anyhow::Result<ExitCode> {
@@ -486,10 +474,10 @@ pub fn approve(a: ApproveArgs) -> anyhow::Result<ExitCode> {
             email: a.principal.clone(),
         },
     )?;
-    if let (Some(url), Some(token_file)) = (&a.daemon, &a.token_file) {
+    if let (Some(url), Some(token_file)) = (&a.via.daemon, &a.via.token_file) {
         return approve_via_daemon(&a, &key, url, token_file);
     }
-    let Some(config) = &a.config else {
+    let Some(config) = &a.via.config else {
         bail!("--config FILE or --daemon URL is required");
     };
     let cfg = DaemonConfig::load(config)?;

@@ -58,20 +58,8 @@ pub struct Args {
     /// Show the env's pending rollback and push its commit now if git answers.
     #[arg(long, conflicts_with_all = ["to", "to_commit", "reason", "key", "principal", "daemon"])]
     pending: bool,
-    /// The daemon config (to roll back from this machine).
-    #[arg(long, value_name = "FILE", required_unless_present = "daemon")]
-    config: Option<PathBuf>,
-    /// A running daemon's URL: post the signed request there instead.
-    #[arg(
-        long,
-        value_name = "URL",
-        conflicts_with = "config",
-        requires = "token_file"
-    )]
-    daemon: Option<String>,
-    /// The daemon's API token (a file holding it), with --daemon.
-    #[arg(long, value_name = "FILE")]
-    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    via: super::Via,
     /// How long a release in progress in another process gets to stop, seconds.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     wait: u64,
@@ -86,7 +74,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return pending(&a);
     }
     let request = sign(&a)?;
-    let done = match (&a.daemon, &a.token_file) {
+    let done = match (&a.via.daemon, &a.via.token_file) {
         (Some(url), Some(token)) => via_daemon(url, token, &request)?,
         _ => here(&a, &request)?,
     };
@@ -137,7 +125,7 @@ fn workspace(cfg: &DaemonConfig, config: &std::path::Path) -> anyhow::Result<Wor
 }
 
 fn here(a: &Args, request: &Request) -> anyhow::Result<Done> {
-    let Some(config) = &a.config else {
+    let Some(config) = &a.via.config else {
         bail!("--config FILE or --daemon URL is required");
     };
     let cfg = DaemonConfig::load(config)?;
@@ -254,7 +242,7 @@ fn exit_code(l: &Landed) -> ExitCode {
 
 /// `--pending`: the env's held rollback, pushed now when git answers.
 fn pending(a: &Args) -> anyhow::Result<ExitCode> {
-    let Some(config) = &a.config else {
+    let Some(config) = &a.via.config else {
         bail!("--pending works on this machine's state dir: --config FILE is required");
     };
     let cfg = DaemonConfig::load(config)?;

@@ -152,26 +152,18 @@ impl Shared {
         env: &str,
         request: &crate::rollback::Request,
     ) -> Result<crate::engine::rollback::Done, ApiError> {
+        self.with_api_workspace(|cfg, ws| self.rollback_in(cfg, ws, env, request))
+    }
+
+    fn rollback_in(
+        &self,
+        cfg: &DaemonConfig,
+        ws: &mut wiring::Workspace,
+        env: &str,
+        request: &crate::rollback::Request,
+    ) -> Result<crate::engine::rollback::Done, ApiError> {
         use crate::engine::rollback::RollbackError as E;
-        let cfg = self
-            .cfg
-            .lock()
-            .map_err(|_| ApiError::Unavailable("state poisoned".into()))?
-            .clone();
-        let mut slot = self
-            .api_repo
-            .lock()
-            .map_err(|_| ApiError::Unavailable("state poisoned".into()))?;
         let unavailable = |e: &dyn std::fmt::Display| ApiError::Unavailable(e.to_string());
-        if slot.is_none() {
-            let ws = wiring::Workspace::new(&cfg, &self.config_file, &cfg.cache_dir.join("api"))
-                .map_err(|e| unavailable(&e))?;
-            *slot = Some(ws);
-        }
-        let Some(ws) = slot.as_mut() else {
-            return Err(ApiError::Unavailable("no repo".into()));
-        };
-        ws.trust = cfg.trust.clone();
         let others = [cfg.cache_dir.join("poll")];
         if let Some(e) = ws
             .refresh_or_local(&cfg.remote, &others)
@@ -237,6 +229,16 @@ impl Shared {
         env: &str,
         signature: &str,
     ) -> Result<String, ApiError> {
+        self.with_api_workspace(|cfg, ws| Self::approval_in(cfg, ws, release, env, signature))
+    }
+
+    /// The API's own workspace (`cache_dir/api`, signing with the daemon's
+    /// key: approvals land in notes, rollbacks commit), made on first use,
+    /// with the trust root as the config says now.
+    fn with_api_workspace<R>(
+        &self,
+        f: impl FnOnce(&DaemonConfig, &mut wiring::Workspace) -> Result<R, ApiError>,
+    ) -> Result<R, ApiError> {
         let cfg = self
             .cfg
             .lock()
@@ -246,17 +248,26 @@ impl Shared {
             .api_repo
             .lock()
             .map_err(|_| ApiError::Unavailable("state poisoned".into()))?;
-        let unavailable = |e: &dyn std::fmt::Display| ApiError::Unavailable(e.to_string());
         if slot.is_none() {
-            // Approvals land in notes, signed by the daemon like every commit.
             let ws = wiring::Workspace::new(&cfg, &self.config_file, &cfg.cache_dir.join("api"))
-                .map_err(|e| unavailable(&e))?;
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
             *slot = Some(ws);
         }
         let Some(ws) = slot.as_mut() else {
             return Err(ApiError::Unavailable("no repo".into()));
         };
         ws.trust = cfg.trust.clone();
+        f(&cfg, ws)
+    }
+
+    fn approval_in(
+        cfg: &DaemonConfig,
+        ws: &mut wiring::Workspace,
+        release: &str,
+        env: &str,
+        signature: &str,
+    ) -> Result<String, ApiError> {
+        let unavailable = |e: &dyn std::fmt::Display| ApiError::Unavailable(e.to_string());
         ws.refresh(false).map_err(|e| unavailable(&e))?;
         let (repo, slots) = (&mut ws.repo, &ws.slots);
         let names = &cfg.trust.envs;

@@ -173,21 +173,13 @@ pub fn dispatch(
     let now = chrono::Utc::now();
     for env in &snap.envs {
         let head = snap.heads.get(&env.branch).cloned();
-        d.shared
-            .metrics
-            .last_fetch
-            .get_or_create(&metrics::EnvLabel {
-                env: env.name.clone(),
-            })
-            .set(now.timestamp());
+        let label = metrics::EnvLabel {
+            env: env.name.clone(),
+        };
         let held = snap.held.get(&env.name).cloned();
-        d.shared
-            .metrics
-            .held
-            .get_or_create(&metrics::EnvLabel {
-                env: env.name.clone(),
-            })
-            .set(i64::from(held.is_some()));
+        let m = &d.shared.metrics;
+        m.last_fetch.get_or_create(&label).set(now.timestamp());
+        m.held.get_or_create(&label).set(i64::from(held.is_some()));
         if let Ok(mut m) = d.shared.envs.lock() {
             let s = m.entry(env.name.clone()).or_default();
             s.branch = env.branch.clone();

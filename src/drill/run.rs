@@ -827,19 +827,10 @@ fn git_outage(
         (Some(_), Some(key)) => {
             let tag = format!("drill-{}", stamp());
             let img = lab.publish(&g.env, &tag, &[], key, say)?;
-            let (pin, release) = pin(g, run, &img, &tag)?;
-            say(&format!("releasing {tag} before the outage, as {release}"));
-            let outcome = engine_run(g, &pin, &release, &mut Marks::new(say));
-            let live = matches!(outcome, Ok(EnvOutcome::Complete));
-            run.check(
-                "a version live before the outage",
-                live,
-                format!("{outcome:?}"),
-            );
-            if !live {
-                return Ok(());
+            match release_live(g, run, &img, &tag, "a version live before the outage", say)? {
+                Some(release) => Some(release),
+                None => return Ok(()),
             }
-            Some(release)
         }
         _ => {
             say("no --operator-key: the rollback during the outage is not rehearsed");
@@ -912,6 +903,24 @@ fn git_outage(
         );
     }
     Ok(())
+}
+
+/// `img` pinned and released into the env to its end; checked (as `what`)
+/// to have completed: its release id, or `None` when it did not.
+fn release_live(
+    g: &mut Ground,
+    run: &mut DrillRun,
+    img: &str,
+    tag: &str,
+    what: &str,
+    say: &mut dyn FnMut(&str),
+) -> Result<Option<String>, DrillError> {
+    let (pin, release) = pin(g, run, img, tag)?;
+    say(&format!("releasing {tag} into {} as {release}", g.env.name));
+    let outcome = engine_run(g, &pin, &release, &mut Marks::new(say));
+    let live = matches!(outcome, Ok(EnvOutcome::Complete));
+    run.check(what, live, format!("{outcome:?}"));
+    Ok(live.then_some(release))
 }
 
 /// `v` sorted (live image lists are).
@@ -990,18 +999,10 @@ fn manual_rollback(
         key,
         say,
     )?;
-    let (pin, release) = pin(g, run, &img, &tag)?;
-    say(&format!("releasing {tag} into {} as {release}", g.env.name));
-    let outcome = engine_run(g, &pin, &release, &mut Marks::new(say));
-    let passed = matches!(outcome, Ok(EnvOutcome::Complete));
-    run.check(
-        "the wrong version passed every gate and step",
-        passed,
-        format!("{outcome:?}"),
-    );
-    if !passed {
+    let what = "the wrong version passed every gate and step";
+    let Some(release) = release_live(g, run, &img, &tag, what, say)? else {
         return Ok(());
-    }
+    };
     say("rolling it back by command");
     let t = Instant::now();
     let done = rollback_by_command(plan, g, "drill: wrong but healthy-looking version")?;

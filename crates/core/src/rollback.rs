@@ -463,18 +463,23 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn previous_is_the_good_release_before_the_running_one_skipping_failures() {
-        let p = plan(
+    /// The default target in prod, rel-4 running, with `quarantined`.
+    fn previous_of_rel_4(quarantined: &[String]) -> Plan {
+        plan(
             "prod",
             &To::Previous,
             &history(),
             Some(&good("rel-4", "a@4")),
             None,
             None,
-            &[],
+            quarantined,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn previous_is_the_good_release_before_the_running_one_skipping_failures() {
+        let p = previous_of_rel_4(&[]);
         assert_eq!((p.from.as_str(), p.to.release.as_str()), ("rel-4", "rel-3"));
         assert_eq!(p.quarantined(), vec!["a@4".to_string()]);
         // Mid-canary, the previous release is what stable runs.
@@ -509,16 +514,7 @@ mod tests {
         .unwrap();
         assert_eq!(p.to.release, "rel-1");
         // A release whose digests are quarantined is never the default.
-        let p = plan(
-            "prod",
-            &To::Previous,
-            &history(),
-            Some(&good("rel-4", "a@4")),
-            None,
-            None,
-            &["@3".to_string()],
-        )
-        .unwrap();
+        let p = previous_of_rel_4(&["@3".to_string()]);
         assert_eq!(p.to.release, "rel-1");
     }
 
@@ -588,16 +584,7 @@ mod tests {
 
     #[test]
     fn the_commit_carries_the_trailers() {
-        let p = plan(
-            "prod",
-            &To::Previous,
-            &history(),
-            Some(&good("rel-4", "a@4")),
-            None,
-            None,
-            &[],
-        )
-        .unwrap();
+        let p = previous_of_rel_4(&[]);
         let m = message(&p, "prod", "alice", "errors\nup");
         for t in [
             "Release-Id: rel-3",
