@@ -122,6 +122,38 @@ pub struct Via {
     pub token_file: Option<PathBuf>,
 }
 
+impl Via {
+    /// POSTs `body` (JSON) to `path` of the daemon (`--daemon`) with the
+    /// API token (`--token-file`) within `timeout`: (endpoint, answer body)
+    /// of a 2xx answer, else an error naming the endpoint and the answer.
+    pub fn post(
+        url: &str,
+        token_file: &std::path::Path,
+        path: &str,
+        body: &impl serde::Serialize,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<(String, String)> {
+        use anyhow::Context;
+        let token = std::fs::read_to_string(token_file)
+            .with_context(|| format!("--token-file {}", token_file.display()))?;
+        let endpoint = format!("{}{path}", url.trim_end_matches('/'));
+        let resp = reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .build()?
+            .post(&endpoint)
+            .bearer_auth(token.trim())
+            .json(body)
+            .send()
+            .with_context(|| format!("POST {endpoint}"))?;
+        let status = resp.status();
+        let text = resp.text().unwrap_or_default();
+        if !status.is_success() {
+            anyhow::bail!("POST {endpoint}: {status}: {}", text.trim());
+        }
+        Ok((endpoint, text))
+    }
+}
+
 /// Output format of commands whose output is data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum Output {

@@ -524,30 +524,17 @@ fn approve_via_daemon(
     url: &str,
     token_file: &std::path::Path,
 ) -> anyhow::Result<ExitCode> {
-    let token = std::fs::read_to_string(token_file)
-        .with_context(|| format!("--token-file {}", token_file.display()))?;
     let signature = key.sign(
         audit::APPROVAL_NAMESPACE,
         &audit::approval_payload(&a.release, &a.env),
     )?;
-    let endpoint = format!(
-        "{}/api/v1/releases/{}/approve",
-        url.trim_end_matches('/'),
-        a.release
-    );
-    let resp = reqwest::blocking::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
-        .build()?
-        .post(&endpoint)
-        .bearer_auth(token.trim())
-        .json(&serde_json::json!({ "env": a.env, "signature": signature }))
-        .send()
-        .with_context(|| format!("POST {endpoint}"))?;
-    let status = resp.status();
-    let body = resp.text().unwrap_or_default();
-    if !status.is_success() {
-        bail!("POST {endpoint}: {status}: {}", body.trim());
-    }
+    super::Via::post(
+        url,
+        token_file,
+        &format!("/api/v1/releases/{}/approve", a.release),
+        &serde_json::json!({ "env": a.env, "signature": signature }),
+        std::time::Duration::from_secs(60),
+    )?;
     println!(
         "approved {} into {} as {} through {url}; the daemon continues the release",
         a.release, a.env, a.principal

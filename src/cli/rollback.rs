@@ -143,26 +143,9 @@ fn here(a: &Args, request: &Request) -> anyhow::Result<Done> {
 }
 
 fn via_daemon(url: &str, token_file: &std::path::Path, request: &Request) -> anyhow::Result<Done> {
-    let token = std::fs::read_to_string(token_file)
-        .with_context(|| format!("--token-file {}", token_file.display()))?;
-    let endpoint = format!(
-        "{}/api/v1/envs/{}/rollback",
-        url.trim_end_matches('/'),
-        request.env
-    );
-    let resp = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(300))
-        .build()?
-        .post(&endpoint)
-        .bearer_auth(token.trim())
-        .json(request)
-        .send()
-        .with_context(|| format!("POST {endpoint}"))?;
-    let status = resp.status();
-    let body = resp.text().unwrap_or_default();
-    if !status.is_success() {
-        bail!("POST {endpoint}: {status}: {}", body.trim());
-    }
+    let path = format!("/api/v1/envs/{}/rollback", request.env);
+    let (endpoint, body) =
+        super::Via::post(url, token_file, &path, request, Duration::from_secs(300))?;
     let v: serde_json::Value =
         serde_json::from_str(&body).with_context(|| format!("POST {endpoint}: answer"))?;
     done_from_json(&v).with_context(|| format!("POST {endpoint}: unexpected answer {body}"))

@@ -521,50 +521,23 @@ mod tests {
     #[test]
     fn a_named_release_must_have_run_good_in_this_env() {
         let h = history();
-        let g = good("rel-4", "a@4");
-        let p = plan(
-            "prod",
-            &To::Release("rel-1".into()),
-            &h,
-            Some(&g),
-            None,
-            None,
-            &[],
-        )
-        .unwrap();
-        assert_eq!(p.to.commit, "c-rel-1");
-        let e = plan(
-            "prod",
-            &To::Release("rel-2".into()),
-            &h,
-            Some(&g),
-            None,
-            None,
-            &[],
-        )
-        .unwrap_err();
+        let named = |id: &str| {
+            plan(
+                "prod",
+                &To::Release(id.into()),
+                &h,
+                Some(&good("rel-4", "a@4")),
+                None,
+                None,
+                &[],
+            )
+        };
+        assert_eq!(named("rel-1").unwrap().to.commit, "c-rel-1");
+        let e = named("rel-2").unwrap_err();
         assert!(e.to_string().contains("failed"), "{e}");
-        let e = plan(
-            "prod",
-            &To::Release("rel-9".into()),
-            &h,
-            Some(&g),
-            None,
-            None,
-            &[],
-        )
-        .unwrap_err();
+        let e = named("rel-9").unwrap_err();
         assert!(matches!(e, PlanError::NotGood { .. }), "{e}");
-        let e = plan(
-            "prod",
-            &To::Release("rel-4".into()),
-            &h,
-            Some(&g),
-            None,
-            None,
-            &[],
-        )
-        .unwrap_err();
+        let e = named("rel-4").unwrap_err();
         assert!(matches!(e, PlanError::AlreadyThere { .. }), "{e}");
         // Nothing live: nothing to roll back.
         let e = plan("dev", &To::Previous, &h, None, None, None, &[]).unwrap_err();
