@@ -1982,3 +1982,36 @@ fn git_outage_drill_with_an_operator_rolls_back_during_the_outage_and_commits_af
     assert!(rig.store.rollback_pending("dev").expect("store").is_none());
     assert_eq!(rig.stable_release(), "rel-2026-11-30-01");
 }
+
+#[test]
+fn a_rollback_target_whose_digests_no_longer_verify_is_refused_before_anything_changes() {
+    let mut rig = Rig::new();
+    rig.two_releases();
+    // A commit of env/dev pinning an image nobody signed.
+    let config = serde_json::json!({"config": {"Labels": {}}});
+    let digest = rig
+        .registry
+        .push_image(
+            &format!("{IMAGE_REPO}:9.9.9"),
+            serde_json::to_vec(&config).expect("json"),
+            vec![b"unsigned".to_vec()],
+        )
+        .expect("push");
+    let unsigned = rig.pin(
+        &format!("{IMAGE_REPO}@{digest}"),
+        "9.9.9",
+        "rel-2026-11-30-09",
+    );
+    let calls = rig.target.calls().len();
+    let alice = operator("alice");
+    let e = rig
+        .rollback(
+            &alice.request("dev", To::Commit(unsigned), "back to that commit"),
+            &alice.pinned,
+        )
+        .expect_err("unsigned target");
+    assert!(matches!(e, RollbackError::Signature { .. }), "{e}");
+    assert_eq!(rig.target.calls().len(), calls, "nothing applied");
+    assert_eq!(rig.stable_release(), "rel-2026-11-30-02");
+    assert!(rig.store.rollback_pending("dev").expect("store").is_none());
+}
