@@ -2015,3 +2015,46 @@ fn a_rollback_target_whose_digests_no_longer_verify_is_refused_before_anything_c
     assert_eq!(rig.stable_release(), "rel-2026-11-30-02");
     assert!(rig.store.rollback_pending("dev").expect("store").is_none());
 }
+
+#[test]
+fn a_waiting_release_rolled_back_in_the_next_env_is_stopped_and_its_env_handed_back() {
+    use std::str::FromStr;
+    let mut rig = Rig::new();
+    rig.with_stable();
+    rig.next = true;
+    // 1.1.0 is live in dev and waits for staging's window...
+    rig.staging.promotion.windows = vec![platform_capstone::config::PromotionWindow {
+        schedule: cron::Schedule::from_str("0 0 0 1 1 *").expect("cron"),
+        duration: Duration::from_secs(60),
+    }];
+    rig.healthy("1.1.0");
+    let image = rig.publish("1.1.0");
+    let (commit, result, _) = rig.release("1.1.0");
+    assert!(
+        matches!(result, Ok(EnvOutcome::Waiting { .. })),
+        "{result:?}"
+    );
+    // ...meanwhile an operator rolled 1.1.0 back in staging.
+    rig.store
+        .add_quarantine(vec![platform_capstone::engine::store::Quarantined {
+            digest: image.rsplit('@').next().expect("digest").to_string(),
+            release: "rel-2026-11-30-02".into(),
+            env: "staging".into(),
+            reason: "rolled back by alice: wrong config".into(),
+        }])
+        .expect("quarantine");
+    rig.staging.promotion.windows.clear();
+    let staging = rig.repo.resolve("env/staging").expect("head");
+    // Resumed, its gates refuse it (quarantine counts everywhere): stopped
+    // and reverted in dev, never promoted.
+    let (result, _) = rig.run(&commit, "rel-2026-11-30-02");
+    let Ok(EnvOutcome::Failed { reason, .. }) = result else {
+        panic!("expected it stopped, got {result:?}");
+    };
+    assert!(reason.contains("rolled back by alice"), "{reason}");
+    assert_eq!(rig.repo.resolve("env/staging").expect("head"), staging);
+    // The env is handed back: the release before runs and is good again.
+    assert_eq!(rig.stable_release(), "rel-2026-11-30-01");
+    let good = rig.store.last_good("dev").expect("store").expect("good");
+    assert_eq!(good.release, "rel-2026-11-30-01");
+}

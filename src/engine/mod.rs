@@ -659,6 +659,7 @@ impl Engine<'_> {
                     recover::rollback(self, env, &state, false, &stable.endpoints)?;
                 }
                 Action::RestoreLastGood => recover::restore_last_good(self, env, &state)?,
+                Action::HandBack => recover::hand_back(self, env, &state)?,
                 Action::Fail { reason } => return self.fail(env, &mut state, &reason, false, out),
                 Action::Deploy => {
                     self.save(&state)?;
@@ -1087,6 +1088,7 @@ impl Engine<'_> {
                     Action::DecidePromotion => {}
                     other @ (Action::Pause { .. }
                     | Action::Deploy
+                    | Action::HandBack
                     | Action::Wait { .. }
                     | Action::Promote { .. }
                     | Action::Complete

@@ -53,6 +53,32 @@ pub fn restore_last_good(
     restore(e, env, &good)
 }
 
+/// A baked release (the env's last good one) is refused after all: the
+/// good release before it runs again and is the last good one; a first
+/// release is removed and the env has no good release any more.
+pub fn hand_back(e: &mut Engine<'_>, env: &Env, state: &ReleaseState) -> Result<(), EngineError> {
+    let Some(good) = e.store.last_good(&env.name)? else {
+        return restore_last_good(e, env, state);
+    };
+    if good.release != state.release {
+        return restore(e, env, &good);
+    }
+    match good.previous {
+        Some(previous) => {
+            restore(e, env, &previous)?;
+            e.store.save_last_good(&env.name, &previous)?;
+        }
+        None => {
+            e.svc
+                .target
+                .remove(&workload(env, Track::Stable))
+                .map_err(Engine::target_err)?;
+            e.store.clear_last_good(&env.name)?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs `good` as the env's stable again: re-rendered from its commit,
 /// applied, all traffic to it, older pods gone.
 pub fn restore(e: &mut Engine<'_>, env: &Env, good: &LastGood) -> Result<(), EngineError> {

@@ -119,6 +119,23 @@ impl Store {
         self.write(&format!("last-good/{env}.json"), g)
     }
 
+    /// `env` has no good release any more (its only one was handed back).
+    pub fn clear_last_good(&self, env: &str) -> Result<(), StoreError> {
+        self.remove(&format!("last-good/{env}.json"))
+    }
+
+    fn remove(&self, rel: &str) -> Result<(), StoreError> {
+        let path = self.dir.join(rel);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
     /// Takes `env`'s lock: `Ok(None)` when another process holds it (its
     /// pid is in `holder`). The lock lasts as long as the returned guard.
     pub fn lock_env(&self, env: &str) -> Result<Result<EnvLock, String>, StoreError> {
@@ -234,15 +251,7 @@ impl Store {
 
     /// The commit landed (or an operator dropped it): the hold ends.
     pub fn clear_rollback_pending(&self, env: &str) -> Result<(), StoreError> {
-        let path = self.dir.join(format!("rollbacks/{env}.json"));
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StoreError {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            }),
-        }
+        self.remove(&format!("rollbacks/{env}.json"))
     }
 
     /// Ids of the signed rollback requests carried out (newest last).

@@ -23,6 +23,9 @@
 //!
 //! The gates are re-run on every (re)start, so a resumed release meets
 //! today's policy and quarantine; their verdict is the first observation.
+//! One they now refuse leaves nothing of itself live: a canary is rolled
+//! back, a baking one restores the last good release, a baked one (waiting
+//! to promote) hands the env back to the good release before it.
 //! What the gates and the promotion rules decide is theirs (`gates`,
 //! `promote::may_promote`); this machine decides what follows from it.
 
@@ -204,6 +207,10 @@ pub enum Action {
     RollBack,
     /// During the bake: the last good release runs again.
     RestoreLastGood,
+    /// Baked (it is the env's last good release itself): the good release
+    /// before it runs again and becomes the last good one (nothing, for a
+    /// first release).
+    HandBack,
     /// Baked: this release is now the env's last good one.
     Baked,
     /// The release failed (live is already back on stable): revert its
@@ -236,6 +243,7 @@ pub fn step(
             // live that was not live before it.
             Phase::Canary => vec![Action::RollBack, Action::Fail { reason }],
             Phase::Stable => vec![Action::RestoreLastGood, Action::Fail { reason }],
+            Phase::Baked => vec![Action::HandBack, Action::Fail { reason }],
             _ => vec![Action::Fail { reason }],
         },
         (Phase::Baked, Observation::Gated(GateVerdict::Passed)) => vec![Action::DecidePromotion],
@@ -710,6 +718,11 @@ mod tests {
         assert_eq!(
             gated(Phase::Stable, failed()),
             [Action::RestoreLastGood, fail.clone()]
+        );
+        assert_eq!(
+            gated(Phase::Baked, failed()),
+            [Action::HandBack, fail.clone()],
+            "a baked release waiting to promote hands the env back"
         );
         for phase in [Phase::Gated, Phase::Canary, Phase::Stable, Phase::Baked] {
             assert_eq!(
