@@ -7,7 +7,8 @@
 //! Then the daemon:
 //! releases, SIGTERM + resume, a revert, an approval through its API, an
 //! operator abort and retry, a second daemon on the same repo (one
-//! promotion commit), and a git outage.
+//! promotion commit), and a git outage with an operator's rollback through
+//! the daemon's API (live at once, the commit pushed by the daemon after).
 
 use crate::support::world::{self, World, live_image, signed_commit};
 use crate::support::{self, git};
@@ -26,6 +27,8 @@ fn releases_promote_revert_gate_and_run_under_the_daemon_on_the_real_stack() {
 
     // Keys: the daemon's (commits, promotion records), an approver's, cosign's.
     let (w, keys) = World::create(&dir, &local, &registry, &|_, _| {}, "");
+    // The on-call may roll back by command (used during the git outage).
+    w.pin_operator("oncall_key", "oncall@example.com");
     let (remote, cosign) = (w.remote.clone(), keys.cosign);
     let (stranger_private, _) =
         platform_capstone::gates::cosign::generate_key_pair().expect("cosign");
@@ -592,8 +595,74 @@ fn releases_promote_revert_gate_and_run_under_the_daemon_on_the_real_stack() {
             .len(),
         pods_before
     );
+    // An operator rolls dev back through the daemon meanwhile: live at
+    // once from the last fetched state, the env held until the daemon
+    // pushes the queued commit, once the remote is back.
+    let (code, out) = w.run(&[
+        "rollback",
+        "--env",
+        "dev",
+        "--reason",
+        "rolled back during the outage",
+        "--key",
+        "oncall_key",
+        "--principal",
+        "oncall@example.com",
+        "--daemon",
+        &daemon.base,
+        "--token-file",
+        "token",
+    ]);
+    assert_eq!(code, Some(3), "{out}");
+    assert_eq!(
+        live_image(stack, "demo-dev"),
+        good[0].reference,
+        "live at once"
+    );
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let get = |path: &str| {
+        client
+            .get(format!("{}{path}", daemon.base))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default()
+    };
+    let held = |envs: &str| {
+        serde_json::from_str::<serde_json::Value>(envs).unwrap_or_default()["dev"]["held"]
+            .as_str()
+            .map(str::to_string)
+    };
+    assert!(
+        held(&get("/api/v1/envs")).is_some_and(|h| h.contains("commit queued")),
+        "{}",
+        get("/api/v1/envs")
+    );
+    let metrics = get("/metrics");
+    assert!(
+        metrics
+            .contains("platform_capstone_manual_rollbacks_total{env=\"dev\",outcome=\"queued\"} 1")
+            && metrics.contains("platform_capstone_env_held{env=\"dev\"}"),
+        "{metrics}"
+    );
+    let dev_commits = w.log("env/dev").len();
     std::fs::rename(dir.join("remote.git.away"), &remote).expect("bring it back");
     daemon.wait_ready(true);
+    platform_capstone::adapters::process::wait_until(
+        "the daemon to push the queued rollback commit",
+        Duration::from_secs(60),
+        || held(&get("/api/v1/envs")).is_none(),
+    )
+    .expect("pushed");
+    let dev = w.log("env/dev");
+    assert_eq!(dev.len(), dev_commits + 1, "exactly one commit");
+    assert!(dev[0].contains("rollback dev: "), "{dev:?}");
+    assert!(w.verify(dev[0].split(' ').next().expect("sha")));
+    // Nothing re-releases what was rolled back.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(live_image(stack, "demo-dev"), good[0].reference);
     daemon.terminate();
 }
 
