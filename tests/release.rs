@@ -647,8 +647,8 @@ fn releases_promote_revert_gate_and_run_under_the_daemon_on_the_real_stack() {
             && metrics.contains("platform_capstone_env_held{env=\"dev\"}"),
         "{metrics}"
     );
-    let dev_commits = w.log("env/dev").len();
     std::fs::rename(dir.join("remote.git.away"), &remote).expect("bring it back");
+    let dev_commits = w.log("env/dev").len();
     daemon.wait_ready(true);
     platform_capstone::adapters::process::wait_until(
         "the daemon to push the queued rollback commit",

@@ -154,6 +154,28 @@ impl Worker {
         {
             return Ok(Reconciled::InSync);
         }
+        // Finished here already (the state dir may be shared with another
+        // daemon whose note has not reached our poll yet): done. Its record
+        // goes to git if it is not there (an outage at its end).
+        if let Some(s) = in_progress.as_ref().filter(|s| {
+            s.phase == crate::engine::store::Phase::Finished
+                && (s.record.outcome.is_final()
+                    || (s.record.outcome == crate::audit::ReleaseOutcome::Aborted && !retry))
+        }) {
+            let note = audit::Note::parse(repo.note(commit)?.as_deref());
+            if !note.records.contains(&s.record) {
+                let record = s.record.clone();
+                repo.update_note(commit, &mut |old| {
+                    let mut n = audit::Note::parse(old);
+                    n.upsert(record.clone());
+                    n.to_text()
+                })?;
+            }
+            return Ok(Reconciled::Done {
+                release: s.release.clone(),
+                outcome: s.record.outcome,
+            });
+        }
         let notes = repo.notes()?;
         let release = match (&in_progress, release_trailer(&repo.message(commit)?)) {
             (Some(s), _) => s.release.clone(),

@@ -1308,6 +1308,10 @@ impl GitRepo for Git2Repo {
             let old = self.notes_head();
             let existing = self.note(commit)?;
             let text = update(existing.as_deref());
+            if existing.as_deref() == Some(text.as_str()) {
+                // Already so (another writer got there first): no commit.
+                return Ok(());
+            }
             let new = self.signed_notes_commit(old, target, &text)?;
             if self.publish(NOTES_REF, old, new)? {
                 return Ok(());
