@@ -314,8 +314,9 @@ pub fn keygen(dir: &Path, name: &str, principal: &str, namespace: &str) -> Strin
 }
 
 /// The demo configuration on every branch: the release key trusted, the
-/// daemon and an approver known, quick analysis, the registry's port, and
-/// staging's promotion window closed.
+/// daemon and an approver known, quick analysis (canary 10 % then 100 %,
+/// one 1 s interval each, no bake), the registry's port, and staging's
+/// promotion window closed.
 pub fn configure(
     work: &Path,
     platform_key: &Path,
@@ -358,6 +359,10 @@ pub fn configure(
                         in_windows = false;
                     }
                     continue;
+                } else if line.starts_with("steps = [") {
+                    // Two canary steps: every interval costs the suite
+                    // 2.5 s (1 s of traffic, 1.5 s of scrape settle).
+                    "steps = [10, 100]".to_string()
                 } else if line.starts_with("analysis_interval") {
                     "analysis_interval = \"1s\"".to_string()
                 } else if line.starts_with("intervals_per_step") {
