@@ -19,7 +19,7 @@ const SECRET_ONE: &str = "s3cr3t-one-7f3a";
 const SECRET_TWO: &str = "s3cr3t-two-91c2";
 
 /// dev gets a Secret its pods read through envFrom, and drift settings
-/// short enough for a test (20s/10s burn windows at 2x).
+/// short enough for a test (10s/5s burn windows at 2x).
 fn dev_extras(work: &Path, _branch: &str) {
     let k = work.join("overlays/dev/kustomization.yaml");
     let mut t = std::fs::read_to_string(&k).expect("kustomization");
@@ -42,7 +42,7 @@ fn dev_extras(work: &Path, _branch: &str) {
             .any(|l| l.starts_with("mode")),
         "[drift] is the last table of envs/dev.toml"
     );
-    t.push_str("grace = \"0s\"\nburn_windows = [{ long = \"20s\", short = \"10s\", factor = 2.0, severity = \"page\" }]\nregression_window = \"10s\"\nrevert_within = \"1h\"\n");
+    t.push_str("grace = \"0s\"\nburn_windows = [{ long = \"10s\", short = \"5s\", factor = 2.0, severity = \"page\" }]\nregression_window = \"5s\"\nrevert_within = \"1h\"\n");
     std::fs::write(&e, t).expect("write");
 }
 
@@ -227,7 +227,9 @@ fn drift_is_reported_masked_healed_and_slo_burn_reverts_on_the_real_stack() {
     // 4. With Prometheus back and traffic flowing, the error budget burns:
     //    the release is handed back — 1.0.0 live again, 1.1.0 reverted
     //    with the burn evidence.
-    let _ = platform_capstone::adapters::traffic::run(&route, 40, Duration::from_secs(25), None)
+    //    (Traffic a little longer than the 10 s long window: Prometheus
+    //    was restarted, the window holds only what it scraped since.)
+    let _ = platform_capstone::adapters::traffic::run(&route, 40, Duration::from_secs(13), None)
         .expect("traffic");
     let (code, out, err) = drift(&w, &["--act", "-o", "json"]);
     all_output.push_str(&(out.clone() + &err));

@@ -55,9 +55,25 @@ fn counters(prom: &Prometheus) -> (f64, f64) {
     (read(q("stable")), read(q("canary")))
 }
 
-/// Waits until Prometheus has scraped after now (scrape interval 1 s).
-fn settle_scrape() {
-    std::thread::sleep(Duration::from_millis(2500));
+/// Waits until Prometheus has scraped HAProxy after now: counters read
+/// then hold everything served before (the scrape's own timestamp says
+/// when it started; a second or so with the stack's 1 s scrape interval).
+fn settle_scrape(prom: &Prometheus) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64();
+    platform_capstone::adapters::process::wait_until(
+        "a scrape of HAProxy after now",
+        Duration::from_secs(15),
+        || {
+            matches!(
+                prom.instant("max(timestamp(up{job=\"haproxy\"}))", None),
+                Ok(Sample::Value(t)) if t > now
+            )
+        },
+    )
+    .expect("Prometheus scrapes HAProxy");
 }
 
 #[test]
@@ -144,10 +160,10 @@ fn the_local_stack_runs_routes_measures_and_leaves_nothing_behind() {
             router.current(NS, APP).expect("current").canary_percent,
             pct
         );
-        settle_scrape();
+        settle_scrape(&prom);
         let (s0, c0) = counters(&prom);
         let sent = traffic::run(&front, 100, Duration::from_secs(4), None).expect("traffic");
-        settle_scrape();
+        settle_scrape(&prom);
         let (s1, c1) = counters(&prom);
         let share = (c1 - c0) * 100.0 / ((s1 - s0) + (c1 - c0));
         eprintln!(

@@ -256,7 +256,7 @@ fn releases_promote_revert_gate_and_run_under_the_daemon_on_the_real_stack() {
     cfg = cfg.replacen(
         "[identity]",
         &format!(
-            "listen = \"127.0.0.1:{port}\"\npoll_interval = \"2s\"\nlog_format = \"text\"\nlocal_stack = \"{}\"\napi_token_file = \"{}\"\n[identity]",
+            "listen = \"127.0.0.1:{port}\"\npoll_interval = \"1s\"\nlog_format = \"text\"\nlocal_stack = \"{}\"\napi_token_file = \"{}\"\n[identity]",
             local.display(),
             dir.join("token").display()
         ),
@@ -564,7 +564,29 @@ fn releases_promote_revert_gate_and_run_under_the_daemon_on_the_real_stack() {
         .map(str::trim)
         .expect("a promotion with a Release-Id")
         .to_string();
-    std::thread::sleep(Duration::from_secs(5));
+    // Both daemons settle on that release (the one that found the env taken
+    // retries each poll until it sees the release finished): only then can
+    // a second promotion be ruled out.
+    let settled_on = |base: &str| {
+        api.get(format!("{base}/api/v1/envs"))
+            .send()
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+            .is_some_and(|v| {
+                v["dev"]["head"] == twice.as_str()
+                    && v["dev"]["busy"] == false
+                    && v["dev"]["outcome"] == "ok"
+                    && v["dev"]["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.starts_with(&format!("{id}: ")))
+            })
+    };
+    platform_capstone::adapters::process::wait_until(
+        "both daemons to settle on the promoted release",
+        Duration::from_secs(60),
+        || settled_on(&daemon.base) && settled_on(&second.base),
+    )
+    .expect("settled");
     let promotions = git(&remote, &["log", "--format=%B", "env/staging"])
         .lines()
         .filter(|l| l.trim() == format!("Release-Id: {id}"))
@@ -660,8 +682,21 @@ fn releases_promote_revert_gate_and_run_under_the_daemon_on_the_real_stack() {
     assert_eq!(dev.len(), dev_commits + 1, "exactly one commit");
     assert!(dev[0].contains("rollback dev: "), "{dev:?}");
     assert!(w.verify(dev[0].split(' ').next().expect("sha")));
-    // Nothing re-releases what was rolled back.
-    std::thread::sleep(Duration::from_secs(3));
+    // Nothing re-releases what was rolled back: the daemon finds its
+    // commit in sync.
+    platform_capstone::adapters::process::wait_until(
+        "the daemon to judge the rollback commit",
+        Duration::from_secs(60),
+        || {
+            let envs =
+                serde_json::from_str::<serde_json::Value>(&get("/api/v1/envs")).unwrap_or_default();
+            envs["dev"]["head"]
+                .as_str()
+                .is_some_and(|h| !h.is_empty() && dev[0].starts_with(h))
+                && envs["dev"]["detail"] == "in sync"
+        },
+    )
+    .expect("in sync");
     assert_eq!(live_image(stack, "demo-dev"), good[0].reference);
     daemon.terminate();
 }
