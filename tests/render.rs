@@ -30,11 +30,7 @@ fn every_unsupported_kustomization_field_is_named() {
     for field in [
         "vars: []",
         "helmCharts: []",
-        "components: []",
         "replacements: []",
-        "patchesStrategicMerge: []",
-        "patchesJson6902: []",
-        "bases: []",
         "crds: []",
         "generators: []",
         "transformers: []",
@@ -56,6 +52,24 @@ fn every_unsupported_kustomization_field_is_named() {
             "{field}: {err}"
         );
     }
+    // Every unsupported field of the file at once, not only the first.
+    let dir = tempfile::tempdir().expect("tmp");
+    write(
+        dir.path(),
+        &[(
+            "kustomization.yaml",
+            "resources: []
+helmCharts: []
+vars: []
+crds: []
+",
+        )],
+    );
+    let err = render_err(dir.path(), "");
+    assert!(
+        err.contains("fields `helmCharts`, `vars`, `crds` are not supported"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -192,6 +206,18 @@ fn remote_bases_and_malformed_patches_are_refused() {
         ),
         ("resources:\n- d.yaml\n- d.yaml\n", "listed twice"),
         (
+            "resources:\n- d.yaml\ncomponents:\n- base\n",
+            "is listed under components but is not kind: Component",
+        ),
+        (
+            "resources:\n- d.yaml\n- component\n",
+            "is a Component listed under resources; list it under components",
+        ),
+        (
+            "resources:\n- d.yaml\n- base\nnamespace: one\n",
+            "would rename all 2 Namespace objects to one name",
+        ),
+        (
             "configMapGenerator:\n- name: c\n  behavior: merge\n  literals: [A=1]\n",
             "needs an existing ConfigMap",
         ),
@@ -203,11 +229,21 @@ fn remote_bases_and_malformed_patches_are_refused() {
     for (kustomization, fragment) in cases {
         write(
             dir.path(),
-            &[("kustomization.yaml", kustomization), ("d.yaml", DEPLOY)],
+            &[
+                ("kustomization.yaml", kustomization),
+                ("d.yaml", DEPLOY),
+                ("base/kustomization.yaml", "resources:\n- ns.yaml\n"),
+                (
+                    "base/ns.yaml",
+                    "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: b\n",
+                ),
+                ("component/kustomization.yaml", "kind: Component\n"),
+            ],
         );
         let err = render_err(dir.path(), "");
         assert!(
-            err.starts_with("kustomization.yaml") && err.contains(fragment),
+            (err.starts_with("kustomization.yaml") || err.contains("kustomization.yaml: is "))
+                && err.contains(fragment),
             "{kustomization}: {err}"
         );
     }

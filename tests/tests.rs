@@ -12,8 +12,10 @@
 //!   real git remote, in milliseconds: steps, revert, pause, abort, resume
 //! - `fetch`: one fetch of every env branch; pruning; stale-lock recovery
 //! - `gates`: the admission gate with the blueprint's real policies
-//! - `golden`: the renderer vs `kubectl kustomize` on 45 overlay cases (every
-//!   case compared; the live-kubectl run is `#[ignore]`d: no kubectl in CI)
+//! - `corpus`: the renderer vs the reference kustomize on the 220 real
+//!   overlays of `../shared/kustomize-corpus/` (byte-identical, or listed)
+//! - `golden`: the renderer vs the reference kustomize on the checked-in cases
+//!   (every case compared; the live run is `#[ignore]`d: CI does not build it)
 //! - `keyless`: Fulcio/Rekor verification with a local CA and log key
 //! - `kubernetes`: the kube target and router, request by request, against a
 //!   scripted API server (tower-test); a real-cluster suite, `#[ignore]`d,
@@ -43,6 +45,7 @@ mod support;
 
 mod cli;
 mod confinement;
+mod corpus;
 mod daemon;
 mod drift;
 mod drill;

@@ -45,3 +45,4 @@ pub mod signing;
 pub mod source;
 pub mod yaml;
 mod yaml_emit;
+pub mod yaml_go;

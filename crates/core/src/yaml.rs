@@ -60,7 +60,8 @@ pub fn from_str<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Resul
     yaml_serde::from_str(text).map_err(|e| parse_error(file, e))
 }
 
-/// Every non-empty document of a multi-document file.
+/// Every non-empty document of a multi-document file, its plain scalars
+/// resolved as kustomize resolves them (`crate::yaml_go`: `0755` is 493).
 pub fn documents(file: &str, text: &str) -> Result<Vec<Value>, YamlError> {
     check_size(file, text)?;
     let mut out = Vec::new();
@@ -71,8 +72,8 @@ pub fn documents(file: &str, text: &str) -> Result<Vec<Value>, YamlError> {
                 limit: MAX_DOCUMENTS,
             });
         }
-        let v =
-            <Value as serde::Deserialize>::deserialize(doc).map_err(|e| parse_error(file, e))?;
+        let v = serde::de::DeserializeSeed::deserialize(crate::yaml_go::GoValue { text }, doc)
+            .map_err(|e| parse_error(file, e))?;
         if !v.is_null() {
             out.push(v);
         }

@@ -56,16 +56,21 @@ pub fn generate(
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
+            // A bare name takes its value from the process environment in
+            // kustomize ("" when unset). A render here never reads the
+            // environment (it must be reproducible): a ConfigMap's bare
+            // name is "" as with kustomize in a clean environment; a
+            // Secret's is refused — rendering an empty secret where the
+            // author meant an injected one would deploy it silently.
             let (k, v) = match line.split_once('=') {
                 Some((k, v)) => (k.to_string(), v.to_string()),
-                // A bare name takes its value from the environment in
-                // kustomize; a reproducible render cannot.
-                None => {
+                None if secret => {
                     return Err(format!(
-                        "envs: {env}:{}: the line has no '='; write KEY=VALUE",
+                        "envs: {env}:{}: the line has no '=' (kustomize would read it from the environment; a render here never does); write KEY=VALUE",
                         n + 1
                     ));
                 }
+                None => (line.trim_end().to_string(), String::new()),
             };
             put(k, v.into_bytes(), &format!("envs: {env}:{}", n + 1))?;
         }

@@ -12,6 +12,7 @@ pub const SUPPORTED_FIELDS: &[&str] = &[
     "kind",
     "metadata",
     "resources",
+    "components",
     "patches",
     "images",
     "namespace",
@@ -24,6 +25,12 @@ pub const SUPPORTED_FIELDS: &[&str] = &[
     "secretGenerator",
     "generatorOptions",
     "replicas",
+    // Deprecated aliases, converted as kustomize converts them
+    // (`Kustomization::fix`).
+    "bases",
+    "patchesStrategicMerge",
+    "patchesJson6902",
+    "imageTags",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -34,6 +41,9 @@ pub struct Kustomization {
     pub metadata: Option<yaml_serde::Value>,
     #[serde(default)]
     pub resources: Vec<String>,
+    /// Directories of `kind: Component` kustomizations.
+    #[serde(default)]
+    pub components: Vec<String>,
     #[serde(default)]
     pub patches: Vec<Patch>,
     #[serde(default)]
@@ -54,6 +64,50 @@ pub struct Kustomization {
     pub generator_options: Option<GeneratorOptions>,
     #[serde(default)]
     pub replicas: Vec<Replica>,
+    #[serde(default)]
+    pub bases: Vec<String>,
+    /// Each a path (when such a file exists) or an inline patch.
+    #[serde(default)]
+    pub patches_strategic_merge: Vec<String>,
+    #[serde(default, rename = "patchesJson6902")]
+    pub patches_json6902: Vec<Patch>,
+    #[serde(default)]
+    pub image_tags: Vec<Image>,
+}
+
+impl Kustomization {
+    /// The deprecated aliases folded into their successors, in kustomize's
+    /// order: `bases` after `resources`, `imageTags` after `images`,
+    /// generators' `env` after their `envs`, `patchesJson6902` and then
+    /// `patchesStrategicMerge` after `patches` (an entry naming a file that
+    /// exists, per `is_file`, is a path; otherwise an inline patch).
+    pub fn fix(&mut self, is_file: &dyn Fn(&str) -> bool) {
+        self.resources.append(&mut self.bases);
+        self.images.append(&mut self.image_tags);
+        for g in self
+            .config_map_generator
+            .iter_mut()
+            .chain(self.secret_generator.iter_mut())
+        {
+            if let Some(env) = g.env.take() {
+                g.envs.push(env);
+            }
+        }
+        self.patches.append(&mut self.patches_json6902);
+        for p in std::mem::take(&mut self.patches_strategic_merge) {
+            let (path, patch) = if is_file(&p) {
+                (Some(p), None)
+            } else {
+                (None, Some(p))
+            };
+            self.patches.push(Patch {
+                path,
+                patch,
+                target: None,
+                options: None,
+            });
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +173,8 @@ pub struct Generator {
     pub files: Vec<String>,
     #[serde(default)]
     pub envs: Vec<String>,
+    /// Deprecated single `env` (kustomize appends it to `envs`).
+    pub env: Option<String>,
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub options: Option<GeneratorOptions>,
@@ -142,12 +198,24 @@ pub struct Replica {
     pub count: i64,
 }
 
-/// Turns serde's "unknown field `x`, expected one of …" into our message.
-pub fn explain_unknown_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    let field = &rest[..rest.find('`')?];
+/// Every top-level field of a kustomization outside [`SUPPORTED_FIELDS`],
+/// all at once (so one edit fixes them all), or `None`.
+pub fn unsupported_fields(doc: &yaml_serde::Value) -> Option<String> {
+    let fields: Vec<String> = doc
+        .as_mapping()?
+        .keys()
+        .filter_map(yaml_serde::Value::as_str)
+        .filter(|k| !SUPPORTED_FIELDS.contains(k))
+        .map(|k| format!("`{k}`"))
+        .collect();
+    let subject = match fields.len() {
+        0 => return None,
+        1 => format!("field {} is", fields[0]),
+        _ => format!("fields {} are", fields.join(", ")),
+    };
     Some(format!(
-        "field `{field}` is not supported by platform-capstone's renderer; remove it (supported: {})",
+        "{subject} not supported by platform-capstone's renderer; render this overlay with kustomize or drop {} (supported: {})",
+        if fields.len() == 1 { "it" } else { "them" },
         SUPPORTED_FIELDS.join(", ")
     ))
 }

@@ -88,17 +88,35 @@ pub fn render(tree: &dyn TreeReader, dir: &str) -> Result<Rendered, RenderError>
         stack: Vec::new(),
     };
     let start = r.canonical_dir(dir)?;
-    let mut objects = r.build(&start)?;
+    let mut objects = r.build(&start, Role::Base { nested: false })?;
     // Content hashes last: they cover the final data and names.
     for o in objects.iter_mut().filter(|o| o.hash_suffix) {
         let name = format!("{}-{}", o.name(), generate::content_hash(o));
         o.set_name(&name);
     }
     transform::fix_references(&mut objects);
+    for o in objects.iter_mut() {
+        drop_empty_annotations(o);
+    }
     objects.sort_by_cached_key(legacy_key);
     Ok(Rendered {
         objects: objects.into_iter().map(|o| Value::Mapping(o.doc)).collect(),
     })
+}
+
+/// kustomize prints no `metadata.annotations` that is null or empty (it
+/// rebuilds them after its own bookkeeping annotations go); nested
+/// templates keep theirs as written.
+fn drop_empty_annotations(o: &mut Object) {
+    let empty = match o.metadata().and_then(|m| m.get("annotations")) {
+        Some(Value::Null) => true,
+        Some(Value::Mapping(m)) => m.is_empty(),
+        Some(Value::Sequence(s)) => s.is_empty(),
+        _ => false,
+    };
+    if empty {
+        o.metadata_mut().remove("annotations");
+    }
 }
 
 /// kustomize's default ("legacy") order: a fixed rank for well-known kinds,
@@ -161,16 +179,27 @@ fn legacy_key(o: &Object) -> (i32, String, String, String) {
     )
 }
 
-/// (group, kind, namespace, name): what must be unique among resources.
+/// (apiVersion, kind, namespace, name): what must be unique among
+/// resources (one kind and name in two versions are two resources, as in
+/// kustomize's resource ids).
 type ObjectKey = (String, String, Option<String>, String);
 
 fn key_of(o: &Object) -> ObjectKey {
     (
-        o.group().to_string(),
+        o.api_version().to_string(),
         o.kind().to_string(),
         o.namespace().map(str::to_string),
         o.name().to_string(),
     )
+}
+
+/// What a kustomization is built as.
+enum Role {
+    /// The overlay rendered (`nested: false`) or a base under `resources`.
+    Base { nested: bool },
+    /// A `kind: Component` under `components`, applied to its parent's
+    /// objects so far.
+    Component(Vec<Object>),
 }
 
 struct Renderer<'a> {
@@ -231,26 +260,24 @@ impl Renderer<'_> {
             let file = join(dir, name);
             if self.tree.exists(&file)? {
                 let text = self.tree.read_string(&file)?;
-                let k: Kustomization = yaml::from_str(&file, &text).map_err(|e| {
-                    let message = match &e {
-                        YamlError::Parse { message, .. } => {
-                            kustomization::explain_unknown_field(message)
-                                .unwrap_or_else(|| message.clone())
-                        }
-                        other => other.to_string(),
-                    };
-                    RenderError::Kustomization {
+                let doc: Value = yaml::from_str(&file, &text)?;
+                if let Some(message) = kustomization::unsupported_fields(&doc) {
+                    return Err(RenderError::Kustomization { file, message });
+                }
+                let mut k: Kustomization =
+                    yaml_serde::from_value(doc).map_err(|e| RenderError::Kustomization {
                         file: file.clone(),
-                        message,
-                    }
-                })?;
+                        message: e.to_string(),
+                    })?;
+                k.fix(&|p| self.tree.exists(&join(dir, p)).unwrap_or(false));
                 if let Some(kind) = &k.kind
                     && kind != "Kustomization"
+                    && kind != "Component"
                 {
                     return Err(RenderError::Kustomization {
                         file,
                         message: format!(
-                            "kind {kind:?} is not supported (only Kustomization; Components are not)"
+                            "kind {kind:?} is not a kustomization; write kind: Kustomization (or Component, for a directory listed under components)"
                         ),
                     });
                 }
@@ -266,22 +293,42 @@ impl Renderer<'_> {
         })
     }
 
-    fn build(&mut self, dir: &str) -> Result<Vec<Object>, RenderError> {
+    /// Builds the kustomization in `dir`: a base or the overlay itself
+    /// ([`Role::Base`]), or a Component applied on top of what its parent
+    /// accumulated so far ([`Role::Component`]).
+    fn build(&mut self, dir: &str, role: Role) -> Result<Vec<Object>, RenderError> {
         if let Some(i) = self.stack.iter().position(|d| d == dir) {
             let mut cycle: Vec<String> = self.stack[i..].to_vec();
             cycle.push(dir.to_string());
             return Err(RenderError::Cycle(cycle));
         }
         self.stack.push(dir.to_string());
-        let result = self.build_inner(dir);
+        let result = self.build_inner(dir, role);
         self.stack.pop();
         result
     }
 
-    fn build_inner(&mut self, dir: &str) -> Result<Vec<Object>, RenderError> {
+    fn build_inner(&mut self, dir: &str, role: Role) -> Result<Vec<Object>, RenderError> {
         let (file, k) = self.kustomization(dir)?;
-        let mut objects: Vec<Object> = Vec::new();
-        let mut seen: HashSet<ObjectKey> = HashSet::new();
+        let is_component = k.kind.as_deref() == Some("Component");
+        let mut objects: Vec<Object> = match role {
+            Role::Component(objects) if is_component => objects,
+            Role::Component(_) => {
+                return Err(RenderError::Kustomization {
+                    file,
+                    message: "is listed under components but is not kind: Component; list it under resources, or make it a Component".into(),
+                });
+            }
+            Role::Base { nested: true } if is_component => {
+                return Err(RenderError::Kustomization {
+                    file,
+                    message: "is a Component listed under resources; list it under components"
+                        .into(),
+                });
+            }
+            Role::Base { .. } => Vec::new(),
+        };
+        let mut seen: HashSet<ObjectKey> = objects.iter().map(key_of).collect();
 
         for res in &k.resources {
             if is_remote(res) {
@@ -293,7 +340,7 @@ impl Renderer<'_> {
             let path = join(dir, res);
             let resolved = self.tree.resolve(&path)?;
             let added = match resolved.node {
-                Node::Dir => self.build(&resolved.path())?,
+                Node::Dir => self.build(&resolved.path(), Role::Base { nested: true })?,
                 Node::Missing => return Err(ReadError::NotFound { path }.into()),
                 _ => self.load_file(&path)?,
             };
@@ -308,6 +355,34 @@ impl Renderer<'_> {
                     });
                 }
                 objects.push(o);
+            }
+        }
+
+        // Components after the resources, in order, each over everything
+        // accumulated so far (its own resources joining it), before this
+        // kustomization's own generators and transformers.
+        for c in &k.components {
+            if is_remote(c) {
+                return Err(RenderError::RemoteBase {
+                    file: file.clone(),
+                    resource: c.clone(),
+                });
+            }
+            let path = join(dir, c);
+            let resolved = self.tree.resolve(&path)?;
+            match resolved.node {
+                Node::Dir => {
+                    objects = self.build(&resolved.path(), Role::Component(objects))?;
+                }
+                Node::Missing => return Err(ReadError::NotFound { path }.into()),
+                _ => {
+                    return Err(RenderError::Kustomization {
+                        file: file.clone(),
+                        message: format!(
+                            "components: {c:?} is a file; list the Component's directory"
+                        ),
+                    });
+                }
             }
         }
 
@@ -365,7 +440,12 @@ impl Renderer<'_> {
             self.apply_patch(&mut objects, dir, &file, index, p)?;
         }
         if let Some(ns) = &k.namespace {
-            transform::namespace(&mut objects, ns);
+            transform::namespace(&mut objects, ns).map_err(|message| {
+                RenderError::Kustomization {
+                    file: file.clone(),
+                    message,
+                }
+            })?;
         }
         let (prefix, suffix) = (
             k.name_prefix.as_deref().unwrap_or(""),
@@ -444,7 +524,11 @@ impl Renderer<'_> {
                 ),
             });
         }
-        if o.kind() == "Kustomization" {
+        // kustomize's own file, not an object (a Flux `Kustomization`
+        // object of kustomize.toolkit.fluxcd.io is an ordinary resource).
+        if o.kind() == "Kustomization"
+            && (o.group() == "kustomize.config.k8s.io" || o.api_version().is_empty())
+        {
             return Err(RenderError::Resource {
                 file: path.to_string(),
                 message: "is a Kustomization: list its directory in resources, not the file".into(),

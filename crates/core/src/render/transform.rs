@@ -59,34 +59,42 @@ pub fn pod_spec_path(kind: &str) -> Option<&'static str> {
     }
 }
 
-pub fn namespace(objects: &mut [Object], ns: &str) {
+/// kustomize's namespace transformer: every namespaced object moves to
+/// `ns`, a `Namespace` object is renamed to it (two of them would collide:
+/// an error), and (Cluster)RoleBinding subjects named `default` get it.
+/// Other subjects follow the ServiceAccount they name in
+/// [`fix_references`].
+pub fn namespace(objects: &mut [Object], ns: &str) -> Result<(), String> {
+    let namespaces = objects.iter().filter(|o| o.kind() == "Namespace").count();
+    if namespaces > 1 {
+        return Err(format!(
+            "namespace: {ns:?} would rename all {namespaces} Namespace objects to one name; keep one Namespace in this kustomization or drop `namespace`"
+        ));
+    }
     for o in objects.iter_mut() {
-        if is_cluster_scoped(o.kind()) {
-            // RoleBindings' ServiceAccount subjects follow the namespace.
-            if o.kind() == "ClusterRoleBinding" {
-                set_subject_namespaces(&mut o.doc, ns);
-            }
+        if matches!(o.kind(), "RoleBinding" | "ClusterRoleBinding") {
+            set_default_subject_namespaces(&mut o.doc, ns);
+        }
+        if o.kind() == "Namespace" {
+            o.set_name(ns);
             continue;
         }
-        if o.kind() == "RoleBinding" {
-            set_subject_namespaces(&mut o.doc, ns);
+        if is_cluster_scoped(o.kind()) {
+            continue;
         }
         o.set_namespace(ns);
     }
+    Ok(())
 }
 
-/// kustomize's default: ServiceAccount subjects in the "default"
-/// namespace (or none) move to the new namespace.
-fn set_subject_namespaces(doc: &mut Mapping, ns: &str) {
+/// Subjects named `default` (the namespace's default ServiceAccount) move
+/// with the namespace, whatever namespace they named.
+fn set_default_subject_namespaces(doc: &mut Mapping, ns: &str) {
     let Some(Value::Sequence(subjects)) = doc.get_mut("subjects") else {
         return;
     };
     for s in subjects.iter_mut().filter_map(Value::as_mapping_mut) {
-        if get_str(s, "kind") != Some("ServiceAccount") {
-            continue;
-        }
-        let current = get_str(s, "namespace");
-        if current.is_none() || current == Some("default") {
+        if get_str(s, "name") == Some("default") {
             s.insert("namespace".into(), Value::String(ns.to_string()));
         }
     }
@@ -369,24 +377,41 @@ const OTHER_REFS: &[(&str, &str, &str)] = &[
     ("ServiceAccount", "imagePullSecrets/name", "Secret"),
 ];
 
-/// (kind, old name) → every renamed object that had it: (namespace, new name).
-type Renames = HashMap<(String, String), Vec<(Option<String>, String)>>;
+/// An object that had an id it no longer has.
+struct Moved {
+    /// The namespace it had with the old name.
+    was_in: Option<String>,
+    namespace: Option<String>,
+    name: String,
+}
+
+/// (kind, old name) → every object that had that name and moved since.
+type Renames = HashMap<(String, String), Vec<Moved>>;
 /// (referred kind, name as written, referrer's namespace) → new name.
 type Lookup<'a> = dyn Fn(&str, &str, Option<&str>) -> Option<String> + 'a;
 
 /// Points references at the current names of renamed objects. Runs once,
 /// after generators' hash suffixes are added.
 pub fn fix_references(objects: &mut [Object]) {
-    // (kind, old name) → [(namespace, new name)]
     let mut renamed: Renames = HashMap::new();
     for o in objects.iter() {
-        let current = o.name().to_string();
+        let (name, namespace) = (o.name().to_string(), o.namespace().map(str::to_string));
         for id in &o.ids {
-            if id.name != current {
-                renamed
-                    .entry((o.kind().to_string(), id.name.clone()))
-                    .or_default()
-                    .push((o.namespace().map(str::to_string), current.clone()));
+            if id.name == name && id.namespace == namespace {
+                continue;
+            }
+            let moved = renamed
+                .entry((o.kind().to_string(), id.name.clone()))
+                .or_default();
+            if !moved
+                .iter()
+                .any(|m| m.was_in == id.namespace && m.name == name && m.namespace == namespace)
+            {
+                moved.push(Moved {
+                    was_in: id.namespace.clone(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                });
             }
         }
     }
@@ -395,19 +420,22 @@ pub fn fix_references(objects: &mut [Object]) {
     }
     let lookup = |kind: &str, old: &str, ns: Option<&str>| -> Option<String> {
         let candidates = renamed.get(&(kind.to_string(), old.to_string()))?;
-        candidates
+        let found = candidates
             .iter()
-            .find(|(cns, _)| cns.as_deref() == ns)
-            .or(if candidates.len() == 1 {
-                candidates.first()
-            } else {
-                None
-            })
-            .map(|(_, n)| n.clone())
+            .find(|m| m.namespace.as_deref() == ns || m.was_in.as_deref() == ns)
+            .or_else(|| {
+                let first = candidates.first()?;
+                candidates
+                    .iter()
+                    .all(|m| m.name == first.name)
+                    .then_some(first)
+            })?;
+        (found.name != old).then(|| found.name.clone())
     };
     for o in objects.iter_mut() {
         let kind = o.kind().to_string();
         let ns = o.namespace().map(str::to_string);
+        let first_ns = o.ids.first().and_then(|id| id.namespace.clone());
         let fix = |referred: &str, path: &str, doc: &mut Value| {
             for_each_at(doc, &split(path), false, &mut |n| {
                 if let Value::String(s) = n
@@ -430,6 +458,43 @@ pub fn fix_references(objects: &mut [Object]) {
             }
         });
         fix_typed_refs(&mut o.doc, &kind, ns.as_deref(), &lookup);
+        if matches!(kind.as_str(), "RoleBinding" | "ClusterRoleBinding") {
+            fix_subjects(&mut o.doc, first_ns.as_deref(), &renamed);
+        }
+    }
+}
+
+/// ServiceAccount subjects follow the account they name: matched by its
+/// name and namespace as written (a subject without one means the
+/// binding's own as first written; none at all is `default`), they take its current name and
+/// namespace. A subject naming an account elsewhere is left alone.
+fn fix_subjects(doc: &mut Mapping, binding_ns: Option<&str>, renamed: &Renames) {
+    let Some(Value::Sequence(subjects)) = doc.get_mut("subjects") else {
+        return;
+    };
+    for s in subjects.iter_mut().filter_map(Value::as_mapping_mut) {
+        if get_str(s, "kind") != Some("ServiceAccount") {
+            continue;
+        }
+        let Some(name) = get_str(s, "name").map(str::to_string) else {
+            continue;
+        };
+        // No namespace is the `default` one, on either side.
+        let wanted = get_str(s, "namespace").map(str::to_string);
+        let wanted = wanted.as_deref().or(binding_ns).unwrap_or("default");
+        let Some(m) = renamed
+            .get(&("ServiceAccount".to_string(), name))
+            .and_then(|c| {
+                c.iter()
+                    .find(|m| m.was_in.as_deref().unwrap_or("default") == wanted)
+            })
+        else {
+            continue;
+        };
+        s.insert("name".into(), Value::String(m.name.clone()));
+        if let Some(ns) = &m.namespace {
+            s.insert("namespace".into(), Value::String(ns.clone()));
+        }
     }
 }
 
@@ -449,12 +514,6 @@ fn fix_typed_refs(doc: &mut Mapping, kind: &str, ns: Option<&str>, lookup: &Look
         "RoleBinding" | "ClusterRoleBinding" => {
             if let Some(Value::Mapping(r)) = doc.get_mut("roleRef") {
                 rename(r, "kind", ns);
-            }
-            if let Some(Value::Sequence(subjects)) = doc.get_mut("subjects") {
-                for s in subjects.iter_mut().filter_map(Value::as_mapping_mut) {
-                    let sns = get_str(s, "namespace").map(str::to_string);
-                    rename(s, "kind", sns.as_deref().or(ns));
-                }
             }
         }
         "HorizontalPodAutoscaler" => {
