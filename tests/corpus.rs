@@ -23,62 +23,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "`transformers` (built-in transformer configs) is not supported yet",
     ),
     (
-        "353",
-        "`configurations` (custom field specs: name references, var references) is not supported yet (kubebuilder's certmanager Certificate → Issuer references)",
-    ),
-    (
-        "355",
-        "`replacements` is not supported yet (kubebuilder's default overlay wires the webhook certificate)",
-    ),
-    (
-        "369",
-        "`configurations` (custom field specs: name references, var references) is not supported yet (kubebuilder's certmanager Certificate → Issuer references)",
-    ),
-    (
-        "370",
-        "`configurations` (custom field specs: name references, var references) is not supported yet (kubebuilder's crd webhook conversion service references)",
-    ),
-    (
-        "371",
-        "`replacements` is not supported yet (kubebuilder's default overlay wires the webhook certificate)",
-    ),
-    (
-        "378",
-        "`configurations` (custom field specs: name references, var references) is not supported yet (kubebuilder's certmanager Certificate → Issuer references)",
-    ),
-    (
-        "379",
-        "`configurations` (custom field specs: name references, var references) is not supported yet (kubebuilder's crd webhook conversion service references)",
-    ),
-    (
-        "380",
-        "`replacements` is not supported yet (kubebuilder's default overlay wires the webhook certificate)",
-    ),
-    (
-        "387",
-        "`configurations` (custom field specs: name references, var references) is not supported yet (kubebuilder's certmanager Certificate → Issuer references)",
-    ),
-    (
-        "388",
-        "`configurations` (custom field specs: name references, var references) is not supported yet (kubebuilder's crd webhook conversion service references)",
-    ),
-    (
-        "389",
-        "`replacements` is not supported yet (kubebuilder's default overlay wires the webhook certificate)",
-    ),
-    (
-        "396",
-        "`configurations` (custom field specs: name references, var references) is not supported yet (kubebuilder's certmanager Certificate → Issuer references)",
-    ),
-    (
-        "397",
-        "`configurations` (custom field specs: name references, var references) is not supported yet (kubebuilder's crd webhook conversion service references)",
-    ),
-    (
-        "398",
-        "`replacements` is not supported yet (kubebuilder's default overlay wires the webhook certificate)",
-    ),
-    (
         "453",
         "`vars` (deprecated, replaced by replacements) is not supported yet",
     ),

@@ -30,14 +30,12 @@ fn every_unsupported_kustomization_field_is_named() {
     for field in [
         "vars: []",
         "helmCharts: []",
-        "replacements: []",
         "crds: []",
         "generators: []",
         "transformers: []",
         "openapi: {}",
         "buildMetadata: []",
         "sortOptions: {}",
-        "configurations: []",
     ] {
         let dir = tempfile::tempdir().expect("tmp");
         write(
@@ -212,6 +210,26 @@ fn remote_bases_and_malformed_patches_are_refused() {
         (
             "resources:\n- d.yaml\n- component\n",
             "is a Component listed under resources; list it under components",
+        ),
+        (
+            "resources:\n- d.yaml\nreplacements:\n- source: {kind: Service, name: ghost}\n  targets: [{select: {kind: Deployment}}]\n",
+            "replacements[0]: source Service/ghost: no object matches",
+        ),
+        (
+            "resources:\n- d.yaml\nreplacements:\n- source: {kind: Deployment, name: app, fieldPath: spec.nope}\n  targets: [{select: {kind: Deployment}}]\n",
+            "has no spec.nope",
+        ),
+        (
+            "resources:\n- d.yaml\nreplacements:\n- source: {kind: Deployment, name: app, options: {encoding: base64}}\n  targets: [{select: {kind: Deployment}}]\n",
+            "options.encoding is not supported",
+        ),
+        (
+            "resources:\n- d.yaml\nreplacements:\n- path: r.yaml\n  source: {kind: Deployment}\n",
+            "give either path or source and targets",
+        ),
+        (
+            "resources:\n- d.yaml\nconfigurations:\n- d.yaml\n",
+            "nameReference and varReference are supported",
         ),
         (
             "resources:\n- d.yaml\n- base\nnamespace: one\n",

@@ -25,6 +25,8 @@ pub const SUPPORTED_FIELDS: &[&str] = &[
     "secretGenerator",
     "generatorOptions",
     "replicas",
+    "configurations",
+    "replacements",
     // Deprecated aliases, converted as kustomize converts them
     // (`Kustomization::fix`).
     "bases",
@@ -64,6 +66,12 @@ pub struct Kustomization {
     pub generator_options: Option<GeneratorOptions>,
     #[serde(default)]
     pub replicas: Vec<Replica>,
+    /// Run last, after images (`super::replace`).
+    #[serde(default)]
+    pub replacements: Vec<super::replace::Replacement>,
+    /// Transformer configuration files (`nameReference`, `varReference`).
+    #[serde(default)]
+    pub configurations: Vec<String>,
     #[serde(default)]
     pub bases: Vec<String>,
     /// Each a path (when such a file exists) or an inline patch.
@@ -218,4 +226,43 @@ pub fn unsupported_fields(doc: &yaml_serde::Value) -> Option<String> {
         if fields.len() == 1 { "it" } else { "them" },
         SUPPORTED_FIELDS.join(", ")
     ))
+}
+
+/// A transformer configuration file listed under `configurations`: the
+/// sections we apply. Any other section (custom `commonLabels`, `images`,
+/// `namespace`… field specs) is refused by name.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TransformerConfig {
+    #[serde(default)]
+    pub name_reference: Vec<NameReference>,
+    /// Where `$(VAR)` may be substituted: meaningful only with `vars`,
+    /// which are refused, so accepted and unused.
+    #[serde(default)]
+    pub var_reference: Vec<FieldSpec>,
+}
+
+/// Objects of `kind` (and `group`/`version`) are referred to by name at
+/// each field spec: renaming one updates them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NameReference {
+    pub kind: String,
+    pub group: Option<String>,
+    pub version: Option<String>,
+    #[serde(default)]
+    pub field_specs: Vec<FieldSpec>,
+}
+
+/// A field in objects of a kind: `path` is `/`-separated, sequences on
+/// the way are traversed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FieldSpec {
+    pub kind: Option<String>,
+    pub group: Option<String>,
+    pub version: Option<String>,
+    pub path: String,
+    #[serde(default)]
+    pub create: bool,
 }

@@ -7,15 +7,18 @@
 //! kustomize` (v5): the golden suite in `tests/golden/` proves it.
 //!
 //! Pipeline per kustomization, as kustomize runs it: resources (bases
-//! recursively) → generators → patches → namespace → prefix/suffix →
-//! labels → annotations → replicas → images. Then, once at the top:
-//! content-hash suffixes, reference fix-up, legacy kind order.
+//! recursively) → components (each over what was accumulated) →
+//! generators → patches → namespace → prefix/suffix → labels → annotations
+//! → replicas → images → replacements. Then, once at the top: content-hash
+//! suffixes, reference fix-up (built-in table plus `configurations` name
+//! references from anywhere in the tree), legacy kind order.
 
 pub mod cache;
 pub mod generate;
 pub mod kustomization;
 pub mod object;
 pub mod patch;
+pub mod replace;
 pub mod select;
 pub mod transform;
 
@@ -86,6 +89,7 @@ pub fn render(tree: &dyn TreeReader, dir: &str) -> Result<Rendered, RenderError>
     let mut r = Renderer {
         tree,
         stack: Vec::new(),
+        name_refs: Vec::new(),
     };
     let start = r.canonical_dir(dir)?;
     let mut objects = r.build(&start, Role::Base { nested: false })?;
@@ -94,7 +98,7 @@ pub fn render(tree: &dyn TreeReader, dir: &str) -> Result<Rendered, RenderError>
         let name = format!("{}-{}", o.name(), generate::content_hash(o));
         o.set_name(&name);
     }
-    transform::fix_references(&mut objects);
+    transform::fix_references(&mut objects, &r.name_refs);
     for o in objects.iter_mut() {
         drop_empty_annotations(o);
     }
@@ -206,6 +210,9 @@ struct Renderer<'a> {
     tree: &'a dyn TreeReader,
     /// Kustomization directories being built, outermost first (cycle detection).
     stack: Vec<String>,
+    /// Name references from `configurations` anywhere in the tree (merged
+    /// upward as kustomize merges its bases' configs), for the final fix-up.
+    name_refs: Vec<transform::ExtraRef>,
 }
 
 fn join(dir: &str, rel: &str) -> String {
@@ -358,6 +365,29 @@ impl Renderer<'_> {
             }
         }
 
+        for (i, c) in k.configurations.iter().enumerate() {
+            let path = join(dir, c);
+            let text = self.tree.read_string(&path)?;
+            let doc: Value = yaml::from_str(&path, &text)?;
+            let config: kustomization::TransformerConfig = yaml_serde::from_value(doc)
+                .map_err(|e| RenderError::Kustomization {
+                    file: file.clone(),
+                    message: format!(
+                        "configurations[{i}] ({path}): {e} (of a transformer configuration, nameReference and varReference are supported)"
+                    ),
+                })?;
+            for nr in config.name_reference {
+                for fs in nr.field_specs {
+                    self.name_refs.push(transform::ExtraRef {
+                        referrer_kind: fs.kind,
+                        referrer_group: fs.group,
+                        path: fs.path,
+                        referred_kind: nr.kind.clone(),
+                    });
+                }
+            }
+        }
+
         // Components after the resources, in order, each over everything
         // accumulated so far (its own resources joining it), before this
         // kustomization's own generators and transformers.
@@ -473,7 +503,54 @@ impl Renderer<'_> {
             }
         }
         transform::images(&mut objects, &k.images);
+        if !k.replacements.is_empty() {
+            let replacements = self.replacements(dir, &file, &k.replacements)?;
+            replace::apply(&mut objects, &replacements).map_err(|message| {
+                RenderError::Kustomization {
+                    file: file.clone(),
+                    message,
+                }
+            })?;
+        }
         Ok(objects)
+    }
+
+    /// `replacements` with every `path:` entry read from its file (one
+    /// replacement or a list of them).
+    fn replacements(
+        &self,
+        dir: &str,
+        file: &str,
+        list: &[replace::Replacement],
+    ) -> Result<Vec<replace::Replacement>, RenderError> {
+        let mut out = Vec::new();
+        for (i, r) in list.iter().enumerate() {
+            let Some(p) = &r.path else {
+                out.push(r.clone());
+                continue;
+            };
+            if r.source.is_some() || !r.targets.is_empty() {
+                return Err(RenderError::Kustomization {
+                    file: file.to_string(),
+                    message: format!(
+                        "replacements[{i}]: give either path or source and targets, not both"
+                    ),
+                });
+            }
+            let path = join(dir, p);
+            let text = self.tree.read_string(&path)?;
+            let doc: Value = yaml::from_str(&path, &text)?;
+            let bad = |e: yaml_serde::Error| RenderError::Kustomization {
+                file: path.clone(),
+                message: format!("not a replacement or a list of them: {e}"),
+            };
+            match doc {
+                Value::Sequence(_) => out
+                    .extend(yaml_serde::from_value::<Vec<replace::Replacement>>(doc).map_err(bad)?),
+                other => out.push(yaml_serde::from_value(other).map_err(bad)?),
+            }
+        }
+        Ok(out)
     }
 
     fn load_file(&self, path: &str) -> Result<Vec<Object>, RenderError> {

@@ -79,12 +79,52 @@ pub fn namespace(objects: &mut [Object], ns: &str) -> Result<(), String> {
             o.set_name(ns);
             continue;
         }
+        // The services these cluster-scoped kinds call live in the namespace.
+        match (o.kind(), o.group()) {
+            ("APIService", "apiregistration.k8s.io") => {
+                set_field(&mut o.doc, &["spec", "service", "namespace"], ns, true);
+            }
+            ("CustomResourceDefinition", "apiextensions.k8s.io") => set_field(
+                &mut o.doc,
+                &[
+                    "spec",
+                    "conversion",
+                    "webhook",
+                    "clientConfig",
+                    "service",
+                    "namespace",
+                ],
+                ns,
+                false,
+            ),
+            _ => {}
+        }
         if is_cluster_scoped(o.kind()) {
             continue;
         }
         o.set_namespace(ns);
     }
     Ok(())
+}
+
+/// Sets the string at `path` (created when `create`, else only replaced).
+fn set_field(doc: &mut Mapping, path: &[&str], value: &str, create: bool) {
+    let mut v = Value::Mapping(std::mem::take(doc));
+    if let Some((last, parents)) = path.split_last() {
+        for_each_at(&mut v, parents, create, &mut |node| {
+            if let Value::Mapping(m) = node
+                && (create || m.contains_key(*last))
+            {
+                m.insert(
+                    Value::String((*last).to_string()),
+                    Value::String(value.to_string()),
+                );
+            }
+        });
+    }
+    if let Value::Mapping(m) = v {
+        *doc = m;
+    }
 }
 
 /// Subjects named `default` (the namespace's default ServiceAccount) move
@@ -102,8 +142,11 @@ fn set_default_subject_namespaces(doc: &mut Mapping, ns: &str) {
 
 pub fn prefix_suffix(objects: &mut [Object], prefix: &str, suffix: &str) {
     for o in objects.iter_mut() {
-        // kustomize leaves CRDs (their names are fixed by the API) alone.
-        if o.kind() == "CustomResourceDefinition" || o.kind() == "Namespace" {
+        // kustomize leaves CRDs and APIServices (their names are fixed by
+        // the API) and Namespaces alone.
+        if matches!(o.kind(), "CustomResourceDefinition" | "Namespace")
+            || (o.kind() == "APIService" && o.group() == "apiregistration.k8s.io")
+        {
             continue;
         }
         let name = format!("{prefix}{}{suffix}", o.name());
@@ -373,6 +416,7 @@ const OTHER_REFS: &[(&str, &str, &str)] = &[
     ),
     ("Ingress", "spec/backend/serviceName", "Service"),
     ("StatefulSet", "spec/serviceName", "Service"),
+    ("APIService", "spec/service/name", "Service"),
     ("ServiceAccount", "secrets/name", "Secret"),
     ("ServiceAccount", "imagePullSecrets/name", "Secret"),
 ];
@@ -390,9 +434,21 @@ type Renames = HashMap<(String, String), Vec<Moved>>;
 /// (referred kind, name as written, referrer's namespace) → new name.
 type Lookup<'a> = dyn Fn(&str, &str, Option<&str>) -> Option<String> + 'a;
 
-/// Points references at the current names of renamed objects. Runs once,
-/// after generators' hash suffixes are added.
-pub fn fix_references(objects: &mut [Object]) {
+/// A name reference a `configurations` file adds: in objects of
+/// `referrer_kind` (and group; any when unset), the field at `path` names
+/// an object of `referred_kind`.
+#[derive(Debug, Clone)]
+pub struct ExtraRef {
+    pub referrer_kind: Option<String>,
+    pub referrer_group: Option<String>,
+    pub path: String,
+    pub referred_kind: String,
+}
+
+/// Points references at the current names of renamed objects (the
+/// built-in table plus `extra`). Runs once, after generators' hash
+/// suffixes are added.
+pub fn fix_references(objects: &mut [Object], extra: &[ExtraRef]) {
     let mut renamed: Renames = HashMap::new();
     for o in objects.iter() {
         let (name, namespace) = (o.name().to_string(), o.namespace().map(str::to_string));
@@ -434,6 +490,7 @@ pub fn fix_references(objects: &mut [Object]) {
     };
     for o in objects.iter_mut() {
         let kind = o.kind().to_string();
+        let group = o.group().to_string();
         let ns = o.namespace().map(str::to_string);
         let first_ns = o.ids.first().and_then(|id| id.namespace.clone());
         let fix = |referred: &str, path: &str, doc: &mut Value| {
@@ -456,10 +513,35 @@ pub fn fix_references(objects: &mut [Object]) {
                     fix(referred, path, doc);
                 }
             }
+            for e in extra {
+                if e.referrer_kind.as_deref().is_none_or(|k| k == kind)
+                    && e.referrer_group.as_deref().is_none_or(|g| g == group)
+                {
+                    fix(&e.referred_kind, &e.path, doc);
+                }
+            }
         });
         fix_typed_refs(&mut o.doc, &kind, ns.as_deref(), &lookup);
         if matches!(kind.as_str(), "RoleBinding" | "ClusterRoleBinding") {
             fix_subjects(&mut o.doc, first_ns.as_deref(), &renamed);
+        }
+        if matches!(
+            kind.as_str(),
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration"
+        ) && group == "admissionregistration.k8s.io"
+        {
+            o.edit(|doc| {
+                for_each_at(
+                    doc,
+                    &["webhooks", "clientConfig", "service"],
+                    false,
+                    &mut |n| {
+                        if let Value::Mapping(m) = n {
+                            follow_moved(m, "Service", None, &renamed);
+                        }
+                    },
+                )
+            });
         }
     }
 }
@@ -473,28 +555,31 @@ fn fix_subjects(doc: &mut Mapping, binding_ns: Option<&str>, renamed: &Renames) 
         return;
     };
     for s in subjects.iter_mut().filter_map(Value::as_mapping_mut) {
-        if get_str(s, "kind") != Some("ServiceAccount") {
-            continue;
+        if get_str(s, "kind") == Some("ServiceAccount") {
+            follow_moved(s, "ServiceAccount", binding_ns, renamed);
         }
-        let Some(name) = get_str(s, "name").map(str::to_string) else {
-            continue;
-        };
-        // No namespace is the `default` one, on either side.
-        let wanted = get_str(s, "namespace").map(str::to_string);
-        let wanted = wanted.as_deref().or(binding_ns).unwrap_or("default");
-        let Some(m) = renamed
-            .get(&("ServiceAccount".to_string(), name))
-            .and_then(|c| {
-                c.iter()
-                    .find(|m| m.was_in.as_deref().unwrap_or("default") == wanted)
-            })
-        else {
-            continue;
-        };
-        s.insert("name".into(), Value::String(m.name.clone()));
-        if let Some(ns) = &m.namespace {
-            s.insert("namespace".into(), Value::String(ns.clone()));
-        }
+    }
+}
+
+/// A `{name, namespace}` reference to an object of `kind` follows it when
+/// it moved: matched by the name and namespace as written (none means
+/// `fallback_ns`, and none at all `default`), it takes the object's
+/// current name and namespace. A reference to one elsewhere is left alone.
+fn follow_moved(r: &mut Mapping, kind: &str, fallback_ns: Option<&str>, renamed: &Renames) {
+    let Some(name) = get_str(r, "name").map(str::to_string) else {
+        return;
+    };
+    let wanted = get_str(r, "namespace").map(str::to_string);
+    let wanted = wanted.as_deref().or(fallback_ns).unwrap_or("default");
+    let Some(m) = renamed.get(&(kind.to_string(), name)).and_then(|c| {
+        c.iter()
+            .find(|m| m.was_in.as_deref().unwrap_or("default") == wanted)
+    }) else {
+        return;
+    };
+    r.insert("name".into(), Value::String(m.name.clone()));
+    if let Some(ns) = &m.namespace {
+        r.insert("namespace".into(), Value::String(ns.clone()));
     }
 }
 
