@@ -15,14 +15,6 @@ use std::time::{Duration, Instant};
 /// step with `docs/kustomize.md`.
 const NOT_YET: &[(&str, &str)] = &[
     (
-        "143",
-        "`transformers` (built-in transformer configs) is not supported yet",
-    ),
-    (
-        "148",
-        "`transformers` (built-in transformer configs) is not supported yet",
-    ),
-    (
         "453",
         "`vars` (deprecated, replaced by replacements) is not supported yet",
     ),

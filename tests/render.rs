@@ -32,7 +32,6 @@ fn every_unsupported_kustomization_field_is_named() {
         "helmCharts: []",
         "crds: []",
         "generators: []",
-        "transformers: []",
         "openapi: {}",
         "buildMetadata: []",
         "sortOptions: {}",
@@ -230,6 +229,14 @@ fn remote_bases_and_malformed_patches_are_refused() {
         (
             "resources:\n- d.yaml\nconfigurations:\n- d.yaml\n",
             "nameReference and varReference are supported",
+        ),
+        (
+            "resources:\n- d.yaml\ntransformers:\n- \"apiVersion: example.com/v1\\nkind: Exec\\n\"\n",
+            "transformers[0]: Exec (example.com/v1): only built-in transformers",
+        ),
+        (
+            "resources:\n- d.yaml\ntransformers:\n- base\n",
+            "transformers[0]: \"base\" is a directory",
         ),
         (
             "resources:\n- d.yaml\n- base\nnamespace: one\n",

@@ -27,6 +27,7 @@ pub const SUPPORTED_FIELDS: &[&str] = &[
     "replicas",
     "configurations",
     "replacements",
+    "transformers",
     // Deprecated aliases, converted as kustomize converts them
     // (`Kustomization::fix`).
     "bases",
@@ -66,6 +67,10 @@ pub struct Kustomization {
     pub generator_options: Option<GeneratorOptions>,
     #[serde(default)]
     pub replicas: Vec<Replica>,
+    /// Built-in transformer configurations (files or inline), run after
+    /// the fields' own transformers (`super::plugins`).
+    #[serde(default)]
+    pub transformers: Vec<String>,
     /// Run last, after images (`super::replace`).
     #[serde(default)]
     pub replacements: Vec<super::replace::Replacement>,

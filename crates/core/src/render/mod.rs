@@ -9,7 +9,7 @@
 //! Pipeline per kustomization, as kustomize runs it: resources (bases
 //! recursively) → components (each over what was accumulated) →
 //! generators → patches → namespace → prefix/suffix → labels → annotations
-//! → replicas → images → replacements. Then, once at the top: content-hash
+//! → replicas → images → replacements → `transformers` configs. Then, once at the top: content-hash
 //! suffixes, reference fix-up (built-in table plus `configurations` name
 //! references from anywhere in the tree), legacy kind order.
 
@@ -18,6 +18,7 @@ pub mod generate;
 pub mod kustomization;
 pub mod object;
 pub mod patch;
+pub mod plugins;
 pub mod replace;
 pub mod select;
 pub mod transform;
@@ -512,7 +513,58 @@ impl Renderer<'_> {
                 }
             })?;
         }
+        for (i, t) in k.transformers.iter().enumerate() {
+            self.run_transformer(&mut objects, dir, &file, i, t)?;
+        }
         Ok(objects)
+    }
+
+    /// One entry of `transformers`: a file of built-in transformer
+    /// configurations, or one written inline.
+    fn run_transformer(
+        &self,
+        objects: &mut Vec<Object>,
+        dir: &str,
+        file: &str,
+        index: usize,
+        entry: &str,
+    ) -> Result<(), RenderError> {
+        let err = |message: String| RenderError::Kustomization {
+            file: file.to_string(),
+            message: format!("transformers[{index}]: {message}"),
+        };
+        let (source, text) = if entry.contains('\n') {
+            (format!("{file} (transformers[{index}])"), entry.to_string())
+        } else {
+            let path = join(dir, entry);
+            if matches!(self.tree.resolve(&path)?.node, Node::Dir) {
+                return Err(err(format!(
+                    "{entry:?} is a directory; list transformer configuration files"
+                )));
+            }
+            (path.clone(), self.tree.read_string(&path)?)
+        };
+        for doc in yaml::documents(&source, &text)? {
+            match plugins::parse(doc).map_err(&err)? {
+                plugins::Plugin::Labels { pairs, specs } => {
+                    transform::pairs_at(objects, &pairs, &specs)
+                }
+                plugins::Plugin::Annotations { pairs, specs } => {
+                    transform::pairs_at(objects, &pairs, &specs)
+                }
+                plugins::Plugin::PrefixSuffix { prefix, suffix } => {
+                    transform::prefix_suffix(objects, &prefix, &suffix)
+                }
+                plugins::Plugin::Namespace(ns) => {
+                    transform::namespace(objects, &ns).map_err(&err)?
+                }
+                plugins::Plugin::Image(image) => {
+                    transform::images(objects, std::slice::from_ref(&image))
+                }
+                plugins::Plugin::Patch(p) => self.apply_patch(objects, dir, file, index, &p)?,
+            }
+        }
+        Ok(())
     }
 
     /// `replacements` with every `path:` entry read from its file (one

@@ -278,6 +278,31 @@ pub fn annotations(objects: &mut [Object], pairs: &BTreeMap<String, String>) {
     }
 }
 
+/// Merges `pairs` into the map at each field spec's path (of the objects
+/// its kind and group select), creating it where the spec says so: the
+/// `fieldSpecs` of a built-in LabelTransformer or AnnotationsTransformer.
+pub fn pairs_at(
+    objects: &mut [Object],
+    pairs: &BTreeMap<String, String>,
+    specs: &[super::kustomization::FieldSpec],
+) {
+    for o in objects.iter_mut() {
+        let (kind, group) = (o.kind().to_string(), o.group().to_string());
+        o.edit(|doc| {
+            for fs in specs {
+                if fs.kind.as_deref().is_some_and(|k| k != kind)
+                    || fs.group.as_deref().is_some_and(|g| g != group)
+                {
+                    continue;
+                }
+                for_each_at(doc, &split(&fs.path), fs.create, &mut |n| {
+                    merge_pairs(n, pairs)
+                });
+            }
+        });
+    }
+}
+
 /// Sets `spec.replicas` of the workloads named (by any name they had).
 pub fn replicas(objects: &mut [Object], name: &str, count: i64) -> bool {
     let mut found = false;
