@@ -13,16 +13,7 @@ use std::time::{Duration, Instant};
 
 /// Cases we do not render identically yet, with what is missing. Keep in
 /// step with `docs/kustomize.md`.
-const NOT_YET: &[(&str, &str)] = &[
-    (
-        "453",
-        "`vars` (deprecated, replaced by replacements) is not supported yet",
-    ),
-    (
-        "454",
-        "`vars` (deprecated, replaced by replacements) is not supported yet",
-    ),
-];
+const NOT_YET: &[(&str, &str)] = &[];
 
 fn corpus() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/kustomize-corpus");

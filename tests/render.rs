@@ -28,7 +28,6 @@ const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: 
 #[test]
 fn every_unsupported_kustomization_field_is_named() {
     for field in [
-        "vars: []",
         "helmCharts: []",
         "crds: []",
         "generators: []",
@@ -55,16 +54,12 @@ fn every_unsupported_kustomization_field_is_named() {
         dir.path(),
         &[(
             "kustomization.yaml",
-            "resources: []
-helmCharts: []
-vars: []
-crds: []
-",
+            "resources: []\nhelmCharts: []\nopenapi: {}\ncrds: []\n",
         )],
     );
     let err = render_err(dir.path(), "");
     assert!(
-        err.contains("fields `helmCharts`, `vars`, `crds` are not supported"),
+        err.contains("fields `helmCharts`, `openapi`, `crds` are not supported"),
         "{err}"
     );
 }
@@ -239,6 +234,14 @@ fn remote_bases_and_malformed_patches_are_refused() {
             "transformers[0]: \"base\" is a directory",
         ),
         (
+            "resources:\n- d.yaml\nvars:\n- name: HOST\n  objref: {kind: Service, name: ghost, apiVersion: v1}\n",
+            "var HOST: no Service named \"ghost\"",
+        ),
+        (
+            "resources:\n- d.yaml\n- varbase\nvars:\n- name: HOST\n  objref: {kind: Deployment, name: app}\n",
+            "var HOST is defined twice",
+        ),
+        (
             "resources:\n- d.yaml\n- base\nnamespace: one\n",
             "would rename all 2 Namespace objects to one name",
         ),
@@ -263,6 +266,10 @@ fn remote_bases_and_malformed_patches_are_refused() {
                     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: b\n",
                 ),
                 ("component/kustomization.yaml", "kind: Component\n"),
+                (
+                    "varbase/kustomization.yaml",
+                    "vars:\n- name: HOST\n  objref: {kind: Deployment, name: app}\n",
+                ),
             ],
         );
         let err = render_err(dir.path(), "");

@@ -28,6 +28,7 @@ pub const SUPPORTED_FIELDS: &[&str] = &[
     "configurations",
     "replacements",
     "transformers",
+    "vars",
     // Deprecated aliases, converted as kustomize converts them
     // (`Kustomization::fix`).
     "bases",
@@ -67,6 +68,9 @@ pub struct Kustomization {
     pub generator_options: Option<GeneratorOptions>,
     #[serde(default)]
     pub replicas: Vec<Replica>,
+    /// `$(NAME)` variables (`super::vars`), resolved once at the top.
+    #[serde(default)]
+    pub vars: Vec<super::vars::Var>,
     /// Built-in transformer configurations (files or inline), run after
     /// the fields' own transformers (`super::plugins`).
     #[serde(default)]
@@ -241,8 +245,7 @@ pub fn unsupported_fields(doc: &yaml_serde::Value) -> Option<String> {
 pub struct TransformerConfig {
     #[serde(default)]
     pub name_reference: Vec<NameReference>,
-    /// Where `$(VAR)` may be substituted: meaningful only with `vars`,
-    /// which are refused, so accepted and unused.
+    /// More fields where `$(VAR)` expands (`super::vars`).
     #[serde(default)]
     pub var_reference: Vec<FieldSpec>,
 }

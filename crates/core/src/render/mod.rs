@@ -11,7 +11,7 @@
 //! generators → patches → namespace → prefix/suffix → labels → annotations
 //! → replicas → images → replacements → `transformers` configs. Then, once at the top: content-hash
 //! suffixes, reference fix-up (built-in table plus `configurations` name
-//! references from anywhere in the tree), legacy kind order.
+//! references from anywhere in the tree), `vars`, legacy kind order.
 
 pub mod cache;
 pub mod generate;
@@ -22,6 +22,7 @@ pub mod plugins;
 pub mod replace;
 pub mod select;
 pub mod transform;
+pub mod vars;
 
 use crate::source::{Node, ReadError, TreeReader};
 use crate::yaml::{self, YamlError};
@@ -91,6 +92,8 @@ pub fn render(tree: &dyn TreeReader, dir: &str) -> Result<Rendered, RenderError>
         tree,
         stack: Vec::new(),
         name_refs: Vec::new(),
+        vars: Vec::new(),
+        var_refs: Vec::new(),
     };
     let start = r.canonical_dir(dir)?;
     let mut objects = r.build(&start, Role::Base { nested: false })?;
@@ -100,6 +103,14 @@ pub fn render(tree: &dyn TreeReader, dir: &str) -> Result<Rendered, RenderError>
         o.set_name(&name);
     }
     transform::fix_references(&mut objects, &r.name_refs);
+    vars::apply(&mut objects, &r.vars, &r.var_refs).map_err(|message| {
+        let file = KUSTOMIZATION_FILES
+            .iter()
+            .map(|n| join(&start, n))
+            .find(|f| tree.exists(f).unwrap_or(false))
+            .unwrap_or_else(|| start.clone());
+        RenderError::Kustomization { file, message }
+    })?;
     for o in objects.iter_mut() {
         drop_empty_annotations(o);
     }
@@ -214,6 +225,9 @@ struct Renderer<'a> {
     /// Name references from `configurations` anywhere in the tree (merged
     /// upward as kustomize merges its bases' configs), for the final fix-up.
     name_refs: Vec<transform::ExtraRef>,
+    /// `vars` from anywhere in the tree, and `varReference` field specs.
+    vars: Vec<vars::Var>,
+    var_refs: Vec<kustomization::FieldSpec>,
 }
 
 fn join(dir: &str, rel: &str) -> String {
@@ -377,6 +391,7 @@ impl Renderer<'_> {
                         "configurations[{i}] ({path}): {e} (of a transformer configuration, nameReference and varReference are supported)"
                     ),
                 })?;
+            self.var_refs.extend(config.var_reference);
             for nr in config.name_reference {
                 for fs in nr.field_specs {
                     self.name_refs.push(transform::ExtraRef {
@@ -387,6 +402,19 @@ impl Renderer<'_> {
                     });
                 }
             }
+        }
+
+        for v in &k.vars {
+            if self.vars.iter().any(|x| x.name == v.name) {
+                return Err(RenderError::Kustomization {
+                    file: file.clone(),
+                    message: format!(
+                        "var {} is defined twice (here and in another kustomization of this tree); rename one",
+                        v.name
+                    ),
+                });
+            }
+            self.vars.push(v.clone());
         }
 
         // Components after the resources, in order, each over everything

@@ -91,33 +91,45 @@ fn parse_path(path: &str) -> Result<Vec<Step>, String> {
     if depth != 0 {
         return Err(format!("field path {path:?}: unbalanced brackets"));
     }
-    let steps: Vec<Step> = parts
-        .into_iter()
-        .enumerate()
-        .filter(|(i, p)| !(p.is_empty() && *i == 0))
-        .map(|(_, p)| {
-            if p.is_empty() {
-                return Err(format!("field path {path:?}: an empty element"));
+    let bracket = |inner: &str| match inner.split_once('=') {
+        Some((k, v)) => Step::Match(k.to_string(), v.to_string()),
+        None => match inner.parse::<usize>() {
+            Ok(i) => Step::Index(i),
+            Err(_) => Step::Key(inner.to_string()),
+        },
+    };
+    let mut steps = Vec::new();
+    for (i, p) in parts.into_iter().enumerate() {
+        if p.is_empty() {
+            if i == 0 {
+                continue;
             }
-            if let Some(inner) = p.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-                return Ok(match inner.split_once('=') {
-                    Some((k, v)) => Step::Match(k.to_string(), v.to_string()),
-                    None => Step::Key(inner.to_string()),
-                });
-            }
-            if p == "*" {
-                return Ok(Step::All);
-            }
-            Ok(match p.parse::<usize>() {
+            return Err(format!("field path {path:?}: an empty element"));
+        }
+        if let Some(inner) = p.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            steps.push(bracket(inner));
+        } else if let Some((key, inner)) = p.strip_suffix(']').and_then(|r| r.split_once('[')) {
+            // `ports[0]`, `containers[name=app]`: a key, then an item.
+            steps.push(Step::Key(key.to_string()));
+            steps.push(bracket(inner));
+        } else if p == "*" {
+            steps.push(Step::All);
+        } else {
+            steps.push(match p.parse::<usize>() {
                 Ok(i) => Step::Index(i),
                 Err(_) => Step::Key(p),
-            })
-        })
-        .collect::<Result<_, _>>()?;
+            });
+        }
+    }
     if steps.is_empty() {
         return Err(format!("field path {path:?} is empty"));
     }
     Ok(steps)
+}
+
+/// The node at a kustomize field path in `v`, if any.
+pub fn lookup_path<'a>(v: &'a Value, path: &str) -> Result<Option<&'a Value>, String> {
+    Ok(lookup(v, &parse_path(path)?))
 }
 
 /// The node at `steps` (the first when `*` or a match picks several).
@@ -377,6 +389,15 @@ mod tests {
             ]
         );
         assert_eq!(parse_path("spec.dnsNames.0").unwrap()[2], Step::Index(0));
+        assert_eq!(
+            parse_path("spec.ports[0].port").unwrap(),
+            vec![
+                Step::Key("spec".into()),
+                Step::Key("ports".into()),
+                Step::Index(0),
+                Step::Key("port".into())
+            ]
+        );
         assert!(parse_path("a.[b").is_err());
     }
 
