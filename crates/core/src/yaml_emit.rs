@@ -515,6 +515,12 @@ impl Emitter {
                 self.put(line);
             }
         }
+        // A kept trailing empty line ends at column 0: its own line break
+        // is written here, or the next key (which adds a break only after
+        // text) would swallow it.
+        if body.ends_with('\n') {
+            self.out.push('\n');
+        }
     }
 }
 

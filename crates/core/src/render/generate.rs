@@ -161,17 +161,33 @@ fn put_data(doc: &mut Mapping, kind: &str, data: BTreeMap<String, Vec<u8>>) {
                     text.insert(k.into(), s.into());
                 }
                 Err(e) => {
-                    binary.insert(k.into(), b64.encode(e.as_bytes()).into());
+                    binary.insert(k.into(), wrap_base64(&b64.encode(e.as_bytes())).into());
                 }
             }
         }
     }
-    if !text.is_empty() {
+    // A Secret always has its data map, even empty (a ConfigMap does not).
+    if !text.is_empty() || kind == "Secret" {
         doc.insert("data".into(), Value::Mapping(text));
     }
     if !binary.is_empty() {
         doc.insert("binaryData".into(), Value::Mapping(binary));
     }
+}
+
+/// kustomize's binaryData encoding: base64 over 70 characters is cut into
+/// 70-character lines, each ending in a line break (a literal block).
+fn wrap_base64(encoded: &str) -> String {
+    const LINE: usize = 70;
+    if encoded.len() <= LINE {
+        return encoded.to_string();
+    }
+    let mut out = String::with_capacity(encoded.len() + encoded.len() / LINE + 1);
+    for chunk in encoded.as_bytes().chunks(LINE) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out
 }
 
 /// Merges (behavior: merge) or replaces (behavior: replace) the data of

@@ -137,7 +137,7 @@ fn drop_empty_annotations(o: &mut Object) {
 
 /// kustomize's default ("legacy") order: a fixed rank for well-known kinds,
 /// then group/version/kind, namespace and name.
-fn legacy_key(o: &Object) -> (i32, String, String, String) {
+fn legacy_key(o: &Object) -> (i32, String, String) {
     const FIRST: &[&str] = &[
         "Namespace",
         "ResourceQuota",
@@ -187,11 +187,12 @@ fn legacy_key(o: &Object) -> (i32, String, String, String) {
         or(o.version(), "~V"),
         or(kind, "~K")
     );
+    // Within one kind, kustomize compares "namespace|name" as one string:
+    // `app-a` sorts before `app` ('-' < '|').
     (
         rank,
         gvk,
-        o.namespace().unwrap_or("~X").to_string(),
-        o.name().to_string(),
+        format!("{}|{}", o.namespace().unwrap_or("~X"), o.name()),
     )
 }
 

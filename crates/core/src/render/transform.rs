@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashMap};
 use yaml_serde::{Mapping, Value};
 
 /// Calls `f` on every node at `path` ("spec/template/metadata/labels"),
-/// traversing sequences; creates missing mappings when `create`.
+/// traversing sequences; creates missing mappings when `create`, never a
+/// segment marked as a list (`volumeClaimTemplates[]`, as kustomize
+/// writes its field specs).
 pub fn for_each_at(v: &mut Value, path: &[&str], create: bool, f: &mut dyn FnMut(&mut Value)) {
     match v {
         Value::Sequence(items) => {
@@ -22,9 +24,13 @@ pub fn for_each_at(v: &mut Value, path: &[&str], create: bool, f: &mut dyn FnMut
         }
         _ if path.is_empty() => f(v),
         Value::Mapping(m) => {
-            let key = Value::String(path[0].to_string());
+            let (name, list) = match path[0].strip_suffix("[]") {
+                Some(n) => (n, true),
+                None => (path[0], false),
+            };
+            let key = Value::String(name.to_string());
             if !m.contains_key(&key) {
-                if !create {
+                if !create || list {
                     return;
                 }
                 m.insert(key.clone(), Value::Mapping(Mapping::new()));
@@ -170,6 +176,31 @@ const SELECTOR_FIELDS: &[(&[&str], &str, bool)] = &[
         false,
     ),
     (&["PodDisruptionBudget"], "spec/selector/matchLabels", false),
+    (
+        &["Deployment", "StatefulSet"],
+        "spec/template/spec/affinity/podAffinity/preferredDuringSchedulingIgnoredDuringExecution/podAffinityTerm/labelSelector/matchLabels",
+        false,
+    ),
+    (
+        &["Deployment", "StatefulSet"],
+        "spec/template/spec/affinity/podAffinity/requiredDuringSchedulingIgnoredDuringExecution/labelSelector/matchLabels",
+        false,
+    ),
+    (
+        &["Deployment", "StatefulSet"],
+        "spec/template/spec/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution/podAffinityTerm/labelSelector/matchLabels",
+        false,
+    ),
+    (
+        &["Deployment", "StatefulSet"],
+        "spec/template/spec/affinity/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution/labelSelector/matchLabels",
+        false,
+    ),
+    (
+        &["Deployment", "StatefulSet"],
+        "spec/template/spec/topologySpreadConstraints/labelSelector/matchLabels",
+        false,
+    ),
     (&["NetworkPolicy"], "spec/podSelector/matchLabels", false),
     (
         &["NetworkPolicy"],
@@ -197,7 +228,7 @@ const TEMPLATE_FIELDS: &[(&[&str], &str, bool)] = &[
     (POD_TEMPLATE_KINDS, "spec/template/metadata/labels", true),
     (
         &["StatefulSet"],
-        "spec/volumeClaimTemplates/metadata/labels",
+        "spec/volumeClaimTemplates[]/metadata/labels",
         true,
     ),
     (&["CronJob"], "spec/jobTemplate/metadata/labels", true),
