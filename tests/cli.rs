@@ -163,10 +163,10 @@ fn validate_prints_every_problem_and_fails() {
     // An overlay that does not render is a problem too, named by env file.
     let k = work.join("overlays/prod/kustomization.yaml");
     let before = std::fs::read_to_string(&k).expect("read");
-    std::fs::write(&k, format!("{before}vars: []\n")).expect("write");
+    std::fs::write(&k, format!("{before}helmCharts: []\n")).expect("write");
     let out = stdout(&bin(&work, &["validate"]));
     assert!(
-        out.contains("envs/prod.toml: overlay: overlays/prod does not render: overlays/prod/kustomization.yaml: field `vars` is not supported"),
+        out.contains("envs/prod.toml: overlay: overlays/prod does not render: overlays/prod/kustomization.yaml: field `helmCharts` is not supported"),
         "{out}"
     );
     std::fs::write(&k, before).expect("restore");

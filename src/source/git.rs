@@ -257,17 +257,33 @@ pub trait GitRepo {
 
 /// Network timeouts for every libgit2 connection in this process, so an
 /// unreachable remote fails (as an infrastructure error) instead of hanging
-/// a poll forever. Call once at startup, before any other thread uses git.
+/// a poll forever. Only recorded here: they reach libgit2 just before the
+/// process's first network operation ([`within`]), so a command that never
+/// touches the network never pays libgit2's and OpenSSL's start-up (the
+/// system CA bundle, tens of milliseconds).
 pub fn set_network_timeouts(connect: Duration, io: Duration) {
-    let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: these set process-global libgit2 options; libgit2 documents
-    // them as not thread-safe against concurrent connections, so this runs
-    // from `cli::main` before any git work starts.
-    #[allow(unsafe_code)]
-    unsafe {
-        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms(connect));
-        let _ = git2::opts::set_server_timeout_in_milliseconds(ms(io));
-    }
+    let _ = NETWORK_TIMEOUTS.set((connect, io));
+}
+
+static NETWORK_TIMEOUTS: std::sync::OnceLock<(Duration, Duration)> = std::sync::OnceLock::new();
+
+/// Applies the recorded timeouts once, before the first connection.
+fn apply_network_timeouts() {
+    static APPLIED: std::sync::Once = std::sync::Once::new();
+    APPLIED.call_once(|| {
+        let Some((connect, io)) = NETWORK_TIMEOUTS.get().copied() else {
+            return;
+        };
+        let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: these set process-global libgit2 options, which libgit2
+        // documents as not thread-safe against concurrent connections:
+        // every connection starts in `within`, after this `Once` finished.
+        #[allow(unsafe_code)]
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms(connect));
+            let _ = git2::opts::set_server_timeout_in_milliseconds(ms(io));
+        }
+    });
 }
 
 /// `file:///x` and plain paths are local; `ssh://`, `https://`, `git://`
@@ -349,6 +365,7 @@ pub(crate) fn within<T: Send + 'static>(
     deadline: Duration,
     op: impl FnOnce(Instant) -> T + Send + 'static,
 ) -> Option<T> {
+    apply_network_timeouts();
     let until = Instant::now() + deadline;
     let (tx, rx) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()
