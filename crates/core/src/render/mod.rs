@@ -514,7 +514,8 @@ impl Renderer<'_> {
         if !prefix.is_empty() || !suffix.is_empty() {
             transform::prefix_suffix(&mut objects, prefix, suffix);
         }
-        transform::labels(&mut objects, &k.common_labels, true, true);
+        // `labels` entries first, then `commonLabels` (which wins a key
+        // both set), as kustomize configures its label transformers.
         for l in &k.labels {
             transform::labels(
                 &mut objects,
@@ -523,6 +524,7 @@ impl Renderer<'_> {
                 l.include_templates,
             );
         }
+        transform::labels(&mut objects, &k.common_labels, true, true);
         transform::annotations(&mut objects, &k.common_annotations);
         for r in &k.replicas {
             if !transform::replicas(&mut objects, &r.name, r.count) {
