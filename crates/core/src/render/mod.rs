@@ -354,14 +354,7 @@ impl Renderer<'_> {
         let mut seen: HashSet<ObjectKey> = objects.iter().map(key_of).collect();
 
         for res in &k.resources {
-            if is_remote(res) {
-                return Err(RenderError::RemoteBase {
-                    file: file.clone(),
-                    resource: res.clone(),
-                });
-            }
-            let path = join(dir, res);
-            let resolved = self.tree.resolve(&path)?;
+            let (path, resolved) = self.entry(&file, dir, res)?;
             let added = match resolved.node {
                 Node::Dir => self.build(&resolved.path(), Role::Base { nested: true })?,
                 Node::Missing => return Err(ReadError::NotFound { path }.into()),
@@ -422,14 +415,7 @@ impl Renderer<'_> {
         // accumulated so far (its own resources joining it), before this
         // kustomization's own generators and transformers.
         for c in &k.components {
-            if is_remote(c) {
-                return Err(RenderError::RemoteBase {
-                    file: file.clone(),
-                    resource: c.clone(),
-                });
-            }
-            let path = join(dir, c);
-            let resolved = self.tree.resolve(&path)?;
+            let (path, resolved) = self.entry(&file, dir, c)?;
             match resolved.node {
                 Node::Dir => {
                     objects = self.build(&resolved.path(), Role::Component(objects))?;
@@ -548,6 +534,25 @@ impl Renderer<'_> {
             self.run_transformer(&mut objects, dir, &file, i, t)?;
         }
         Ok(objects)
+    }
+
+    /// A `resources` or `components` entry of the kustomization `file` in
+    /// `dir`: its repo path and what is there (a remote base is refused).
+    fn entry(
+        &self,
+        file: &str,
+        dir: &str,
+        entry: &str,
+    ) -> Result<(String, crate::source::Resolved), RenderError> {
+        if is_remote(entry) {
+            return Err(RenderError::RemoteBase {
+                file: file.to_string(),
+                resource: entry.to_string(),
+            });
+        }
+        let path = join(dir, entry);
+        let resolved = self.tree.resolve(&path)?;
+        Ok((path, resolved))
     }
 
     /// One entry of `transformers`: a file of built-in transformer
