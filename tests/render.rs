@@ -242,6 +242,10 @@ fn remote_bases_and_malformed_patches_are_refused() {
             "var HOST is defined twice",
         ),
         (
+            "resources:\n- d.yaml\nimages:\n- name: x\n  tagSuffix: -debug\n",
+            "images (x): tagSuffix is not supported",
+        ),
+        (
             "resources:\n- d.yaml\n- base\nnamespace: one\n",
             "would rename all 2 Namespace objects to one name",
         ),

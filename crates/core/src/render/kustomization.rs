@@ -165,6 +165,9 @@ pub struct Image {
     pub new_name: Option<String>,
     pub new_tag: Option<String>,
     pub digest: Option<String>,
+    /// Refused (`check_image`): kustomize v5.5.0 appends it twice to a
+    /// Deployment's containers; matching that would deploy a tag nobody meant.
+    pub tag_suffix: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,6 +238,17 @@ pub fn unsupported_fields(doc: &yaml_serde::Value) -> Option<String> {
         if fields.len() == 1 { "it" } else { "them" },
         SUPPORTED_FIELDS.join(", ")
     ))
+}
+
+/// An `images` entry we can render as kustomize does, or why not.
+pub fn check_image(img: &Image) -> Result<(), String> {
+    if img.tag_suffix.is_some() {
+        return Err(format!(
+            "images ({}): tagSuffix is not supported — kustomize v5.5.0 appends it twice to a Deployment's containers (app:1.4 → app:1.4-x-x); write newTag with the full tag instead",
+            img.name
+        ));
+    }
+    Ok(())
 }
 
 /// A transformer configuration file listed under `configurations`: the

@@ -520,6 +520,12 @@ impl Renderer<'_> {
                 });
             }
         }
+        for img in &k.images {
+            kustomization::check_image(img).map_err(|message| RenderError::Kustomization {
+                file: file.clone(),
+                message,
+            })?;
+        }
         transform::images(&mut objects, &k.images);
         if !k.replacements.is_empty() {
             let replacements = self.replacements(dir, &file, &k.replacements)?;
@@ -595,6 +601,7 @@ impl Renderer<'_> {
                     transform::namespace(objects, &ns).map_err(&err)?
                 }
                 plugins::Plugin::Image(image) => {
+                    kustomization::check_image(&image).map_err(&err)?;
                     transform::images(objects, std::slice::from_ref(&image))
                 }
                 plugins::Plugin::Patch(p) => self.apply_patch(objects, dir, file, index, &p)?,

@@ -686,6 +686,7 @@ mod tests {
             new_name: n.map(Into::into),
             new_tag: t.map(Into::into),
             digest: d.map(Into::into),
+            tag_suffix: None,
         };
         assert_eq!(
             rewrite_image("app:1", &img(None, None, Some("sha256:a"))).as_deref(),
