@@ -25,8 +25,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub use platform_capstone_core::{
-    audit, fakes, fsutil, gates, model, ports, redact, release, render, rollback, rollout, signing,
-    yaml,
+    audit, fakes, fsutil, gates, model, ports, redact, release, render, rollback, rollout,
+    schedule, signing, yaml,
 };
 
 pub mod adapters;

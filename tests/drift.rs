@@ -142,11 +142,11 @@ fn drift_is_reported_masked_healed_and_slo_burn_reverts_on_the_real_stack() {
     assert_eq!(live_image(stack, "demo-dev"), versions[1].reference);
 
     // 1. Right after the release: in sync; the SLOs still see the
-    //    analysis traffic (ok) or nothing (no data, exit 2), never drift.
+    //    analysis traffic (ok) or nothing (no data, exit 5), never drift.
     let (code, out, err) = drift(&w, &["-o", "json"]);
     all_output.push_str(&(out.clone() + &err));
     let r = json(&out);
-    assert!(matches!(code, Some(0) | Some(2)), "{out}");
+    assert!(matches!(code, Some(0) | Some(5)), "{out}");
     assert_eq!(r["drifted"], serde_json::json!([]), "{r}");
     assert_eq!(r["in_sync"], 1);
     assert_eq!(

@@ -1075,13 +1075,13 @@ fn a_baked_release_is_promoted_by_one_signed_commit_of_pins_with_trailers() {
 
 #[test]
 fn a_closed_window_or_a_missing_approval_waits_and_an_approval_lets_it_through() {
-    use std::str::FromStr;
     let mut rig = Rig::new();
     rig.next = true;
     rig.healthy("1.0.0");
     // Staging's window opens on January 1st only.
-    rig.staging.promotion.windows = vec![platform_capstone::config::PromotionWindow {
-        schedule: cron::Schedule::from_str("0 0 0 1 1 *").expect("cron"),
+    rig.staging.promotion.windows = vec![platform_capstone::schedule::Window {
+        kind: platform_capstone::schedule::WindowKind::Allow,
+        schedule: platform_capstone::schedule::Schedule::parse("0 0 1 1 *", "UTC").expect("cron"),
         duration: Duration::from_secs(60),
     }];
     let staging_before = rig.repo.resolve("env/staging").expect("head");
@@ -1884,13 +1884,22 @@ fn a_rollback_signed_by_a_stranger_or_unsigned_is_refused_and_changes_nothing() 
 
 #[test]
 fn windows_and_approvals_never_delay_a_rollback_and_a_held_env_takes_no_promotion() {
-    use std::str::FromStr;
     let mut rig = Rig::new();
-    // dev's own promotions would need a window that never opens and an approval.
-    rig.env.promotion.windows = vec![platform_capstone::config::PromotionWindow {
-        schedule: cron::Schedule::from_str("0 0 0 1 1 *").expect("cron"),
-        duration: Duration::from_secs(60),
-    }];
+    // dev's own promotions would need a window that never opens and an
+    // approval, and a freeze (hourly for 2h: always on) holds them too.
+    use platform_capstone::schedule::{Schedule, Window, WindowKind};
+    rig.env.promotion.windows = vec![
+        Window {
+            kind: WindowKind::Allow,
+            schedule: Schedule::parse("0 0 1 1 *", "UTC").expect("cron"),
+            duration: Duration::from_secs(60),
+        },
+        Window {
+            kind: WindowKind::Deny,
+            schedule: Schedule::parse("@hourly", "Europe/Berlin").expect("cron"),
+            duration: Duration::from_secs(7200),
+        },
+    ];
     rig.env.promotion.requires_approval = true;
     rig.two_releases();
     let alice = operator("alice");
@@ -2018,13 +2027,13 @@ fn a_rollback_target_whose_digests_no_longer_verify_is_refused_before_anything_c
 
 #[test]
 fn a_waiting_release_rolled_back_in_the_next_env_is_stopped_and_its_env_handed_back() {
-    use std::str::FromStr;
     let mut rig = Rig::new();
     rig.with_stable();
     rig.next = true;
     // 1.1.0 is live in dev and waits for staging's window...
-    rig.staging.promotion.windows = vec![platform_capstone::config::PromotionWindow {
-        schedule: cron::Schedule::from_str("0 0 0 1 1 *").expect("cron"),
+    rig.staging.promotion.windows = vec![platform_capstone::schedule::Window {
+        kind: platform_capstone::schedule::WindowKind::Allow,
+        schedule: platform_capstone::schedule::Schedule::parse("0 0 1 1 *", "UTC").expect("cron"),
         duration: Duration::from_secs(60),
     }];
     rig.healthy("1.1.0");

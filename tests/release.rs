@@ -96,7 +96,7 @@ fn releases_promote_revert_gate_and_run_under_the_daemon_on_the_real_stack() {
     std::fs::write(
         &p,
         t.replace(
-            "windows = [{ schedule = \"0 0 0 1 1 *\", duration = \"1m\" }]",
+            "windows = [{ schedule = \"0 0 1 1 *\", duration = \"1m\" }]",
             "windows = []",
         ),
     )

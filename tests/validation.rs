@@ -223,7 +223,7 @@ fn each_field_problem_names_file_field_and_fix() {
         ),
         (
             "envs/dev.toml",
-            "schedule = \"0 */15 * * * *\"",
+            "schedule = \"*/15 * * * *\"",
             "schedule = \"every 15 minutes\"",
             "drift.schedule",
             "not a cron expression",
@@ -237,15 +237,15 @@ fn each_field_problem_names_file_field_and_fix() {
         ),
         (
             "envs/dev.toml",
-            "schedule = \"0 */15 * * * *\"",
-            "schedule = \"* * * * * *\"",
-            "drift.schedule",
-            "fires every 1s",
+            "mode = \"report\"",
+            "mode = \"report\"\n\n[[drill]]\nschedule = \"*/5 * * * *\"\nscenario = \"rollback\"",
+            "drill[0].schedule",
+            "fires every 300s",
         ),
         (
             "envs/prod.toml",
             "duration = \"7h\"",
-            "duration = \"7h\" }, { schedule = \"0 0 0 1 1 * 2020\", duration = \"1h\"",
+            "duration = \"7h\" }, { schedule = \"0 0 30 2 *\", duration = \"1h\"",
             "promotion.windows[1].schedule",
             "never fires again",
         ),
@@ -280,7 +280,7 @@ fn each_field_problem_names_file_field_and_fix() {
         (
             "envs/dev.toml",
             "mode = \"report\"",
-            "mode = \"report\"\n\n[[drill]]\nschedule = \"0 0 10 * * Wed\"\nscenario = \"chaos-monkey\"",
+            "mode = \"report\"\n\n[[drill]]\nschedule = \"0 10 * * Wed\"\nscenario = \"chaos-monkey\"",
             "drill[0].scenario",
             "not a drill",
         ),
@@ -293,10 +293,45 @@ fn each_field_problem_names_file_field_and_fix() {
         ),
         (
             "envs/prod.toml",
-            "schedule = \"0 0 9 * * Mon-Thu\"",
-            "schedule = \"0 0 25 * * Mon-Thu\"",
+            "schedule = \"0 9 * * Mon-Thu\"",
+            "schedule = \"0 25 * * Mon-Thu\"",
             "promotion.windows[0].schedule",
             "not a cron expression",
+        ),
+        (
+            "envs/prod.toml",
+            "schedule = \"0 9 * * Mon-Thu\"",
+            "schedule = \"0 0 9 * * 2-5\"",
+            "promotion.windows[0].schedule",
+            "Quartz syntax",
+        ),
+        (
+            "envs/prod.toml",
+            "schedule = \"0 9 * * Mon-Thu\"",
+            "schedule = \"0 9 1-7 * Mon\"",
+            "promotion.windows[0].schedule",
+            "fires on a day matching either",
+        ),
+        (
+            "envs/prod.toml",
+            "timezone = \"UTC\"",
+            "timezone = \"Europe/Berln\"",
+            "promotion.windows[0].timezone",
+            "not an IANA time zone",
+        ),
+        (
+            "envs/prod.toml",
+            "kind = \"deny\"",
+            "kind = \"freeze\"",
+            "promotion.windows[1].kind",
+            "not a valid value",
+        ),
+        (
+            "envs/dev.toml",
+            "mode = \"report\"",
+            "mode = \"report\"\ntimezone = \"berlin\"",
+            "drift.timezone",
+            "not an IANA time zone",
         ),
         (
             "envs/prod.toml",
@@ -454,4 +489,30 @@ fn hostile_toml_is_refused_quickly_with_a_clear_error() {
             "{name}: error must stay one short line"
         );
     }
+}
+
+#[test]
+fn a_quartz_window_is_refused_by_validate_with_the_crontab_form_on_one_line() {
+    let dir = blueprint_dir();
+    edit(
+        dir.path(),
+        "envs/prod.toml",
+        "schedule = \"0 9 * * Mon-Thu\"",
+        "schedule = \"0 0 9 * * 1-5\"",
+    );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
+        .args(["validate", "--repo"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.contains("promotion.windows[0].schedule"))
+        .unwrap_or_else(|| panic!("no line for the window in\n{out}"));
+    assert_eq!(
+        line,
+        "envs/prod.toml: promotion.windows[0].schedule: \"0 0 9 * * 1-5\" has 6 fields: that is Quartz syntax (seconds first, day-of-week 1 = Sunday), not crontab; write \"0 9 * * 0-4\" (crontab numbers days 0-6 from Sunday)"
+    );
 }

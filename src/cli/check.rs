@@ -19,7 +19,7 @@ policies/trust.toml), vulnerability_policy (each digest's signed vulnerability \
 attestation satisfies policies/vulnerability.toml), admission_policy (policies/admission/*.rego \
 over every object, with severity phases). Each line is pass, warn or fail, with the \
 reasons indented under it. A gate that cannot evaluate (registry unreachable, policy \
-broken) fails. Exits 1 when any gate fails."
+broken) fails. Exits 1 when any gate fails, 4 when the check itself could not run."
 )]
 pub struct Args {
     /// The environment to check.
@@ -57,13 +57,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         chrono::Utc::now(),
     );
     match a.output {
-        Output::Json => super::print_json(&checks)?,
+        o @ (Output::Json | Output::Yaml) => super::print_data(o, &checks)?,
         Output::Text => super::write_stdout(&format_checks(&checks))?,
     }
     Ok(if checks.passed() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        ExitCode::from(super::exit::NO)
     })
 }
 

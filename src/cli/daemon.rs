@@ -1,6 +1,5 @@
 //! `platform-capstone daemon`: the long-running reconciler.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -18,12 +17,11 @@ new one is valid (and keeps the old one, saying why, when not); SIGTERM parks ru
 rollouts with all traffic on stable and exits; a restart resumes them."
 )]
 pub struct Args {
-    /// The daemon config (see systemd/platform-capstone.toml).
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    #[command(flatten)]
+    config: super::ConfigArg,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    crate::daemon::run(&a.config)?;
+    crate::daemon::run(&a.config.path()?)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -16,7 +16,7 @@ revisions (each revision's own envs/E.toml and overlay), --env A --against-env B
 compares the heads of two environments' branches (what promoting A into B would \
 change, besides the pins). Secret data, stringData and last-applied annotations are \
 replaced by a stable digest, so a changed Secret still shows as a change but its value \
-never appears. Exits 0 when there is no difference, 1 when there is, 2 on error."
+never appears. Exits 0 when there is no difference, 1 when there is, 4 on error."
 )]
 pub struct Args {
     /// The environment to render.
@@ -62,7 +62,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             side(other, &format!("env/{other}"))?,
             side(&a.env, &format!("env/{}", a.env))?,
         ),
-        _ => anyhow::bail!("give --from REV --to REV, or --against-env ENV"),
+        _ => {
+            return Err(super::usage(
+                "give --from REV --to REV, or --against-env ENV",
+            ));
+        }
     };
     if old == new {
         eprintln!("no difference between {old_label} and {new_label}");
@@ -76,5 +80,5 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .header(&old_label, &new_label)
             .to_string(),
     )?;
-    Ok(ExitCode::from(1))
+    Ok(ExitCode::from(super::exit::NO))
 }

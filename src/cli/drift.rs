@@ -3,26 +3,12 @@
 //! `--act` (then heal mode and the SLO hand-over run as the daemon runs
 //! them).
 
+use super::Output;
 use crate::config::DaemonConfig;
 use crate::drift::report::{EnvReport, markdown};
 use crate::engine::Reporter;
 use crate::wiring;
-use anyhow::bail;
-use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Exit code when drift was found.
-pub const EXIT_DRIFT: u8 = 1;
-/// Exit code when something could not be measured (no data, live state
-/// unreadable) and nothing drifted: not "in sync".
-pub const EXIT_UNKNOWN: u8 = 2;
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    #[default]
-    Markdown,
-    Json,
-}
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -36,17 +22,16 @@ The report opens with one line per env, then the diffs and the SLO table. It is 
 the state dir (reports/<env>/latest.md|json). Read-only by default; with --act, envs in heal \
 mode re-apply drift older than their grace, and SLO drift right after a release hands it back \
 to the release engine (rollback + signed revert), as the daemon does.\n\n\
-Exit: 0 in sync, 1 drift found, 2 not fully measured (no data, live state unreadable)."
+Exit: 0 in sync, 1 drift found, 5 not fully measured (no data, live state unreadable), 4 on error."
 )]
 pub struct Args {
-    /// Daemon config: remote, cache and state dirs, signing key, identity.
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    #[command(flatten)]
+    config: super::ConfigArg,
     /// Only this environment (default: all).
     #[arg(long)]
     env: Option<String>,
     #[arg(short, long, value_enum, default_value_t)]
-    output: Format,
+    output: Output,
     /// Heal (heal-mode envs) and hand SLO drift after a release to the engine.
     #[arg(long)]
     act: bool,
@@ -62,8 +47,9 @@ impl Reporter for Quiet {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let cfg = DaemonConfig::load(&a.config)?;
-    let (ws, _) = wiring::Workspace::open(&cfg, &a.config, &cfg.cache_dir, false)?;
+    let config = a.config.path()?;
+    let cfg = DaemonConfig::load(&config)?;
+    let (ws, _) = wiring::Workspace::open(&cfg, &config, &cfg.cache_dir, false)?;
     let wiring::Workspace {
         mut repo,
         signer,
@@ -74,10 +60,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(e) = &a.env
         && !cfg.trust.pins(e)
     {
-        bail!(
+        return Err(super::usage(format!(
             "--env {e}: not a pinned environment (trust.envs: {})",
             cfg.trust.envs.join(", ")
-        );
+        )));
     }
     let actor = format!("{} <{}> (drift)", cfg.identity.name, cfg.identity.email);
     let mut reports: Vec<EnvReport> = Vec::new();
@@ -124,8 +110,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         reports.push(report);
     }
     match a.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
-        Format::Markdown => print!("{}", markdown(&reports)),
+        Output::Text => super::write_stdout(&markdown(&reports))?,
+        data => super::print_data(data, &reports)?,
     }
     let drift = reports
         .iter()
@@ -137,9 +123,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 .any(|s| matches!(s.status, crate::drift::slo::SloStatus::NoData { .. }))
     });
     Ok(ExitCode::from(if drift {
-        EXIT_DRIFT
+        super::exit::NO
     } else if unknown {
-        EXIT_UNKNOWN
+        super::exit::UNKNOWN
     } else {
         0
     }))

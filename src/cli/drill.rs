@@ -6,7 +6,7 @@ use crate::config::DaemonConfig;
 use crate::drill::run::DrillContext;
 use crate::drill::{DrillRun, Scenario, summarize};
 use crate::wiring;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,14 +29,13 @@ command (--operator-key): the previous release live at once, a signed commit, qu
 A drill releases only into its env (never promotes) and returns the env to where it started. \
 Each run writes a report (state dir drills/<env>/, Markdown + JSON) and an audit entry (the \
 note of the env's head). --repeat N prints the success rate and p50/p95 of each phase. \
-Exit 0 when every run succeeded, 1 otherwise."
+Exit 0 when every run succeeded, 1 otherwise, 4 when no drill could start."
 )]
 pub struct Args {
     #[arg(long, value_enum)]
     scenario: ScenarioArg,
-    /// Daemon config: remote, cache and state dirs, signing key, identity.
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    #[command(flatten)]
+    config: super::ConfigArg,
     /// The environment (default: the first of the promotion chain).
     #[arg(long)]
     env: Option<String>,
@@ -70,16 +69,17 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if !(0.0..=1.0).contains(&a.fault_error_ratio) {
-        bail!(
+        return Err(super::usage(format!(
             "--fault-error-ratio {}: must be between 0 and 1",
             a.fault_error_ratio
-        );
+        )));
     }
-    let cfg = DaemonConfig::load(&a.config)?;
+    let config = a.config.path()?;
+    let cfg = DaemonConfig::load(&config)?;
     let env = match &a.env {
         Some(e) => e.clone(),
         None => {
-            wiring::Workspace::new(&cfg, &a.config, &cfg.cache_dir)?;
+            wiring::Workspace::new(&cfg, &config, &cfg.cache_dir)?;
             cfg.trust
                 .envs
                 .first()
@@ -115,7 +115,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let ctx = DrillContext {
         cfg: &cfg,
         operator,
-        config_file: &a.config,
+        config_file: &config,
         local,
         prometheus,
         cosign_key,
@@ -124,7 +124,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         fault_latency_ms: a.fault_latency_ms,
         exe: std::env::current_exe().context("this program's path")?,
     };
-    let json = a.output == Output::Json;
+    let json = a.output.is_data();
     let mut runs: Vec<DrillRun> = Vec::new();
     for i in 0..a.repeat {
         if a.repeat > 1 {
@@ -159,10 +159,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     let summary = summarize(&runs);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"runs": runs, "summary": summary}))?
-        );
+        super::print_data(
+            a.output,
+            &serde_json::json!({"runs": runs, "summary": summary}),
+        )?;
     } else if a.repeat > 1
         && let Some(s) = &summary
     {
@@ -170,11 +170,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             println!("{l}");
         }
     }
-    Ok(if runs.iter().all(DrillRun::success) {
-        ExitCode::SUCCESS
+    Ok(ExitCode::from(if runs.iter().all(DrillRun::success) {
+        super::exit::OK
     } else {
-        ExitCode::FAILURE
-    })
+        super::exit::NO
+    }))
 }
 
 /// `--scenario`: a drill scenario with its values and help from the drill

@@ -47,7 +47,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let done = crate::blueprint::init(&a.dir, a.remote.as_deref(), signer.as_ref(), &identity)
         .with_context(|| format!("init {}", a.dir.display()))?;
     match a.output {
-        Output::Json => super::print_json(&done)?,
+        o @ (Output::Json | Output::Yaml) => super::print_data(o, &done)?,
         Output::Text => {
             println!(
                 "initialised {} at {} ({})",

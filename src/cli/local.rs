@@ -117,7 +117,7 @@ fn parse_route(r: &str) -> anyhow::Result<(String, String)> {
     let (ns, app) = r
         .split_once('/')
         .filter(|(n, a)| !n.is_empty() && !a.is_empty() && !a.contains('/'))
-        .with_context(|| format!("--route {r:?}: expected NAMESPACE/APP"))?;
+        .ok_or_else(|| super::usage(format!("--route {r:?}: expected NAMESPACE/APP")))?;
     Ok((ns.to_string(), app.to_string()))
 }
 
@@ -171,8 +171,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let stack = Stack::new(&dir.state_dir)?;
             let status = stack.status();
             let all_up = !status.components.is_empty() && status.components.iter().all(|c| c.up);
-            if output == Output::Json {
-                super::print_json(&status)?;
+            if output.is_data() {
+                super::print_data(output, &status)?;
             } else {
                 let mut out = format!(
                     "state dir: {}\nruntime dir: {}\n",
@@ -212,7 +212,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(if all_up {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::FAILURE
+                ExitCode::from(super::exit::NO)
             })
         }
         LocalCommand::DemoImages {
@@ -239,8 +239,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 &mut |l| say(l),
             )
             .map_err(|e| anyhow::anyhow!(e))?;
-            if output == Output::Json {
-                super::print_json(&published)?;
+            if output.is_data() {
+                super::print_data(output, &published)?;
             } else {
                 let text: String = published
                     .iter()

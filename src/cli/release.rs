@@ -21,8 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Exit code when a promotion waits (window or approval): not a failure.
-const EXIT_WAITING: u8 = 3;
+use super::exit;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -36,7 +35,7 @@ Prints the checks and each step as they finish; a failing check or an unhealthy 
 the reason, restores the last good release, commits a signed revert on that env's branch and \
 exits 1. A promotion outside its window or without a needed approval waits: exit 3; run \
 `release --resume ID` once it may go on. Infrastructure errors (git, registry, Prometheus, \
-target) pause the release and never revert it: exit 2, resume later.\n\n\
+target) pause the release and never revert it: exit 4, resume later.\n\n\
 Podman envs run on the local stack (`local up`; --local or $PLATFORM_CAPSTONE_LOCAL) with \
 synthetic traffic during analysis; kubernetes envs use the kubeconfig context of the env and \
 --prometheus."
@@ -60,9 +59,8 @@ pub struct Args {
 
 #[derive(Debug, clap::Args)]
 pub struct Common {
-    /// Daemon config: remote, cache and state dirs, signing key, identity.
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    #[command(flatten)]
+    config: super::ConfigArg,
     #[command(flatten)]
     targets: super::Targets,
     #[arg(short, long, value_enum, default_value_t)]
@@ -275,7 +273,7 @@ fn result_line(release: &str, outcome: &Result<EnvOutcome, String>) -> (String, 
             format!(
                 "result: release waiting before {env} ({reason}); audit trail id {release}; continue with `release --resume {release}`"
             ),
-            EXIT_WAITING,
+            exit::WAITING,
         ),
         Ok(EnvOutcome::Failed { reason, revert }) => (
             format!(
@@ -301,14 +299,15 @@ fn result_line(release: &str, outcome: &Result<EnvOutcome, String>) -> (String, 
             format!(
                 "result: release paused ({e}); audit trail id {release}; resume with `release --resume {release}`"
             ),
-            2,
+            exit::ERROR,
         ),
     }
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let cfg = DaemonConfig::load(&a.common.config)?;
-    let (ws, rewrites) = Workspace::open(&cfg, &a.common.config, &cfg.cache_dir, true)?;
+    let config = a.common.config.path()?;
+    let cfg = DaemonConfig::load(&config)?;
+    let (ws, rewrites) = Workspace::open(&cfg, &config, &cfg.cache_dir, true)?;
     let Workspace {
         mut repo,
         signer,
@@ -371,10 +370,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             let (c, _) = pin_version(&mut repo, first, version, &release)?;
             (release, start, c)
         }
-        (None, None) => bail!("--version V or --resume ID is required"),
+        (None, None) => return Err(super::usage("--version V or --resume ID is required")),
     };
 
-    let mut printer = Printer::new(a.common.output == Output::Json);
+    let mut printer = Printer::new(a.common.output.is_data());
     let mut last: Result<EnvOutcome, String>;
     loop {
         // Judged again each env: a promotion moved the next env's head.
@@ -425,12 +424,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         pb.finish_and_clear();
     }
     let (line, code) = result_line(&release, &last);
-    if a.common.output == Output::Json {
+    if a.common.output.is_data() {
         let records: Vec<Record> = audit::all_records(&repo.notes()?)
             .into_iter()
             .filter(|r| r.release == release)
             .collect();
-        super::print_json(
+        super::print_data(
+            a.common.output,
             &serde_json::json!({"release": release, "result": line, "records": records}),
         )?;
     } else {
@@ -477,9 +477,7 @@ pub fn approve(a: ApproveArgs) -> anyhow::Result<ExitCode> {
     if let (Some(url), Some(token_file)) = (&a.via.daemon, &a.via.token_file) {
         return approve_via_daemon(&a, &key, url, token_file);
     }
-    let Some(config) = &a.via.config else {
-        bail!("--config FILE or --daemon URL is required");
-    };
+    let config = &super::config_path(a.via.config.as_deref())?;
     let cfg = DaemonConfig::load(config)?;
     let mut repo = Workspace::new(&cfg, config, &cfg.cache_dir)?.repo;
     repo.fetch()?;
@@ -560,16 +558,16 @@ enum AuditCommand {
     List {
         #[arg(long)]
         env: Option<String>,
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: super::ConfigArg,
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },
     /// One release in full.
     Show {
         release: String,
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: super::ConfigArg,
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },
@@ -590,12 +588,12 @@ pub fn audit(a: AuditArgs) -> anyhow::Result<ExitCode> {
             config,
             output,
         } => {
-            let records: Vec<Record> = audit::all_records(&notes_of(&config)?)
+            let records: Vec<Record> = audit::all_records(&notes_of(&config.path()?)?)
                 .into_iter()
                 .filter(|r| env.as_ref().is_none_or(|e| &r.env == e))
                 .collect();
-            if output == Output::Json {
-                super::print_json(&records)?;
+            if output.is_data() {
+                super::print_data(output, &records)?;
             } else {
                 let mut out = format!(
                     "{:<20} {:<10} {:<10} {:<10} {:<25} {}\n",
@@ -621,7 +619,7 @@ pub fn audit(a: AuditArgs) -> anyhow::Result<ExitCode> {
             config,
             output,
         } => {
-            let notes = notes_of(&config)?;
+            let notes = notes_of(&config.path()?)?;
             let mut records: Vec<Record> = audit::all_records(&notes)
                 .into_iter()
                 .filter(|r| r.release == release)
@@ -630,8 +628,8 @@ pub fn audit(a: AuditArgs) -> anyhow::Result<ExitCode> {
                 bail!("{release}: no such release in the audit trail (see `audit list`)");
             }
             records.sort_by_key(|r| r.started);
-            if output == Output::Json {
-                super::print_json(&records)?;
+            if output.is_data() {
+                super::print_data(output, &records)?;
                 return Ok(ExitCode::SUCCESS);
             }
             let mut out = String::new();

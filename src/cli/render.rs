@@ -69,7 +69,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             let reader = repo.reader(&commit)?;
             render_env(reader.as_ref(), env)?
         }
-        (None, None) => anyhow::bail!("give --overlay DIR or --env ENV"),
+        (None, None) => return Err(super::usage("give --overlay DIR or --env ENV")),
     };
     if a.images {
         let rows: Vec<ImageRow> = render::images(&rendered)
@@ -85,7 +85,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             })
             .collect();
         match a.output {
-            Output::Json => super::print_json(&rows)?,
+            o @ (Output::Json | Output::Yaml) => super::print_data(o, &rows)?,
             Output::Text => {
                 for r in rows {
                     println!(
@@ -99,7 +99,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     } else {
         match a.output {
-            Output::Json => super::print_json(&rendered.objects)?,
+            o @ (Output::Json | Output::Yaml) => super::print_data(o, &rendered.objects)?,
             Output::Text => super::write_stdout(&rendered.to_yaml())?,
         }
     }

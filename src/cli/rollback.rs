@@ -7,14 +7,10 @@ use crate::engine::rollback::{Done, Landed};
 use crate::rollback::{NAMESPACE, Request, To};
 use crate::signing::{Identity, Signer};
 use crate::wiring::{self, Workspace};
-use anyhow::{Context, bail};
+use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-
-/// Exit code when the rollback is live but its commit waits (git down, or
-/// a conflict to resolve): the env is held.
-const EXIT_PENDING: u8 = 3;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -85,7 +81,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 /// The request, signed with the operator's key.
 fn sign(a: &Args) -> anyhow::Result<Request> {
     let (Some(key), Some(principal), Some(reason)) = (&a.key, &a.principal, &a.reason) else {
-        bail!("--key, --principal and --reason are required");
+        return Err(super::usage("--key, --principal and --reason are required"));
     };
     let signer = Signer::load(
         key,
@@ -125,9 +121,7 @@ fn workspace(cfg: &DaemonConfig, config: &std::path::Path) -> anyhow::Result<Wor
 }
 
 fn here(a: &Args, request: &Request) -> anyhow::Result<Done> {
-    let Some(config) = &a.via.config else {
-        bail!("--config FILE or --daemon URL is required");
-    };
+    let config = &super::config_path(a.via.config.as_deref())?;
     let cfg = DaemonConfig::load(config)?;
     let mut ws = workspace(&cfg, config)?;
     let env = ws.env(&a.env)?.clone();
@@ -182,9 +176,8 @@ fn done_from_json(v: &serde_json::Value) -> Option<Done> {
 }
 
 fn print(d: &Done, output: Output) -> anyhow::Result<()> {
-    if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(d)?);
-        return Ok(());
+    if output.is_data() {
+        return super::print_data(output, d);
     }
     println!("rollback {}: {} → {} (by {})", d.env, d.from, d.to, d.by);
     println!(
@@ -218,25 +211,23 @@ fn landed_line(env: &str, l: &Landed) -> String {
 fn exit_code(l: &Landed) -> ExitCode {
     match l {
         Landed::Pushed { .. } => ExitCode::SUCCESS,
-        Landed::Queued { .. } => ExitCode::from(EXIT_PENDING),
-        Landed::Conflict { .. } => ExitCode::FAILURE,
+        Landed::Queued { .. } => ExitCode::from(super::exit::WAITING),
+        Landed::Conflict { .. } => ExitCode::from(super::exit::NO),
     }
 }
 
 /// `--pending`: the env's held rollback, pushed now when git answers.
 fn pending(a: &Args) -> anyhow::Result<ExitCode> {
-    let Some(config) = &a.via.config else {
-        bail!("--pending works on this machine's state dir: --config FILE is required");
-    };
+    let config = &super::config_path(a.via.config.as_deref())?;
     let cfg = DaemonConfig::load(config)?;
     let mut ws = workspace(&cfg, config)?;
     let env = ws.env(&a.env)?.clone();
     let Some(p) = ws.store.rollback_pending(&env.name)? else {
-        if a.output == Output::Json {
-            println!(
-                "{}",
-                serde_json::json!({ "env": env.name, "pending": null })
-            );
+        if a.output.is_data() {
+            super::print_data(
+                a.output,
+                &serde_json::json!({ "env": env.name, "pending": null }),
+            )?;
         } else {
             println!("{}: no pending rollback", env.name);
         }
@@ -246,13 +237,11 @@ fn pending(a: &Args) -> anyhow::Result<ExitCode> {
         crate::engine::rollback::flush(&mut ws.repo, &ws.store, &env)?.unwrap_or(Landed::Queued {
             why: "the hold disappeared".into(),
         });
-    if a.output == Output::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "env": env.name, "pending": p, "commit": landed })
-            )?
-        );
+    if a.output.is_data() {
+        super::print_data(
+            a.output,
+            &serde_json::json!({ "env": env.name, "pending": p, "commit": landed }),
+        )?;
     } else {
         println!("{}: {}", env.name, p.summary());
         println!("  commit: {}", landed_line(&env.name, &landed));

@@ -102,7 +102,11 @@ pub fn run_attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
             cosign::VULN_PREDICATE.to_string()
         }
         uri if uri.contains("://") => uri.to_string(),
-        other => anyhow::bail!("--type {other:?}: use vuln or a predicate type URI"),
+        other => {
+            return Err(super::usage(format!(
+                "--type {other:?}: use vuln or a predicate type URI"
+            )));
+        }
     };
     let manifest = cosign::attest(&reg, &repo, &digest, &predicate_type, predicate, &key)?;
     println!(

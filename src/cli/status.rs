@@ -156,7 +156,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         order_by_chain(&mut rows);
     }
     match a.output {
-        Output::Json => super::print_json(&rows)?,
+        o @ (Output::Json | Output::Yaml) => super::print_data(o, &rows)?,
         Output::Text => print_table(&rows),
     }
     Ok(ExitCode::SUCCESS)

@@ -183,7 +183,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         problems: &cfg.problems,
     };
     match a.output {
-        Output::Json => super::print_json(&report)?,
+        o @ (Output::Json | Output::Yaml) => super::print_data(o, &report)?,
         Output::Text => {
             for p in report.problems {
                 println!("{p}");
@@ -210,6 +210,6 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     Ok(if report.valid {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        ExitCode::from(super::exit::NO)
     })
 }

@@ -18,14 +18,14 @@
 //!
 //! Modules: `reconcile` (one poll: the snapshot, the scheduled jobs, the
 //! dispatch of typed jobs to workers), `worker` (one env's reconcile, the
-//! retry policy), `http`, `schedule` (pure cron scheduler), `metrics`.
+//! retry policy), `http`, `metrics`; the pure job scheduler is the core's `schedule`.
 
 pub mod http;
 pub mod metrics;
 mod reconcile;
 mod worker;
 
-pub use platform_capstone_core::schedule;
+use crate::schedule;
 use worker::Backoff;
 
 use crate::audit::{self, Record};
@@ -587,7 +587,7 @@ async fn serve(cfg: DaemonConfig, config_file: PathBuf) -> Result<(), DaemonErro
         let jobs = reconcile::scheduled_jobs(&snap.envs);
         let key: Vec<(String, String)> = jobs
             .iter()
-            .map(|(n, s)| (n.clone(), s.to_string()))
+            .map(|(n, s)| (n.clone(), s.describe()))
             .collect();
         if key != job_key {
             scheduler = schedule::Scheduler::new(jobs, chrono::Utc::now());

@@ -12,6 +12,7 @@ use crate::audit::{self, Record};
 use crate::config::{DaemonConfig, Env, trust::Trust};
 use crate::source::GitRepo;
 use crate::wiring;
+use platform_capstone_core::schedule::{Recurrence, scheduler::Openings};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -123,29 +124,27 @@ fn flush_rollbacks(ws: &mut wiring::Workspace) -> Result<BTreeMap<String, String
     Ok(held)
 }
 
-/// What the scheduler runs: each env's promotion windows (an opening
-/// retries a waiting release), drift checks and drills, named
-/// `window:E`, `drift:E`, `drill:E:SCENARIO`.
-pub fn scheduled_jobs(envs: &[Env]) -> Vec<(String, cron::Schedule)> {
-    envs.iter()
-        .flat_map(|e| {
-            e.promotion
-                .windows
-                .iter()
-                .map(move |w| (format!("window:{}", e.name), w.schedule.clone()))
-                .chain(
-                    e.drift
-                        .schedule
-                        .iter()
-                        .map(move |s| (format!("drift:{}", e.name), s.clone())),
-                )
-                .chain(
-                    e.drills
-                        .iter()
-                        .map(move |(s, sc)| (format!("drill:{}:{}", e.name, sc.name()), s.clone())),
-                )
-        })
-        .collect()
+/// What the scheduler runs: each env's promotion-window openings (an
+/// allow window opening or a freeze ending retries a waiting release),
+/// drift checks and drills, named `window:E`, `drift:E`, `drill:E:SCENARIO`.
+pub fn scheduled_jobs(envs: &[Env]) -> Vec<(String, Arc<dyn Recurrence>)> {
+    let mut jobs: Vec<(String, Arc<dyn Recurrence>)> = Vec::new();
+    for e in envs {
+        if !e.promotion.windows.is_empty() {
+            let openings = Openings(e.promotion.windows.clone());
+            jobs.push((format!("window:{}", e.name), Arc::new(openings)));
+        }
+        if let Some(s) = &e.drift.schedule {
+            jobs.push((format!("drift:{}", e.name), Arc::new(s.clone())));
+        }
+        for (s, sc) in &e.drills {
+            jobs.push((
+                format!("drill:{}:{}", e.name, sc.name()),
+                Arc::new(s.clone()),
+            ));
+        }
+    }
+    jobs
 }
 
 /// One env's worker: the channel its jobs go to, and its thread.

@@ -6,39 +6,13 @@
 //! promotion record the next env re-verifies.
 
 use crate::audit::{self, Approval, Note, PromotionRecord, SignedPromotion};
-use crate::config::{APPROVERS_FILE, Env, PromotionWindow};
+use crate::config::{APPROVERS_FILE, Env};
 use crate::gates::run::Checks;
 use crate::model::{Digest, ImagePin, Outcome, pins_from_kustomization, set_digest_pins};
 use crate::signing::{AllowedSigners, Signer};
 use crate::source::{CommitOutcome, FileChange, GitError, GitRepo, TreeReader};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
-
-/// `Ok(())` when a window is open at `now` (or there are none); else the
-/// next opening. Pure.
-pub fn window_open(windows: &[PromotionWindow], now: DateTime<Utc>) -> Result<(), String> {
-    if windows.is_empty() {
-        return Ok(());
-    }
-    let mut next: Option<DateTime<Utc>> = None;
-    for w in windows {
-        let span = chrono::Duration::from_std(w.duration).unwrap_or(chrono::Duration::zero());
-        // The first opening after (now - duration): open if it is not in the future.
-        if let Some(open) = w.schedule.after(&(now - span)).next() {
-            if open <= now {
-                return Ok(());
-            }
-            next = Some(next.map_or(open, |n: DateTime<Utc>| n.min(open)));
-        }
-    }
-    Err(match next {
-        Some(t) => format!(
-            "outside its promotion windows; the next opens at {}",
-            t.to_rfc3339()
-        ),
-        None => "outside its promotion windows, and none opens again".into(),
-    })
-}
 
 /// The approver of `release` into `env`, if a valid approval is in `note`
 /// (signed by a key of `approvers` in the approval namespace).
@@ -89,7 +63,7 @@ pub fn may_promote(
     release: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<String>, String> {
-    window_open(&next.promotion.windows, now)?;
+    platform_capstone_core::schedule::windows::check(&next.promotion.windows, now)?;
     if !next.promotion.requires_approval {
         return Ok(None);
     }
@@ -354,30 +328,4 @@ pub fn store_approval(
         n.approvals.push(approval.clone());
         n.to_text()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::str::FromStr;
-
-    fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
-    #[test]
-    fn windows_open_for_their_duration_after_each_firing() {
-        // Weekdays 09:00 UTC for 8 hours.
-        let w = vec![PromotionWindow {
-            schedule: cron::Schedule::from_str("0 0 9 * * Mon-Fri").unwrap(),
-            duration: std::time::Duration::from_secs(8 * 3600),
-        }];
-        assert!(window_open(&w, at("2026-11-25T10:00:00Z")).is_ok()); // Wednesday
-        assert!(window_open(&w, at("2026-11-25T16:59:00Z")).is_ok());
-        let closed = window_open(&w, at("2026-11-25T17:01:00Z")).unwrap_err();
-        assert!(closed.contains("2026-11-26T09:00:00"), "{closed}");
-        let weekend = window_open(&w, at("2026-11-28T12:00:00Z")).unwrap_err();
-        assert!(weekend.contains("2026-11-30T09:00:00"), "{weekend}");
-        assert!(window_open(&[], at("2026-11-28T12:00:00Z")).is_ok());
-    }
 }

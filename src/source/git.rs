@@ -28,14 +28,15 @@ pub const DEFAULT_PUSH_ATTEMPTS: u32 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
-    #[error("{path}: cannot open git repository: {source}")]
+    #[error("{path}: cannot open git repository: {}", words(source))]
     Open {
         path: String,
         #[source]
         source: git2::Error,
     },
     #[error(
-        "fetch from {remote} failed: {source}; check the remote URL, network and credentials (nothing was changed)"
+        "fetch from {remote} failed: {}; check the remote URL, network and credentials (nothing was changed)",
+        words(source)
     )]
     Fetch {
         remote: String,
@@ -43,7 +44,8 @@ pub enum GitError {
         source: git2::Error,
     },
     #[error(
-        "push to {remote} failed ({context}): {source}; nothing was changed on the remote, the write will be retried"
+        "push to {remote} failed ({context}): {}; nothing was changed on the remote, the write will be retried",
+        words(source)
     )]
     Push {
         remote: String,
@@ -70,7 +72,7 @@ pub enum GitError {
     },
     #[error("branch {branch} does not exist{hint}")]
     UnknownBranch { branch: String, hint: String },
-    #[error("revision {rev:?} not found: {source}")]
+    #[error("revision {rev:?} not found: {}", words(source))]
     UnknownRevision {
         rev: String,
         #[source]
@@ -104,12 +106,45 @@ pub enum GitError {
     Read(#[from] ReadError),
     #[error("{0}")]
     Change(String),
-    #[error("git {context}: {source}")]
+    #[error("git {context}: {}", words(source))]
     Git {
         context: String,
         #[source]
         source: git2::Error,
     },
+}
+
+/// A libgit2 error in words: its message, and what its class and code
+/// mean where the message does not say, instead of `class=Net (12);
+/// code=Eof (-20)`.
+pub fn git_words(e: &git2::Error) -> String {
+    use git2::{ErrorClass as C, ErrorCode as K};
+    let hint = match (e.code(), e.class()) {
+        (K::Auth, _) => {
+            Some("authentication failed: check the key or credentials the remote expects")
+        }
+        (K::Certificate, _) | (_, C::Ssl) => Some("the remote's TLS certificate is not trusted"),
+        (K::Timeout, _) => Some("timed out"),
+        (K::Eof, _) => Some("the remote closed the connection"),
+        (K::NotFastForward, _) => Some("not a fast-forward: the branch moved"),
+        (K::Locked, _) => Some("locked by another process (a stale *.lock file?)"),
+        (K::Owner, _) => Some("the repository belongs to another user"),
+        (K::NotFound, C::Reference) => Some("no such branch or reference"),
+        (_, C::Net | C::Http | C::Ssh) => Some("network error"),
+        _ => None,
+    };
+    let message = e.message().trim_end_matches('.').to_string();
+    match hint {
+        Some(h) if !message.to_lowercase().contains(&h.to_lowercase()) => {
+            format!("{message} ({h})")
+        }
+        _ => message,
+    }
+}
+
+/// Formats the `source` of a [`GitError`] variant.
+fn words(e: &git2::Error) -> String {
+    git_words(e)
 }
 
 impl GitError {

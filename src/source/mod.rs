@@ -19,6 +19,6 @@ pub(crate) use git::write_commit;
 pub use git::{
     BranchHead, ChangeFn, CommitInfo, CommitOutcome, DEFAULT_GIT_DEADLINE, DEFAULT_PUSH_ATTEMPTS,
     FetchReport, FileChange, Git2Repo, GitError, GitRepo, GitTreeReader, NOTES_REF, SignatureState,
-    cache_path, local_path_of, set_network_timeouts,
+    cache_path, git_words, local_path_of, set_network_timeouts,
 };
 pub(crate) use push::{PushFailure, RefUpdate, push_cas};

@@ -375,7 +375,7 @@ pub fn configure(
                     in_windows = !line.trim_end().ends_with(']');
                     if env == "staging" {
                         // Opens on January 1st only: closed today.
-                        "windows = [{ schedule = \"0 0 0 1 1 *\", duration = \"1m\" }]".to_string()
+                        "windows = [{ schedule = \"0 0 1 1 *\", duration = \"1m\" }]".to_string()
                     } else {
                         "windows = []".to_string()
                     }

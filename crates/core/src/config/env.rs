@@ -6,9 +6,9 @@
 //! user writes) and in docs/config.md.
 
 use super::Problem;
+use crate::schedule::{Schedule, Window, WindowKind};
 use crate::source::{Node, TreeReader};
 use serde::Deserialize;
-use std::str::FromStr;
 use std::time::Duration;
 
 /// Variables a PromQL template may use, filled in per analysis.
@@ -48,8 +48,11 @@ struct RawEnv {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDrill {
-    /// Cron expression (UTC) of the game day.
+    /// Crontab expression of the game day (5 fields or a macro such as `@weekly`).
     schedule: String,
+    /// IANA time zone the schedule is read in.
+    #[serde(default = "utc")]
+    timezone: String,
     /// rollback, bad-signature, config-drift, git-outage, metrics-outage, crash-mid-rollout.
     scenario: String,
 }
@@ -167,10 +170,25 @@ struct RawPromotion {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWindow {
-    /// Cron expression (sec min hour day-of-month month day-of-week [year], UTC) opening the window.
+    /// Crontab expression (minute hour day-of-month month day-of-week, or
+    /// a macro such as `@daily`) opening the window.
     schedule: String,
     /// How long the window stays open.
     duration: String,
+    /// IANA time zone the schedule is read in.
+    #[serde(default = "utc")]
+    timezone: String,
+    /// `allow` (promotions land only inside some allow window) or `deny`
+    /// (a freeze: nothing lands while it is open).
+    #[serde(default = "allow")]
+    kind: String,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+fn allow() -> String {
+    "allow".into()
 }
 
 fn report() -> String {
@@ -183,8 +201,11 @@ fn default_grace() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDrift {
-    /// Cron expression for periodic drift reports; none means on demand only.
+    /// Crontab expression for periodic drift reports; none means on demand only.
     schedule: Option<String>,
+    /// IANA time zone `schedule` is read in.
+    #[serde(default = "utc")]
+    timezone: String,
     /// `report` (default) or `heal` (re-apply desired state after `grace`).
     #[serde(default = "report")]
     mode: String,
@@ -233,6 +254,7 @@ impl Default for RawDrift {
     fn default() -> Self {
         Self {
             schedule: None,
+            timezone: utc(),
             mode: report(),
             grace: default_grace(),
             ignore: Vec::new(),
@@ -259,7 +281,7 @@ pub struct Env {
     pub promotion: PromotionPolicy,
     pub drift: Drift,
     /// Drills the daemon runs on a schedule: (cron, scenario).
-    pub drills: Vec<(cron::Schedule, crate::drill::Scenario)>,
+    pub drills: Vec<(Schedule, crate::drill::Scenario)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -334,15 +356,9 @@ pub struct Gates {
 }
 
 #[derive(Debug, Clone)]
-pub struct PromotionWindow {
-    pub schedule: cron::Schedule,
-    pub duration: Duration,
-}
-
-#[derive(Debug, Clone)]
 pub struct PromotionPolicy {
     pub requires_approval: bool,
-    pub windows: Vec<PromotionWindow>,
+    pub windows: Vec<Window>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -354,7 +370,7 @@ pub enum DriftMode {
 
 #[derive(Debug, Clone)]
 pub struct Drift {
-    pub schedule: Option<cron::Schedule>,
+    pub schedule: Option<Schedule>,
     pub mode: DriftMode,
     pub grace: Duration,
     /// (kind or `*`, path) pairs ignored on top of the defaults.
@@ -447,15 +463,16 @@ impl Check<'_> {
         }
     }
 
-    fn cron(&mut self, field: &str, value: &str) -> Option<cron::Schedule> {
-        match cron::Schedule::from_str(value) {
+    /// A crontab schedule `value` (field `field`) in the zone `tz` (field `tz_field`).
+    fn cron(&mut self, field: &str, value: &str, tz_field: &str, tz: &str) -> Option<Schedule> {
+        if let Err(e) = crate::schedule::cron::parse_timezone(tz) {
+            self.add(tz_field, e.message, e.fix);
+            return None;
+        }
+        match Schedule::parse(value, tz) {
             Ok(s) => Some(s),
             Err(e) => {
-                self.add(
-                    field,
-                    format!("{value:?} is not a cron expression ({e})"),
-                    "use six fields: sec min hour day-of-month month day-of-week, e.g. \"0 0 9 * * Mon-Fri\"",
-                );
+                self.add(field, e.message, e.fix);
                 None
             }
         }
@@ -464,9 +481,9 @@ impl Check<'_> {
     /// A schedule must fire again (within 400 days: a window that never
     /// opens holds promotions for ever), and schedules that start work
     /// (`min_gap`) no more often than that.
-    fn fires(&mut self, field: &str, s: &cron::Schedule, min_gap: Option<Duration>) {
+    fn fires(&mut self, field: &str, s: &Schedule, min_gap: Option<Duration>) {
         let now = chrono::Utc::now();
-        let next: Vec<_> = s.after(&now).take(10).collect();
+        let next: Vec<_> = s.after(now).take(10).collect();
         match next.first() {
             None => self.add(
                 field,
@@ -866,16 +883,26 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
     // promotion
     let mut windows = Vec::new();
     for (i, w) in raw.promotion.windows.iter().enumerate() {
-        let schedule = c.cron(&format!("promotion.windows[{i}].schedule"), &w.schedule);
+        let f = |x: &str| format!("promotion.windows[{i}].{x}");
+        let schedule = c.cron(&f("schedule"), &w.schedule, &f("timezone"), &w.timezone);
         let duration = c.duration(
-            &format!("promotion.windows[{i}].duration"),
+            &f("duration"),
             &w.duration,
             Duration::from_secs(60),
             Duration::from_secs(31 * 86400),
         );
+        let kind = c.one_of(
+            &f("kind"),
+            &w.kind,
+            &[("allow", WindowKind::Allow), ("deny", WindowKind::Deny)],
+        );
         if let Some(schedule) = schedule {
-            c.fires(&format!("promotion.windows[{i}].schedule"), &schedule, None);
-            windows.push(PromotionWindow { schedule, duration });
+            c.fires(&f("schedule"), &schedule, None);
+            windows.push(Window {
+                kind,
+                schedule,
+                duration,
+            });
         }
     }
 
@@ -884,7 +911,7 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
         .drift
         .schedule
         .as_deref()
-        .and_then(|s| c.cron("drift.schedule", s));
+        .and_then(|s| c.cron("drift.schedule", s, "drift.timezone", &raw.drift.timezone));
     if let Some(s) = &schedule {
         c.fires("drift.schedule", s, Some(MIN_CHECK_GAP));
     }
@@ -973,7 +1000,12 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
 
     let mut drills = Vec::new();
     for (i, d) in raw.drill.iter().enumerate() {
-        let schedule = c.cron(&format!("drill[{i}].schedule"), &d.schedule);
+        let schedule = c.cron(
+            &format!("drill[{i}].schedule"),
+            &d.schedule,
+            &format!("drill[{i}].timezone"),
+            &d.timezone,
+        );
         let scenario = d.scenario.parse::<crate::drill::Scenario>();
         if let Some(s) = &schedule {
             c.fires(&format!("drill[{i}].schedule"), s, Some(MIN_DRILL_GAP));

@@ -13,8 +13,8 @@ mod env;
 pub mod trust;
 
 pub use env::{
-    BurnWindow, Drift, DriftMode, Env, GateMode, Gates, PromotionPolicy, PromotionWindow, Rollout,
-    Severity, Slo, SloKind, TEMPLATE_VARIABLES, Target, TargetKind,
+    BurnWindow, Drift, DriftMode, Env, GateMode, Gates, PromotionPolicy, Rollout, Severity, Slo,
+    SloKind, TEMPLATE_VARIABLES, Target, TargetKind,
 };
 
 use crate::source::TreeReader;
