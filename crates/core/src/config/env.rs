@@ -507,7 +507,7 @@ impl Check<'_> {
                             field,
                             format!("fires every {}s", gap.as_secs()),
                             format!(
-                                "run it at most once every {}s (e.g. \"0 */15 * * * *\")",
+                                "run it at most once every {}s (e.g. \"0 */6 * * *\")",
                                 min.as_secs()
                             ),
                         );
