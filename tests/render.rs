@@ -33,7 +33,8 @@ fn every_unsupported_kustomization_field_is_named() {
         "generators: []",
         "openapi: {}",
         "buildMetadata: []",
-        "sortOptions: {}",
+        "helmGlobals: {}",
+        "validators: []",
     ] {
         let dir = tempfile::tempdir().expect("tmp");
         write(
@@ -62,6 +63,61 @@ fn every_unsupported_kustomization_field_is_named() {
         err.contains("fields `helmCharts`, `openapi`, `crds` are not supported"),
         "{err}"
     );
+    // With the reason where there is more to say, each reason once.
+    assert!(
+        err.contains("helmCharts: kustomize inflates charts only with --enable-helm")
+            && err.contains("commit the output of `helm template`"),
+        "{err}"
+    );
+    assert_eq!(err.matches("JSON6902").count(), 1, "{err}");
+
+    // Every file of the tree, not only the first one met: a base, a
+    // component and the overlay each with their own.
+    let dir = tempfile::tempdir().expect("tmp");
+    write(
+        dir.path(),
+        &[
+            (
+                "overlay/kustomization.yaml",
+                "resources: [../base]\ncomponents: [../comp]\nbuildMetadata: [originAnnotations]\n",
+            ),
+            ("base/kustomization.yaml", "resources: []\nhelmCharts: []\n"),
+            (
+                "comp/kustomization.yaml",
+                "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nopenapi: {}\n",
+            ),
+        ],
+    );
+    let err = render_err(dir.path(), "overlay");
+    assert!(
+        err.starts_with("3 kustomization files use fields platform-capstone's renderer does not support: overlay/kustomization.yaml: `buildMetadata`; base/kustomization.yaml: `helmCharts`; comp/kustomization.yaml: `openapi`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sort_options_are_checked_as_kustomize_checks_them() {
+    for (options, fragment) in [
+        (
+            "sortOptions:\n  order: random\n",
+            "sortOptions.order \"random\" must be one of [fifo, legacy]",
+        ),
+        (
+            "sortOptions:\n  order: fifo\n  legacySortOptions:\n    orderFirst: [Service]\n",
+            "legacySortOptions is set but sortOptions.order is fifo",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tmp");
+        write(
+            dir.path(),
+            &[("kustomization.yaml", &format!("resources: []\n{options}"))],
+        );
+        let err = render_err(dir.path(), "");
+        assert!(
+            err.starts_with("kustomization.yaml: ") && err.contains(fragment),
+            "{options}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -29,6 +29,7 @@ pub const SUPPORTED_FIELDS: &[&str] = &[
     "replacements",
     "transformers",
     "vars",
+    "sortOptions",
     // Deprecated aliases, converted as kustomize converts them
     // (`Kustomization::fix`).
     "bases",
@@ -90,6 +91,98 @@ pub struct Kustomization {
     pub patches_json6902: Vec<Patch>,
     #[serde(default)]
     pub image_tags: Vec<Image>,
+    /// Output order; only the top kustomization's counts, as in kustomize.
+    pub sort_options: Option<SortOptions>,
+}
+
+/// `sortOptions`: `legacy` (kustomize's default: a fixed rank of kinds,
+/// then group/version/kind, namespace and name; `legacySortOptions` give
+/// the ranked kinds) or `fifo` (the order resources were accumulated).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SortOptions {
+    #[serde(default)]
+    pub order: String,
+    pub legacy_sort_options: Option<LegacySortOptions>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LegacySortOptions {
+    #[serde(default)]
+    pub order_first: Vec<String>,
+    #[serde(default)]
+    pub order_last: Vec<String>,
+}
+
+/// kustomize's default legacy ranking: these kinds first, in this order…
+pub const ORDER_FIRST: &[&str] = &[
+    "Namespace",
+    "ResourceQuota",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "ServiceAccount",
+    "PodSecurityPolicy",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+    "ConfigMap",
+    "Secret",
+    "Endpoints",
+    "Service",
+    "LimitRange",
+    "PriorityClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "Deployment",
+    "StatefulSet",
+    "CronJob",
+    "PodDisruptionBudget",
+];
+/// …and these last.
+pub const ORDER_LAST: &[&str] = &[
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+];
+
+/// How the output is ordered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Order {
+    Fifo,
+    Legacy {
+        first: Vec<String>,
+        last: Vec<String>,
+    },
+}
+
+impl SortOptions {
+    /// The order these options ask for, or kustomize's own error.
+    pub fn order(&self) -> Result<Order, String> {
+        match (self.order.as_str(), &self.legacy_sort_options) {
+            ("fifo", None) => Ok(Order::Fifo),
+            ("fifo", Some(_)) => Err(
+                "sortOptions.legacySortOptions is set but sortOptions.order is fifo, not legacy; drop one".into(),
+            ),
+            ("legacy", Some(l)) => Ok(Order::Legacy {
+                first: l.order_first.clone(),
+                last: l.order_last.clone(),
+            }),
+            ("legacy", None) => Ok(Order::default()),
+            (other, _) => Err(format!(
+                "sortOptions.order {other:?} must be one of [fifo, legacy]"
+            )),
+        }
+    }
+}
+
+impl Default for Order {
+    fn default() -> Self {
+        Order::Legacy {
+            first: ORDER_FIRST.iter().map(|s| s.to_string()).collect(),
+            last: ORDER_LAST.iter().map(|s| s.to_string()).collect(),
+        }
+    }
 }
 
 impl Kustomization {
@@ -179,6 +272,10 @@ pub struct Label {
     pub include_selectors: bool,
     #[serde(default)]
     pub include_templates: bool,
+    /// Further field specs the pairs go to (beside `metadata/labels` and
+    /// what `includeSelectors` / `includeTemplates` add).
+    #[serde(default)]
+    pub fields: Vec<FieldSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,26 +315,86 @@ pub struct Replica {
     pub count: i64,
 }
 
-/// Every top-level field of a kustomization outside [`SUPPORTED_FIELDS`],
-/// all at once (so one edit fixes them all), or `None`.
-pub fn unsupported_fields(doc: &yaml_serde::Value) -> Option<String> {
-    let fields: Vec<String> = doc
-        .as_mapping()?
-        .keys()
+/// Why a field kustomize knows is refused, where there is more to say
+/// than "unsupported".
+fn refusal_reason(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "helmCharts" | "helmGlobals" | "helmChartInflationGenerator" => {
+            "kustomize inflates charts only with --enable-helm, by running the helm binary; platform-capstone runs no program the tree names: commit the output of `helm template` and list it under resources"
+        }
+        "openapi" | "crds" => {
+            "a schema that changes how patches merge lists of custom types; patch those lists with a JSON6902 patch (or write the whole list) instead"
+        }
+        "buildMetadata" => {
+            "it writes kustomize's build provenance into the objects (origin and transformer annotations, app.kubernetes.io/managed-by: kustomize-vX); platform-capstone records provenance in git and its audit trail instead"
+        }
+        "generators" | "validators" => {
+            "generator and validator plugins run code; list what they produce under resources"
+        }
+        _ => return None,
+    })
+}
+
+/// The top-level fields of a kustomization outside [`SUPPORTED_FIELDS`].
+pub fn unsupported_names(doc: &yaml_serde::Value) -> Vec<String> {
+    doc.as_mapping()
+        .into_iter()
+        .flat_map(|m| m.keys())
         .filter_map(yaml_serde::Value::as_str)
         .filter(|k| !SUPPORTED_FIELDS.contains(k))
-        .map(|k| format!("`{k}`"))
-        .collect();
-    let subject = match fields.len() {
-        0 => return None,
-        1 => format!("field {} is", fields[0]),
-        _ => format!("fields {} are", fields.join(", ")),
+        .map(str::to_string)
+        .collect()
+}
+
+/// One message for every unsupported field of every kustomization file of
+/// a tree (`(file, fields)`), so one edit fixes them all: the fields, the
+/// reason where there is more to say than "unsupported", what to do.
+pub fn describe_unsupported(found: &[(String, Vec<String>)]) -> String {
+    let quote = |fields: &[String]| {
+        fields
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    Some(format!(
-        "{subject} not supported by platform-capstone's renderer; render this overlay with kustomize or drop {} (supported: {})",
-        if fields.len() == 1 { "it" } else { "them" },
-        SUPPORTED_FIELDS.join(", ")
-    ))
+    let all: Vec<&String> = found.iter().flat_map(|(_, f)| f).collect();
+    let mut reasons: Vec<String> = Vec::new();
+    for f in &all {
+        if let Some(r) = refusal_reason(f)
+            && !reasons.iter().any(|x| x.ends_with(r))
+        {
+            reasons.push(format!("{f}: {r}"));
+        }
+    }
+    let why = if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", reasons.join("; "))
+    };
+    let supported = SUPPORTED_FIELDS.join(", ");
+    match found {
+        [(file, fields)] => {
+            let subject = match fields.len() {
+                1 => format!("field {} is", quote(fields)),
+                _ => format!("fields {} are", quote(fields)),
+            };
+            let it = if fields.len() == 1 { "it" } else { "them" };
+            format!(
+                "{file}: {subject} not supported by platform-capstone's renderer{why}; drop {it} (supported: {supported})"
+            )
+        }
+        _ => {
+            let each: Vec<String> = found
+                .iter()
+                .map(|(file, fields)| format!("{file}: {}", quote(fields)))
+                .collect();
+            format!(
+                "{} kustomization files use fields platform-capstone's renderer does not support: {}{why}; drop them (supported: {supported})",
+                found.len(),
+                each.join("; ")
+            )
+        }
+    }
 }
 
 /// An `images` entry we can render as kustomize does, or why not.

@@ -45,6 +45,10 @@ pub enum RenderError {
     NoKustomization { dir: String },
     #[error("{file}: {message}")]
     Kustomization { file: String, message: String },
+    /// Fields the renderer does not support, in every kustomization file
+    /// of the tree that has any: `(file, fields)`.
+    #[error("{}", kustomization::describe_unsupported(.0))]
+    Unsupported(Vec<(String, Vec<String>)>),
     #[error(
         "{file}: resources: {resource:?} is a remote base; remote bases are refused (vendor it into the repo)"
     )]
@@ -96,7 +100,31 @@ pub fn render(tree: &dyn TreeReader, dir: &str) -> Result<Rendered, RenderError>
         var_refs: Vec::new(),
     };
     let start = r.canonical_dir(dir)?;
-    let mut objects = r.build(&start, Role::Base { nested: false })?;
+    let mut objects = match r.build(&start, Role::Base { nested: false }) {
+        Err(RenderError::Unsupported(first)) => {
+            // Name every file of the tree with an unsupported field, not
+            // only the first met.
+            let mut found = Vec::new();
+            r.unsupported_in_tree(&start, &mut HashSet::new(), &mut found);
+            return Err(RenderError::Unsupported(if found.is_empty() {
+                first
+            } else {
+                found
+            }));
+        }
+        other => other?,
+    };
+    let order = match r.kustomization(&start)?.1.sort_options {
+        None => kustomization::Order::default(),
+        Some(s) => s.order().map_err(|message| RenderError::Kustomization {
+            file: KUSTOMIZATION_FILES
+                .iter()
+                .map(|n| join(&start, n))
+                .find(|f| tree.exists(f).unwrap_or(false))
+                .unwrap_or_else(|| start.clone()),
+            message,
+        })?,
+    };
     // Content hashes last: they cover the final data and names.
     for o in objects.iter_mut().filter(|o| o.hash_suffix) {
         let name = format!("{}-{}", o.name(), generate::content_hash(o));
@@ -114,7 +142,9 @@ pub fn render(tree: &dyn TreeReader, dir: &str) -> Result<Rendered, RenderError>
     for o in objects.iter_mut() {
         drop_empty_annotations(o);
     }
-    objects.sort_by_cached_key(legacy_key);
+    if let kustomization::Order::Legacy { first, last } = &order {
+        objects.sort_by_cached_key(|o| legacy_key(o, first, last));
+    }
     Ok(Rendered {
         objects: objects.into_iter().map(|o| Value::Mapping(o.doc)).collect(),
     })
@@ -137,39 +167,13 @@ fn drop_empty_annotations(o: &mut Object) {
 
 /// kustomize's default ("legacy") order: a fixed rank for well-known kinds,
 /// then group/version/kind, namespace and name.
-fn legacy_key(o: &Object) -> (i32, String, String) {
-    const FIRST: &[&str] = &[
-        "Namespace",
-        "ResourceQuota",
-        "StorageClass",
-        "CustomResourceDefinition",
-        "ServiceAccount",
-        "PodSecurityPolicy",
-        "Role",
-        "ClusterRole",
-        "RoleBinding",
-        "ClusterRoleBinding",
-        "ConfigMap",
-        "Secret",
-        "Endpoints",
-        "Service",
-        "LimitRange",
-        "PriorityClass",
-        "PersistentVolume",
-        "PersistentVolumeClaim",
-        "Deployment",
-        "StatefulSet",
-        "CronJob",
-        "PodDisruptionBudget",
-    ];
-    const LAST: &[&str] = &[
-        "MutatingWebhookConfiguration",
-        "ValidatingWebhookConfiguration",
-    ];
+/// (`first` and `last`: the ranked kinds, kustomize's own or a
+/// kustomization's `sortOptions.legacySortOptions`).
+fn legacy_key(o: &Object, first: &[String], last: &[String]) -> (i32, String, String) {
     let kind = o.kind();
-    let rank = if let Some(i) = FIRST.iter().position(|k| *k == kind) {
-        i as i32 - FIRST.len() as i32
-    } else if let Some(i) = LAST.iter().position(|k| *k == kind) {
+    let rank = if let Some(i) = first.iter().position(|k| k == kind) {
+        i as i32 - first.len() as i32
+    } else if let Some(i) = last.iter().position(|k| k == kind) {
         1 + i as i32
     } else {
         0
@@ -284,8 +288,9 @@ impl Renderer<'_> {
             if self.tree.exists(&file)? {
                 let text = self.tree.read_string(&file)?;
                 let doc: Value = yaml::from_str(&file, &text)?;
-                if let Some(message) = kustomization::unsupported_fields(&doc) {
-                    return Err(RenderError::Kustomization { file, message });
+                let unsupported = kustomization::unsupported_names(&doc);
+                if !unsupported.is_empty() {
+                    return Err(RenderError::Unsupported(vec![(file, unsupported)]));
                 }
                 let mut k: Kustomization =
                     yaml_serde::from_value(doc).map_err(|e| RenderError::Kustomization {
@@ -314,6 +319,47 @@ impl Renderer<'_> {
                 dir.to_string()
             },
         })
+    }
+
+    /// Collects `(file, unsupported fields)` of the kustomization in `dir`
+    /// and of every directory it lists (resources, bases, components),
+    /// each once; unreadable parts are skipped (the build reports them).
+    fn unsupported_in_tree(
+        &self,
+        dir: &str,
+        seen: &mut HashSet<String>,
+        out: &mut Vec<(String, Vec<String>)>,
+    ) {
+        if !seen.insert(dir.to_string()) {
+            return;
+        }
+        let Some(file) = KUSTOMIZATION_FILES
+            .iter()
+            .map(|n| join(dir, n))
+            .find(|f| self.tree.exists(f).unwrap_or(false))
+        else {
+            return;
+        };
+        let Ok(text) = self.tree.read_string(&file) else {
+            return;
+        };
+        let Ok(doc) = yaml::from_str::<Value>(&file, &text) else {
+            return;
+        };
+        let names = kustomization::unsupported_names(&doc);
+        if !names.is_empty() {
+            out.push((file.clone(), names));
+        }
+        for field in ["resources", "bases", "components"] {
+            let entries = doc.get(field).and_then(Value::as_sequence);
+            for entry in entries.into_iter().flatten().filter_map(Value::as_str) {
+                if let Ok((_, resolved)) = self.entry(&file, dir, entry)
+                    && matches!(resolved.node, Node::Dir)
+                {
+                    self.unsupported_in_tree(&resolved.path(), seen, out);
+                }
+            }
+        }
     }
 
     /// Builds the kustomization in `dir`: a base or the overlay itself
@@ -509,6 +555,7 @@ impl Renderer<'_> {
                 l.include_selectors,
                 l.include_templates,
             );
+            transform::pairs_at(&mut objects, &l.pairs, &l.fields);
         }
         transform::labels(&mut objects, &k.common_labels, true, true);
         transform::annotations(&mut objects, &k.common_annotations);
