@@ -248,12 +248,27 @@ mod tests {
     #[test]
     fn every_window_drift_check_and_drill_of_an_env_is_a_named_job() {
         let envs = [blueprint_env("dev"), blueprint_env("prod")];
-        let names: Vec<String> = scheduled_jobs(&envs).into_iter().map(|(n, _)| n).collect();
-        let windows = envs[1].promotion.windows.len();
-        assert!(windows > 0, "the blueprint's prod has promotion windows");
+        let jobs = scheduled_jobs(&envs);
+        let names: Vec<String> = jobs.iter().map(|(n, _)| n.clone()).collect();
+        let windows = &envs[1].promotion.windows;
+        assert!(
+            windows.len() > 1,
+            "the blueprint's prod has an allow and a deny window"
+        );
+        // One job per env for all its windows: due when promotions open.
+        let window_jobs: Vec<_> = jobs.iter().filter(|(n, _)| n == "window:prod").collect();
+        assert_eq!(window_jobs.len(), 1, "{names:?}");
+        // Inside the blueprint's year-end freeze, the job is due when it ends
+        // and an allow window is open: Monday 2027-01-04 09:00 UTC.
+        let christmas = chrono::DateTime::parse_from_rfc3339("2026-12-24T12:00:00Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
         assert_eq!(
-            names.iter().filter(|n| *n == "window:prod").count(),
-            windows
+            window_jobs[0]
+                .1
+                .next_after(christmas)
+                .map(|t| t.to_rfc3339()),
+            Some("2027-01-04T09:00:00+00:00".to_string())
         );
         assert!(!names.iter().any(|n| n == "window:dev"), "dev has none");
         for env in ["dev", "prod"] {
