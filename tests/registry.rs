@@ -150,13 +150,17 @@ fn keyed_signatures_pass_and_every_bad_signature_fails_with_its_reason() {
     assert!(err.is_infrastructure(), "{err}");
 }
 
+/// A trivy-shaped report scanned an hour ago: `max_scan_age` is judged
+/// against the wall clock by the CLI, so a fixed date would expire.
 fn vuln_predicate(severity: &str, fixed: &str) -> serde_json::Value {
+    let finished = chrono::Utc::now() - chrono::Duration::hours(1);
+    let started = finished - chrono::Duration::minutes(1);
     serde_json::json!({
         "scanner": {"uri": "pkg:github/aquasecurity/trivy", "version": "0.57.0",
             "result": {"Results": [{"Target": "demo", "Vulnerabilities": [
                 {"VulnerabilityID": "CVE-2026-4242", "PkgName": "libfoo", "InstalledVersion": "1.0",
                  "FixedVersion": fixed, "Severity": severity}]}]}},
-        "metadata": {"scanStartedOn": "2026-11-24T10:00:00Z", "scanFinishedOn": "2026-11-24T10:01:00Z"}
+        "metadata": {"scanStartedOn": started.to_rfc3339(), "scanFinishedOn": finished.to_rfc3339()}
     })
 }
 
@@ -173,9 +177,7 @@ fn vulnerability_attestations_are_verified_then_judged() {
         keyless: Vec::new(),
     };
     let policy = VulnPolicy::parse(include_str!("../policies/vulnerability.toml")).expect("policy");
-    let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
-        .expect("time")
-        .with_timezone(&chrono::Utc);
+    let now = chrono::Utc::now();
     let judge = |digest: &str| {
         let predicate = cosign::verified_predicate(
             &reg,
