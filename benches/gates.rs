@@ -127,7 +127,7 @@ fn main() {
     }
     let vuln_ms = ms(t);
     let t = Instant::now();
-    let mut gate = AdmissionGate::load(&reader).expect("load");
+    let mut gate = AdmissionGate::load(&reader, &["main".to_string()]).expect("load");
     let v = gate
         .evaluate(&rendered.objects, now.date_naive())
         .expect("evaluate");

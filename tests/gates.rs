@@ -22,8 +22,12 @@ fn objects(root: &Path, overlay: &str) -> Vec<yaml_serde::Value> {
         .objects
 }
 
+fn main() -> Vec<String> {
+    vec!["main".to_string()]
+}
+
 fn gate(root: &Path) -> AdmissionGate {
-    AdmissionGate::load(&DirReader::open(root).expect("open")).expect("load policies")
+    AdmissionGate::load(&DirReader::open(root).expect("open"), &main()).expect("load policies")
 }
 
 #[test]
@@ -157,8 +161,8 @@ fn warn_rules_warn_and_broken_policies_fail_closed() {
         "package main\nimport rego.v1\n\ndeny contains msg if {\n  input.kind ==\n}\n",
     )
     .expect("write");
-    let err =
-        AdmissionGate::load(&DirReader::open(dir.path()).expect("open")).expect_err("syntax error");
+    let err = AdmissionGate::load(&DirReader::open(dir.path()).expect("open"), &main())
+        .expect_err("syntax error");
     let msg = err.to_string();
     assert!(matches!(err, GateError::Policy { .. }), "{msg}");
     assert!(
@@ -180,8 +184,8 @@ fn warn_rules_warn_and_broken_policies_fail_closed() {
             std::fs::remove_file(f.path()).expect("rm");
         }
     }
-    let err =
-        AdmissionGate::load(&DirReader::open(dir.path()).expect("open")).expect_err("no policies");
+    let err = AdmissionGate::load(&DirReader::open(dir.path()).expect("open"), &main())
+        .expect_err("no policies");
     assert!(err.to_string().contains("no .rego policies"), "{err}");
 }
 
@@ -195,7 +199,7 @@ fn conftest_prefixed_and_boolean_rules_are_evaluated_never_skipped() {
     let adm = dir.path().join("policies/admission");
     std::fs::write(
         adm.join("conftest.rego"),
-        "package main\nimport rego.v1\ndeny_everything contains msg if {\n  input.kind == \"Deployment\"\n  msg := \"everything: no deployments today\"\n}\nwarn_services if input.kind == \"Service\"\nis_deployment if input.kind == \"Deployment\"\n",
+        "package main\nimport rego.v1\ndeny_everything contains msg if {\n  input.kind == \"Deployment\"\n  msg := \"everything: no deployments today\"\n}\nwarn_services if input.kind == \"Service\"\nis_deployment if input.kind == \"Deployment\"\ndeny_deployments_on_fridays contains \"fridays: never\" if { is_deployment; false }\n",
     )
     .expect("write");
     let v = gate(dir.path())
@@ -219,7 +223,7 @@ fn conftest_prefixed_and_boolean_rules_are_evaluated_never_skipped() {
         "package lib\nimport rego.v1\ndeny_from_lib contains \"x\" if true\n",
     )
     .expect("write");
-    let err = AdmissionGate::load(&DirReader::open(dir.path()).expect("open"))
+    let err = AdmissionGate::load(&DirReader::open(dir.path()).expect("open"), &main())
         .expect_err("not evaluated");
     let msg = err.to_string();
     assert!(
@@ -239,8 +243,8 @@ fn a_recursive_policy_fails_the_gate_and_the_process_lives() {
         "package main\nimport rego.v1\nspin(x) := spin(x)\ndeny contains msg if {\n  spin(input)\n  msg := \"never\"\n}\n",
     )
     .expect("write");
-    let err =
-        AdmissionGate::load(&DirReader::open(dir.path()).expect("open")).expect_err("recursion");
+    let err = AdmissionGate::load(&DirReader::open(dir.path()).expect("open"), &main())
+        .expect_err("recursion");
     assert!(
         err.to_string().contains("policies/admission/loop.rego:3")
             && err.to_string().contains("recursion: main.spin → main.spin"),
@@ -258,4 +262,241 @@ fn a_recursive_policy_fails_the_gate_and_the_process_lives() {
         out.contains("loop.rego:3") && out.contains("recursion"),
         "{out}"
     );
+}
+
+/// A policy set written the way conftest's documentation and the public
+/// policy libraries write them: `deny_`/`warn_`/`violation` rules with
+/// `{"msg": …}` results, a helper library package imported by alias, an
+/// `exception` rule, a data file (YAML, in a subdirectory: `data.exclusions`),
+/// `_test.rego` tests beside the policies, a metadata constant, and two
+/// namespaces. Each assertion is what `conftest test --namespace …` gives.
+#[test]
+fn a_conftest_policy_set_is_evaluated_as_conftest_evaluates_it() {
+    let dir = blueprint_dir();
+    let adm = dir.path().join("policies/admission");
+    for f in std::fs::read_dir(&adm).expect("ls").flatten() {
+        if f.path().extension().is_some_and(|e| e == "rego") {
+            std::fs::remove_file(f.path()).expect("rm");
+        }
+    }
+    let write = |name: &str, text: &str| {
+        let p = adm.join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    };
+    write(
+        "lib/kubernetes.rego",
+        r#"package lib.kubernetes
+
+import rego.v1
+
+default is_gatekeeper := false
+
+is_workload if input.kind in {"Deployment", "StatefulSet", "DaemonSet"}
+
+containers contains c if some c in input.spec.template.spec.containers
+
+name := input.metadata.name
+"#,
+    );
+    write(
+        "main.rego",
+        r#"package main
+
+import data.lib.kubernetes as k8s
+import rego.v1
+
+policyID := "P1001"
+
+deny_latest_tag contains {"msg": msg} if {
+	some c in k8s.containers
+	endswith(c.image, ":latest")
+	msg := sprintf("latest-tag: %s uses %s", [k8s.name, c.image])
+}
+
+deny_everything contains msg if {
+	k8s.is_workload
+	msg := sprintf("everything: %s/%s is denied today", [input.kind, k8s.name])
+}
+
+warn_no_team contains msg if {
+	k8s.is_workload
+	not input.metadata.labels.owner
+	not k8s.name in data.exclusions.unowned
+	msg := sprintf("owner: %s has no owner label", [k8s.name])
+}
+
+violation contains {"msg": "service-type: NodePort is not allowed"} if input.spec.type == "NodePort"
+
+exception contains rules if {
+	input.kind == "Service"
+	rules := [""]
+}
+"#,
+    );
+    write(
+        "main_test.rego",
+        r#"package main
+
+import rego.v1
+
+test_everything_denied if {
+	deny_everything with input as {"kind": "Deployment", "metadata": {"name": "x"}}
+}
+"#,
+    );
+    write(
+        "exclusions/unowned.yaml",
+        "unowned:
+  - legacy
+",
+    );
+    write(
+        "security.rego",
+        r#"package k8s.security
+
+import rego.v1
+
+deny_privileged contains msg if {
+	some c in input.spec.template.spec.containers
+	c.securityContext.privileged
+	msg := sprintf("privileged: %s runs privileged", [input.metadata.name])
+}
+"#,
+    );
+    let load = |namespaces: &[&str]| {
+        let ns: Vec<String> = namespaces.iter().map(|s| s.to_string()).collect();
+        AdmissionGate::load(&DirReader::open(dir.path()).expect("open"), &ns)
+    };
+    let mut objs = objects(dir.path(), "overlays/dev");
+    let deployment = objs
+        .iter_mut()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("deployment");
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] =
+        true.into();
+    let service = objs
+        .iter_mut()
+        .find(|o| o["kind"] == "Service")
+        .expect("service");
+    service["spec"]["type"] = "NodePort".into();
+
+    // `main` only: deny_everything fails the Deployment; the package
+    // k8s.security is not a namespace the env evaluates, and its deny_
+    // rule is refused at load rather than skipped.
+    let err = load(&["main"]).expect_err("deny_privileged is outside main");
+    assert!(
+        err.to_string().contains("security.rego:5") && err.to_string().contains("deny_privileged"),
+        "{err}"
+    );
+    let mut gate = load(&["main", "k8s.security"]).expect("loads");
+    let v = gate.evaluate(&objs, date("2026-11-25")).expect("evaluate");
+    assert_eq!(v.outcome, Outcome::Fail, "{:#?}", v.findings);
+    let rules: Vec<(&str, &str, bool)> = v
+        .findings
+        .iter()
+        .map(|f| (f.rule.as_str(), f.subject.as_str(), f.enforced))
+        .collect();
+    assert!(
+        rules.contains(&("everything", "Deployment/demo in demo-dev", true)),
+        "{rules:?}"
+    );
+    assert!(
+        rules.contains(&("privileged", "Deployment/demo in demo-dev", true)),
+        "{rules:?}"
+    );
+    // The exception exempts the Service from the bare `violation` rule.
+    assert!(!rules.iter().any(|r| r.0 == "service-type"), "{rules:?}");
+    // The blueprint's Deployment has no `owner` label: a warning only.
+    assert!(
+        rules.contains(&("owner", "Deployment/demo in demo-dev", false)),
+        "{rules:?}"
+    );
+    assert!(!rules.iter().any(|r| r.0 == "latest-tag"), "{rules:?}");
+
+    // Data: a name listed in data.exclusions.unowned is not warned about.
+    write("exclusions/unowned.yaml", "unowned:\n  - demo\n");
+    let v = load(&["main", "k8s.security"])
+        .expect("loads")
+        .evaluate(&objs, date("2026-11-25"))
+        .expect("evaluate");
+    assert!(
+        !v.findings.iter().any(|f| f.rule == "owner"),
+        "{:#?}",
+        v.findings
+    );
+
+    // An exception naming the rule without its prefix exempts it.
+    write(
+        "everything_exception.rego",
+        "package main\nimport rego.v1\nexception contains [\"everything\"] if input.metadata.name == \"demo\"\n",
+    );
+    let v = load(&["main", "k8s.security"])
+        .expect("loads")
+        .evaluate(&objs, date("2026-11-25"))
+        .expect("evaluate");
+    assert!(
+        !v.findings.iter().any(|f| f.rule == "everything"),
+        "{:#?}",
+        v.findings
+    );
+    assert!(
+        v.findings.iter().any(|f| f.rule == "privileged"),
+        "{:#?}",
+        v.findings
+    );
+    std::fs::remove_file(adm.join("everything_exception.rego")).expect("rm");
+
+    // What the gate cannot classify is an error naming file and rule.
+    for (text, expect) in [
+        (
+            "package main\nimport rego.v1\ndenyAll contains \"x\" if true\n",
+            "denyAll",
+        ),
+        (
+            "package main\nimport rego.v1\nforbidden contains \"x\" if input.kind == \"Pod\"\n",
+            "forbidden",
+        ),
+        (
+            "package main\nimport rego.v1\ndeny_fn(x) := \"x\" if x\n",
+            "deny_fn",
+        ),
+    ] {
+        write("odd.rego", text);
+        let err = load(&["main", "k8s.security"]).expect_err(expect);
+        assert!(
+            err.to_string().starts_with("policies/admission/odd.rego:3")
+                && err.to_string().contains(expect),
+            "{err}"
+        );
+    }
+    // A result of the wrong shape is an evaluation error, never a pass.
+    write(
+        "odd.rego",
+        "package main\nimport rego.v1\ndeny_numbers contains 42 if true\n",
+    );
+    let err = load(&["main", "k8s.security"])
+        .expect("loads")
+        .evaluate(&objs, date("2026-11-25"))
+        .expect_err("a number is no message");
+    assert!(
+        err.to_string().contains("odd.rego:3")
+            && err.to_string().contains("deny_numbers")
+            && err.to_string().contains("a number (42)"),
+        "{err}"
+    );
+    std::fs::remove_file(adm.join("odd.rego")).expect("rm");
+
+    // Evaluating another namespace leaves main's rules unevaluated: refused,
+    // naming the rule and the namespaces the gate does evaluate.
+    let err = load(&["k8s.nothing"]).expect_err("main not evaluated");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("deny_latest_tag") && msg.contains("k8s.nothing"),
+        "{msg}"
+    );
+    // A broken data file names the file.
+    write("exclusions/unowned.yaml", "unowned: [\n");
+    let err = load(&["main", "k8s.security"]).expect_err("bad yaml");
+    assert!(err.to_string().contains("exclusions/unowned.yaml"), "{err}");
 }

@@ -376,6 +376,27 @@ fn each_field_problem_names_file_field_and_fix() {
             "duplicate key",
         ),
         (
+            "envs/dev.toml",
+            "admission = \"enforce\"",
+            "admission = \"enforce\"\nadmission_namespaces = [\"main\", \"data.k8s\"]",
+            "gates.admission_namespaces[1]",
+            "starts with data.",
+        ),
+        (
+            "envs/dev.toml",
+            "admission = \"enforce\"",
+            "admission = \"enforce\"\nadmission_namespaces = [\"k8s-security\"]",
+            "gates.admission_namespaces[0]",
+            "is not a Rego package path",
+        ),
+        (
+            "envs/dev.toml",
+            "admission = \"enforce\"",
+            "admission = \"enforce\"\nadmission_namespaces = []",
+            "gates.admission_namespaces",
+            "would evaluate nothing",
+        ),
+        (
             "policies/approvers",
             "#   <principal>",
             "bob@example.com ssh-ed25519 not-base64\n#",

@@ -13,7 +13,7 @@ fn gate() -> &'static Mutex<AdmissionGate> {
         let _ = std::fs::remove_dir_all(&dir);
         platform_capstone::blueprint::write_files(&dir).expect("blueprint");
         let reader = platform_capstone::source::DirReader::open(&dir).expect("open");
-        Mutex::new(AdmissionGate::load(&reader).expect("policies"))
+        Mutex::new(AdmissionGate::load(&reader, &["main".to_string()]).expect("policies"))
     })
 }
 

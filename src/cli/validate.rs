@@ -60,21 +60,40 @@ fn check(tree: &dyn TreeReader) -> config::RepoConfig {
     }
     cfg.problems.extend(render_problems);
     // The gates' policy files must load: a broken policy fails every release.
-    match crate::gates::admission::AdmissionGate::load(tree) {
-        Ok(_) => {}
-        Err(crate::gates::GateError::Policy { file, message }) => cfg.problems.push(Problem::new(
-            file,
-            "",
-            message,
-            "fix the policy: the admission gate fails every release until it loads",
-        )),
-        Err(e) => cfg.problems.push(Problem::new(
-            crate::gates::admission::ADMISSION_DIR,
-            "",
-            e.to_string(),
-            "",
-        )),
+    // Once per distinct namespace list: each env's gate must load.
+    // With no env that loads, the policies are still checked as `main`.
+    let mut namespace_sets: Vec<Vec<String>> = cfg
+        .envs
+        .iter()
+        .map(|e| e.gates.admission_namespaces.clone())
+        .collect();
+    if namespace_sets.is_empty() {
+        namespace_sets.push(vec![crate::gates::rego_check::PACKAGE.to_string()]);
     }
+    namespace_sets.sort();
+    namespace_sets.dedup();
+    let mut policy_problems = Vec::new();
+    for namespaces in namespace_sets {
+        match crate::gates::admission::AdmissionGate::load(tree, &namespaces) {
+            Ok(_) => {}
+            Err(crate::gates::GateError::Policy { file, message }) => {
+                policy_problems.push(Problem::new(
+                    file,
+                    "",
+                    message,
+                    "fix the policy: the admission gate fails every release until it loads",
+                ))
+            }
+            Err(e) => policy_problems.push(Problem::new(
+                crate::gates::admission::ADMISSION_DIR,
+                "",
+                e.to_string(),
+                "",
+            )),
+        }
+    }
+    policy_problems.dedup_by(|a, b| a.file == b.file && a.message == b.message);
+    cfg.problems.extend(policy_problems);
     if let Err(e) = crate::gates::trust::load(tree) {
         cfg.problems.push(Problem::new(
             crate::gates::trust::TRUST_FILE,

@@ -144,6 +144,13 @@ struct RawGates {
     vulnerability: String,
     #[serde(default = "enforce")]
     admission: String,
+    /// Rego packages the admission gate evaluates (conftest's --namespace).
+    #[serde(default = "main_namespace")]
+    admission_namespaces: Vec<String>,
+}
+
+fn main_namespace() -> Vec<String> {
+    vec![crate::gates::rego_check::PACKAGE.to_string()]
 }
 
 impl Default for RawGates {
@@ -152,6 +159,7 @@ impl Default for RawGates {
             signature: enforce(),
             vulnerability: enforce(),
             admission: enforce(),
+            admission_namespaces: main_namespace(),
         }
     }
 }
@@ -353,6 +361,9 @@ pub struct Gates {
     pub signature: GateMode,
     pub vulnerability: GateMode,
     pub admission: GateMode,
+    /// Rego packages (and the packages under them) the admission gate
+    /// evaluates; `["main"]` by default.
+    pub admission_namespaces: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -528,6 +539,40 @@ impl Check<'_> {
             format!("use one of: {}", names.join(", ")),
         );
         options[0].1
+    }
+
+    /// A list of Rego package paths (`main`, `k8s.security`).
+    fn rego_packages(&mut self, field: &str, value: &[String]) -> Vec<String> {
+        if value.is_empty() {
+            self.add(
+                field,
+                "is empty: the admission gate would evaluate nothing",
+                "list at least one package, e.g. [\"main\"]",
+            );
+        }
+        for (i, p) in value.iter().enumerate() {
+            let ok = !p.is_empty()
+                && p.split('.').all(|part| {
+                    part.chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                        && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                });
+            if let Some(rest) = p.strip_prefix("data.").filter(|_| ok) {
+                self.add(
+                    &format!("{field}[{i}]"),
+                    format!("{p:?} starts with data., the root every package lives under"),
+                    format!("write the package as its package line does: \"{rest}\""),
+                );
+            } else if !ok {
+                self.add(
+                    &format!("{field}[{i}]"),
+                    format!("{p:?} is not a Rego package path"),
+                    "write it as in the policy's package line, e.g. \"main\" or \"k8s.security\" (no data. prefix)",
+                );
+            }
+        }
+        value.to_vec()
     }
 }
 
@@ -878,6 +923,10 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
         signature: c.one_of("gates.signature", &raw.gates.signature, &modes),
         vulnerability: c.one_of("gates.vulnerability", &raw.gates.vulnerability, &modes),
         admission: c.one_of("gates.admission", &raw.gates.admission, &modes),
+        admission_namespaces: c.rego_packages(
+            "gates.admission_namespaces",
+            &raw.gates.admission_namespaces,
+        ),
     };
 
     // promotion

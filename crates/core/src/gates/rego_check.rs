@@ -7,17 +7,64 @@
 //!   overflows, which aborts the whole process (the daemon, every env).
 //!   The rule graph is built from regorus's AST and any cycle is an error.
 //! - **rules the gate would not evaluate**: a `deny`/`violation`/`warn`
-//!   rule (conftest's prefixes included) outside the evaluated package is
-//!   an error naming file, line and rule — a gate never passes a policy it
-//!   did not evaluate.
+//!   rule (conftest's prefixes included) outside the evaluated namespaces
+//!   is an error naming file, line and rule — a gate never passes a policy
+//!   it did not evaluate.
+//! - **rules the gate cannot classify**: in an evaluated package every rule
+//!   is a decision rule, conftest's `exception`, or a helper some rule uses.
+//!   Anything else (`denyAll`, `Deny_x`, `deny-ish` functions, an unused
+//!   rule that was meant to deny) is an error naming file, line and rule,
+//!   never silently skipped; and a namespace set with no decision rule at
+//!   all is an error too (it would pass anything).
 //!
 //! Written here because no crate analyses Rego for us: regorus exposes its
 //! AST as JSON (feature `ast`), which this walks.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The package the gate evaluates (conftest's default namespace).
+/// The namespace the gate evaluates unless the env lists others
+/// (conftest's default).
 pub const PACKAGE: &str = "main";
+
+/// The rule conftest reads exceptions from, in each evaluated package.
+pub const EXCEPTION: &str = "exception";
+
+/// Whether package `package` is evaluated for `namespaces`: conftest
+/// evaluates a namespace and every package under it (`main`, `main.k8s`).
+pub fn under_namespaces(package: &str, namespaces: &[String]) -> bool {
+    namespaces.iter().any(|ns| {
+        package == ns
+            || package
+                .strip_prefix(ns.as_str())
+                .is_some_and(|rest| rest.starts_with('.'))
+    })
+}
+
+/// conftest's exception key of a decision rule: `deny_foo` → `foo`,
+/// `deny` → `` (an exception listing "" covers the bare rules).
+pub fn exception_key(rule: &str) -> &str {
+    ["deny", "violation", "warn"]
+        .iter()
+        .find_map(|p| {
+            if rule == *p {
+                Some("")
+            } else {
+                rule.strip_prefix(p).and_then(|r| r.strip_prefix('_'))
+            }
+        })
+        .unwrap_or(rule)
+}
+
+/// What the static check learnt: the packages to evaluate and where each
+/// of their rules is defined (for messages).
+#[derive(Debug, Clone, Default)]
+pub struct Classified {
+    /// Evaluated packages that define at least one decision rule or an
+    /// exception, sorted.
+    pub packages: Vec<String>,
+    /// `package.rule` → `file:line` of its first definition.
+    pub places: BTreeMap<String, String>,
+}
 
 /// Whether `name` is a rule the gate acts on: `deny`, `violation`, `warn`,
 /// or one of them with a `_suffix` (conftest's convention).
@@ -42,6 +89,11 @@ struct RuleDef {
     name: String,
     file: String,
     line: u64,
+    /// A function (`f(x) := …`), which a query cannot read as a value.
+    is_func: bool,
+    /// A constant without a body (`policyID := "P1"`, metadata objects):
+    /// data, never a decision.
+    is_constant: bool,
     /// Everything the rule refers to, resolved to candidate rule keys.
     refs: BTreeSet<String>,
 }
@@ -119,6 +171,13 @@ fn rules(ast_json: &str) -> Result<Vec<RuleDef>, String> {
             // The rule's own name (its head's `refr`) is not a use of it:
             // everything else in the rule is.
             let mut raw = BTreeSet::new();
+            let is_func = rule
+                .get("Spec")
+                .is_some_and(|s| s["head"].get("Func").is_some());
+            let is_constant = rule.get("Spec").is_some_and(|s| {
+                s["head"]["Compr"]["assign"].is_object()
+                    && s["bodies"].as_array().is_none_or(|b| b.is_empty())
+            });
             let (spec, head_refr) = if let Some(s) = rule.get("Spec") {
                 let head = ["Compr", "Set", "Func"]
                     .iter()
@@ -163,6 +222,8 @@ fn rules(ast_json: &str) -> Result<Vec<RuleDef>, String> {
                 name,
                 file: file.clone(),
                 line: spec["span"]["line"].as_u64().unwrap_or(0),
+                is_func,
+                is_constant,
                 refs,
             });
         }
@@ -170,16 +231,29 @@ fn rules(ast_json: &str) -> Result<Vec<RuleDef>, String> {
     Ok(out)
 }
 
-/// Why the policies cannot be evaluated safely: `(file:line, message)`.
-pub fn check(ast_json: &str) -> Result<(), (String, String)> {
+/// Why the policies cannot be evaluated safely or completely, as
+/// `(file:line, message)`; otherwise what to evaluate.
+pub fn check(ast_json: &str, namespaces: &[String]) -> Result<Classified, (String, String)> {
     let defs = rules(ast_json).map_err(|e| ("policies/admission".to_string(), e))?;
+    let listed = namespaces.join(", ");
+    let place = |d: &RuleDef| format!("{}:{}", d.file, d.line);
     for d in &defs {
-        if d.package != PACKAGE && is_decision_rule(&d.name) {
+        let evaluated = under_namespaces(&d.package, namespaces);
+        if !evaluated && is_decision_rule(&d.name) {
             return Err((
-                format!("{}:{}", d.file, d.line),
+                place(d),
                 format!(
-                    "rule {} is in package {}, which the admission gate does not evaluate (it evaluates package {PACKAGE}); move it to package {PACKAGE}, or rename it if it is a helper",
+                    "rule {} is in package {}, which the admission gate does not evaluate (it evaluates {listed}); move it to an evaluated package, list the package in gates.admission_namespaces, or rename it if it is a helper",
                     d.name, d.package
+                ),
+            ));
+        }
+        if evaluated && d.is_func && (is_decision_rule(&d.name) || d.name == EXCEPTION) {
+            return Err((
+                place(d),
+                format!(
+                    "{} in package {} is a function; a decision rule or exception is a set (`{} contains msg if {{ … }}`) the gate can read",
+                    d.name, d.package, d.name
                 ),
             ));
         }
@@ -217,7 +291,84 @@ pub fn check(ast_json: &str) -> Result<(), (String, String)> {
             ),
         ));
     }
-    Ok(())
+    // A rule of an evaluated package that nothing evaluates and nothing
+    // uses cannot be classified: report it rather than skip it.
+    let used: BTreeSet<&str> = edges
+        .iter()
+        .flat_map(|(from, to)| to.iter().filter(move |t| *t != from).copied())
+        .collect();
+    let mut out = Classified::default();
+    let mut packages = BTreeSet::new();
+    for d in &defs {
+        if !under_namespaces(&d.package, namespaces) {
+            continue;
+        }
+        out.places.entry(d.key.clone()).or_insert_with(|| place(d));
+        if is_decision_rule(&d.name) || d.name == EXCEPTION {
+            packages.insert(d.package.clone());
+        } else if is_test(&d.name) || d.is_func || d.is_constant {
+            // Tests run by `conftest verify`, helpers, metadata constants.
+        } else if !used.contains(d.key.as_str()) && looks_like_decision(&d.name) {
+            return Err((
+                place(d),
+                format!(
+                    "rule {} in package {} looks like a decision rule but is not one the gate (or conftest) evaluates, and no rule uses it: name it deny, violation or warn, optionally with a _suffix (deny_{}), or use it as a helper",
+                    d.name,
+                    d.package,
+                    suffix_hint(&d.name)
+                ),
+            ));
+        } else if !used.contains(d.key.as_str()) {
+            return Err((
+                place(d),
+                format!(
+                    "rule {} in package {} is not a decision rule (deny, violation, warn, with an optional _suffix), not an exception, and no rule uses it: the gate cannot tell what it is for; rename it to a decision rule, use it, or move it to a library package",
+                    d.name, d.package
+                ),
+            ));
+        }
+    }
+    if !defs
+        .iter()
+        .any(|d| under_namespaces(&d.package, namespaces) && is_decision_rule(&d.name))
+    {
+        return Err((
+            "policies/admission".to_string(),
+            format!(
+                "no deny, violation or warn rule in the evaluated namespaces ({listed}): the gate would pass anything; check the package names or gates.admission_namespaces"
+            ),
+        ));
+    }
+    out.packages = packages.into_iter().collect();
+    Ok(out)
+}
+
+/// OPA's test rules (`test_*`, `todo_test_*`), run by `conftest verify`.
+fn is_test(name: &str) -> bool {
+    name.starts_with("test_") || name.starts_with("todo_test_")
+}
+
+/// `denyAll`, `Deny_x`, `violations`, `warning_x`: a name that starts like a
+/// decision rule without being one.
+fn looks_like_decision(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    ["deny", "violation", "warn"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+}
+
+fn suffix_hint(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    let rest = ["violations", "violation", "warning", "warn", "deny"]
+        .iter()
+        .find_map(|p| lower.strip_prefix(p))
+        .unwrap_or(&lower);
+    let rest = rest.trim_start_matches(['_', '-']);
+    if rest.is_empty() {
+        "reason".to_string()
+    } else {
+        rest.to_string()
+    }
 }
 
 /// A cycle in the graph, as the keys along it (first repeated at the end).
@@ -275,6 +426,10 @@ fn find_cycle<'a>(edges: &BTreeMap<&'a str, BTreeSet<&'a str>>) -> Option<Vec<&'
 mod tests {
     use super::*;
 
+    fn main() -> Vec<String> {
+        vec![PACKAGE.to_string()]
+    }
+
     fn ast(policies: &[(&str, &str)]) -> String {
         let mut e = regorus::Engine::new();
         for (f, t) in policies {
@@ -313,7 +468,7 @@ mod tests {
             "a.rego",
             "package main\nimport rego.v1\nf(x) := f(x)\ndeny contains \"x\" if f(1)\n",
         )]);
-        let (place, msg) = check(&direct).expect_err("recursive");
+        let (place, msg) = check(&direct, &main()).expect_err("recursive");
         assert_eq!(place, "a.rego:3");
         assert!(msg.contains("main.f → main.f"), "{msg}");
         let mutual = ast(&[
@@ -326,7 +481,7 @@ mod tests {
                 "package lib.k8s\nimport rego.v1\ng(x) := h(x)\nh(x) := data.lib.k8s.g(x)\n",
             ),
         ]);
-        let (_, msg) = check(&mutual).expect_err("mutual");
+        let (_, msg) = check(&mutual, &main()).expect_err("mutual");
         assert!(
             msg.contains("lib.k8s.g") && msg.contains("lib.k8s.h"),
             "{msg}"
@@ -341,7 +496,7 @@ mod tests {
                 "package lib.k8s\nimport rego.v1\nnamed(x) if x.metadata.name\n",
             ),
         ]);
-        assert_eq!(check(&fine), Ok(()));
+        assert!(check(&fine, &main()).is_ok());
     }
 
     #[test]
@@ -350,10 +505,24 @@ mod tests {
             "b.rego",
             "package lib\nimport rego.v1\ndeny_other contains \"x\" if true\n",
         )]);
-        let (place, msg) = check(&other).expect_err("not evaluated");
+        let (place, msg) = check(&other, &main()).expect_err("not evaluated");
         assert_eq!(place, "b.rego:3");
         assert!(
             msg.contains("deny_other") && msg.contains("package lib"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_namespace_without_decision_rules_is_refused() {
+        let only_helpers = ast(&[(
+            "a.rego",
+            "package main\nimport rego.v1\nlimit := 3\nbig(x) if x > limit\n",
+        )]);
+        let (place, msg) = check(&only_helpers, &main()).expect_err("passes anything");
+        assert_eq!(place, "policies/admission");
+        assert!(
+            msg.contains("no deny, violation or warn rule") && msg.contains("main"),
             "{msg}"
         );
     }

@@ -137,7 +137,7 @@ pub fn run(
         }
     };
 
-    let admission = match AdmissionGate::load(tree) {
+    let admission = match AdmissionGate::load(tree, &modes.admission_namespaces) {
         Err(e) => could_not_evaluate("admission_policy", e.to_string()),
         Ok(mut gate) => gate
             .evaluate(&rendered.objects, now.date_naive())
