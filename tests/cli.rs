@@ -267,8 +267,25 @@ fn help_explains_every_command() {
     let d = Path::new(".");
     let top = stdout(&bin(d, &["--help"]));
     for cmd in [
-        "validate", "init", "status", "keygen", "render", "diff", "check", "sign", "attest",
-        "local", "release", "approve", "audit", "rollback", "drift", "drill", "windows", "daemon",
+        "validate",
+        "init",
+        "status",
+        "keygen",
+        "render",
+        "diff",
+        "check",
+        "sign",
+        "attest",
+        "local",
+        "release",
+        "approve",
+        "audit",
+        "rollback",
+        "drift",
+        "drill",
+        "windows",
+        "daemon",
+        "verify-bundle",
     ] {
         assert!(top.contains(cmd), "{cmd} missing from --help");
         let h = bin(d, &[cmd, "--help"]);

@@ -1,6 +1,8 @@
 //! Integration tests, one binary (fast to link, one shared fixture set).
 //!
 //! Module map — each file is named after what it proves:
+//! - `bundles`: Sigstore bundles (v0.1–v0.3, keyed, keyless, DSSE, Rekor v2)
+//!   against every case of `../shared/sigstore-conformance/`, and `verify-bundle`
 //! - `confinement`: reads never leave the repo (`..`, absolute, symlinks, size)
 //! - `git_writes`: signed commits, CAS pushes under concurrency, reverts, notes
 //! - `daemon`: the daemon binary: health, readiness, metrics, API, webhook HMAC,
@@ -43,6 +45,7 @@
 
 mod support;
 
+mod bundles;
 mod cli;
 mod confinement;
 mod corpus;

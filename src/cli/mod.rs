@@ -19,6 +19,7 @@ mod rollback;
 mod sign;
 mod status;
 mod validate;
+mod verify_bundle;
 mod windows;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -79,6 +80,10 @@ enum Command {
     Check(check::Args),
     #[command(about = "Sign an image digest into the registry (cosign-compatible, keyed)")]
     Sign(sign::SignArgs),
+    #[command(
+        about = "Verify a Sigstore bundle (keyed or keyless) over a file or a digest, offline"
+    )]
+    VerifyBundle(verify_bundle::Args),
     #[command(about = "Attest a predicate (e.g. a vulnerability report) about an image digest")]
     Attest(sign::AttestArgs),
     #[command(
@@ -325,6 +330,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check::run(a),
         Command::Sign(a) => sign::run_sign(a),
         Command::Attest(a) => sign::run_attest(a),
+        Command::VerifyBundle(a) => verify_bundle::run(a),
         Command::Local(a) => local::run(a),
         Command::Release(a) => release::run(a),
         Command::Approve(a) => release::approve(a),

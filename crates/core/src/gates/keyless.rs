@@ -54,6 +54,13 @@ pub enum Matcher {
 }
 
 impl Matcher {
+    /// A regex matcher; the error is the regex crate's description.
+    pub fn regex(pattern: &str) -> Result<Matcher, String> {
+        Regex::new(pattern)
+            .map(Matcher::Regex)
+            .map_err(|e| e.to_string())
+    }
+
     pub fn matches(&self, value: &str) -> bool {
         match self {
             Matcher::Exact(s) => s == value,

@@ -5,7 +5,8 @@
 //! evaluation over budget — which callers treat as a failure: gates fail
 //! closed, they never pass or skip on error.
 //!
-//! Modules: `admission` (Rego, severity phases), `vulnerability` (policy
+//! Modules: `admission` (Rego, severity phases), `bundle` (Sigstore
+//! bundles, verified by the Sigstore project's `sigstore-verify`), `vulnerability` (policy
 //! and report decision), `signature` (keyed cosign verification),
 //! `keyless` (Fulcio certificate chain, identity and Rekor bundle, offline),
 //! `rego_check` (recursion and unevaluated rules, refused before evaluation),
@@ -13,6 +14,7 @@
 //! signatures and attestations), `run` (all three for one render).
 
 pub mod admission;
+pub mod bundle;
 pub mod cosign;
 pub mod keyless;
 pub mod rego_check;

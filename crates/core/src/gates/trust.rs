@@ -67,9 +67,7 @@ fn yes() -> bool {
 fn matcher(field: &str, exact: &Option<String>, regex: &Option<String>) -> Result<Matcher, String> {
     match (exact, regex) {
         (Some(s), None) => Ok(Matcher::Exact(s.clone())),
-        (None, Some(r)) => regex::Regex::new(r)
-            .map(Matcher::Regex)
-            .map_err(|e| format!("{field}_regex: {e}")),
+        (None, Some(r)) => Matcher::regex(r).map_err(|e| format!("{field}_regex: {e}")),
         (Some(_), Some(_)) => Err(format!("{field} and {field}_regex are both set; keep one")),
         (None, None) => Err(format!(
             "{field} (or {field}_regex) is required: an identity must be pinned"
