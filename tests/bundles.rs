@@ -81,6 +81,7 @@ fn verify(case: &Case) -> Result<bundle::Verified, BundleError> {
     let signer = match &case.key {
         Some(k) => Signer::Key {
             pem: std::fs::read_to_string(k).expect("key.pub"),
+            require_tlog: true,
         },
         None => Signer::Identity {
             issuer: Matcher::Exact(case.issuer.clone()),
@@ -365,4 +366,58 @@ fn verify_bundle_exits_0_1_2_and_4() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/artifact"));
+}
+
+#[test]
+fn a_bundle_without_a_log_entry_needs_insecure_ignore_tlog() {
+    use platform_capstone::gates::{cosign, oci_bundle};
+    let dir = tempfile::tempdir().expect("tmp");
+    let (private, public) = cosign::generate_key_pair().expect("keygen");
+    let key = cosign::load_signing_key(&private).expect("key");
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let statement = oci_bundle::statement(
+        "r.test/app",
+        &digest,
+        oci_bundle::SIGN_PREDICATE,
+        serde_json::json!({}),
+    );
+    let bundle_path = dir.path().join("b.sigstore.json");
+    let key_path = dir.path().join("cosign.pub");
+    std::fs::write(&bundle_path, oci_bundle::keyed_bundle(&statement, &key)).expect("write");
+    std::fs::write(&key_path, public).expect("write");
+    let args = |extra: &[&str], subject: &str| {
+        let mut v = vec![
+            "verify-bundle".to_string(),
+            "--bundle".into(),
+            s(&bundle_path).into(),
+            "--key".into(),
+            s(&key_path).into(),
+        ];
+        v.extend(extra.iter().map(|x| x.to_string()));
+        v.push(subject.into());
+        v
+    };
+    let run = |v: Vec<String>| {
+        let v: Vec<&str> = v.iter().map(String::as_str).collect();
+        cli(&v)
+    };
+    let o = run(args(&["--insecure-ignore-tlog", "-o", "json"], &digest));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(doc["predicate_type"], oci_bundle::SIGN_PREDICATE);
+    assert_eq!(doc["tlog_verified"], false);
+    // Without the flag a log entry is required.
+    let o = run(args(&[], &digest));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("transparency-log"));
+    // Another digest is not the statement's subject.
+    let other = format!("sha256:{}", "cd".repeat(32));
+    let o = run(args(&["--insecure-ignore-tlog"], &other));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("do not name"));
 }

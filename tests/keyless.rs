@@ -286,4 +286,32 @@ require_tlog = false
     ] {
         assert!(err.contains(want), "{want:?} missing from: {err}");
     }
+
+    // An entry for Sigstore bundles only: no fulcio_roots, no rekor_key
+    // (the trusted root carries both); the public-good root by default.
+    write(
+        dir.path(),
+        "policies/trust.toml",
+        &format!(
+            "[[keyless]]\nname = \"bundles\"\nissuer = \"{ISSUER}\"\nsubject = \"{SUBJECT}\"\n"
+        ),
+    );
+    let reader = DirReader::open(dir.path()).expect("open");
+    let policy = trust::load(&reader).expect("a bundle-only entry loads");
+    assert!(policy.keyless[0].roots.is_empty() && policy.sigstore_root.is_none());
+    // A trusted_root.json in policies/ replaces it, or is named when broken.
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/sigstore-conformance/trusted_root.production.json");
+    let root = std::fs::read_to_string(&shared).expect("the shared production trusted root");
+    write(dir.path(), "policies/trusted_root.json", &root);
+    let reader = DirReader::open(dir.path()).expect("open");
+    assert!(trust::load(&reader).expect("loads").sigstore_root.is_some());
+    write(
+        dir.path(),
+        "policies/trusted_root.json",
+        "{\"mediaType\": 3}",
+    );
+    let reader = DirReader::open(dir.path()).expect("open");
+    let err = trust::load(&reader).expect_err("broken root").to_string();
+    assert!(err.contains("policies/trusted_root.json"), "{err}");
 }

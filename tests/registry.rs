@@ -1,7 +1,9 @@
 //! Keyed cosign signatures against the real docker-registry (CNCF
 //! Distribution, Debian package), started on a loopback port per test:
 //! signed, unsigned, wrong key, a signature copied from another digest, a
-//! tampered payload, and the registry stopped mid-check.
+//! tampered payload, and the registry stopped mid-check — in the legacy
+//! `.sig`/`.att` layout and as cosign 3 bundles under the referrers
+//! fallback tag (docker-registry 2.8 has no referrers API).
 
 use platform_capstone::adapters::local_registry::LocalRegistry;
 use platform_capstone::adapters::registry::OciRegistry;
@@ -62,7 +64,7 @@ fn keyed_signatures_pass_and_every_bad_signature_fails_with_its_reason() {
     let (stranger_key, _) = keys();
     let trust = TrustPolicy {
         keys: vec![trusted],
-        keyless: Vec::new(),
+        ..TrustPolicy::default()
     };
 
     // Unsigned.
@@ -150,6 +152,116 @@ fn keyed_signatures_pass_and_every_bad_signature_fails_with_its_reason() {
     assert!(err.is_infrastructure(), "{err}");
 }
 
+#[test]
+fn cosign_3_bundles_are_written_and_read_through_the_referrers_fallback_tag() {
+    use platform_capstone::gates::oci_bundle::{self, Listing};
+    let mut registry = TestRegistry::start();
+    let reg = OciRegistry::new(std::slice::from_ref(&registry.host)).expect("client");
+    let repo = format!("{}/platform-capstone/demo", registry.host);
+    let (ci_key, trusted) = keys();
+    let (stranger_key, _) = keys();
+    let trust = TrustPolicy {
+        keys: vec![trusted],
+        ..TrustPolicy::default()
+    };
+    let now = chrono::Utc::now();
+
+    // docker-registry 2.8 has no referrers API: the writer keeps the tag.
+    let good = push_image(&reg, &repo, "bundle-good");
+    assert_eq!(
+        reg.referrers(&repo, &good).expect("referrers"),
+        None,
+        "docker-registry answered the referrers API"
+    );
+    let referrer = oci_bundle::sign(&reg, &repo, &good, &ci_key, now).expect("sign");
+    let (listed, how) = oci_bundle::referrers(&reg, &repo, &good).expect("list");
+    assert_eq!(how, Listing::FallbackTag);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].digest, referrer);
+    assert_eq!(
+        listed[0].artifact_type.as_deref(),
+        Some(oci_bundle::BUNDLE_V03)
+    );
+    let (m, _) = reg
+        .manifest(&format!("{repo}@{referrer}"))
+        .expect("get")
+        .expect("referrer manifest");
+    assert_eq!(
+        m.subject.as_ref().map(|s| s.digest.as_str()),
+        Some(good.as_str())
+    );
+    assert_eq!(m.config.media_type, "application/vnd.oci.empty.v1+json");
+    // No .sig manifest at all: the bundle alone passes the gate.
+    assert!(
+        reg.manifest(&cosign::signature_tag(&repo, &good))
+            .expect("get")
+            .is_none()
+    );
+    assert_eq!(
+        cosign::check(&reg, &repo, &good, &trust, now).expect("check"),
+        None
+    );
+
+    // A second bundle (an attestation) is added to the same tag's index.
+    oci_bundle::attest(
+        &reg,
+        &repo,
+        &good,
+        cosign::VULN_PREDICATE,
+        vuln_predicate("LOW", "1.0.1"),
+        &ci_key,
+        now,
+    )
+    .expect("attest");
+    let (listed, _) = oci_bundle::referrers(&reg, &repo, &good).expect("list");
+    assert_eq!(listed.len(), 2);
+    let predicate =
+        cosign::verified_predicate(&reg, &repo, &good, cosign::VULN_PREDICATE, &trust, now)
+            .expect("registry")
+            .expect("the bundle's predicate");
+    assert_eq!(predicate["scanner"]["version"], "0.57.0");
+
+    // Signed with a key nobody trusts: rejected with the reason.
+    let foreign = push_image(&reg, &repo, "bundle-foreign");
+    oci_bundle::sign(&reg, &repo, &foreign, &stranger_key, now).expect("sign");
+    let f = cosign::check(&reg, &repo, &foreign, &trust, now)
+        .expect("check")
+        .expect("must fail");
+    assert_eq!(f.rule, "no-valid-signature");
+    assert!(
+        f.message.contains("bundles:") && f.message.contains("does not verify with this key"),
+        "{}",
+        f.message
+    );
+    // An attestation alone is not a signature.
+    let attested_only = push_image(&reg, &repo, "bundle-attested");
+    oci_bundle::attest(
+        &reg,
+        &repo,
+        &attested_only,
+        cosign::VULN_PREDICATE,
+        vuln_predicate("LOW", "1.0.1"),
+        &ci_key,
+        now,
+    )
+    .expect("attest");
+    let f = cosign::check(&reg, &repo, &attested_only, &trust, now)
+        .expect("check")
+        .expect("must fail");
+    assert!(f.message.contains(cosign::VULN_PREDICATE), "{}", f.message);
+    // Unsigned: the message names both layouts.
+    let unsigned = push_image(&reg, &repo, "bundle-unsigned");
+    let f = cosign::check(&reg, &repo, &unsigned, &trust, now)
+        .expect("check")
+        .expect("must fail");
+    assert_eq!(f.rule, "no-signature");
+    assert!(f.message.contains("no Sigstore bundle"), "{}", f.message);
+
+    registry.stop();
+    let err = cosign::check(&reg, &repo, &unsigned, &trust, now).expect_err("registry is down");
+    assert!(err.is_infrastructure(), "{err}");
+}
+
 /// A trivy-shaped report scanned an hour ago: `max_scan_age` is judged
 /// against the wall clock by the CLI, so a fixed date would expire.
 fn vuln_predicate(severity: &str, fixed: &str) -> serde_json::Value {
@@ -174,7 +286,7 @@ fn vulnerability_attestations_are_verified_then_judged() {
     let (stranger_key, _) = keys();
     let trust = TrustPolicy {
         keys: vec![trusted],
-        keyless: Vec::new(),
+        ..TrustPolicy::default()
     };
     let policy = VulnPolicy::parse(include_str!("../policies/vulnerability.toml")).expect("policy");
     let now = chrono::Utc::now();
@@ -402,6 +514,7 @@ fn keyless_signatures_and_attestations_verify_through_the_registry() {
     let trust = TrustPolicy {
         keys: Vec::new(),
         keyless: vec![store.exact_trust()],
+        ..TrustPolicy::default()
     };
     let now = chrono::Utc::now();
     let leaf = store.leaf(&LeafSpec::default(), None);

@@ -6,13 +6,13 @@
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use platform_capstone_core::model::oci::Manifest;
+use platform_capstone_core::model::oci::{Descriptor, Index, Manifest, described};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 /// Largest manifest read (cosign signature manifests are a few KiB).
 pub const MAX_MANIFEST_BYTES: usize = 256 * 1024;
-pub use platform_capstone_core::model::oci::{OCI_MANIFEST, descriptor, sha256};
+pub use platform_capstone_core::model::oci::{OCI_INDEX, OCI_MANIFEST, descriptor, sha256};
 
 pub use crate::ports::RegistryError;
 
@@ -48,23 +48,18 @@ impl OciRegistry {
         })
     }
 
-    fn unavailable(r: &Reference, e: impl std::fmt::Display) -> RegistryError {
-        RegistryError::Unavailable {
-            registry: r.registry().to_string(),
-            message: e.to_string().replace('\n', " "),
-        }
-    }
-}
-
-impl crate::ports::Registry for OciRegistry {
-    /// The OCI image manifest at `reference` (`repo:tag` or `repo@digest`)
-    /// and its digest; `None` when the registry says it does not exist.
-    fn manifest(&self, reference: &str) -> Result<Option<(Manifest, String)>, RegistryError> {
+    /// The raw manifest (of `accept` types) at `reference`, capped;
+    /// `None` when the registry says it does not exist.
+    fn pull_raw(
+        &self,
+        reference: &str,
+        accept: &str,
+    ) -> Result<Option<(Vec<u8>, String)>, RegistryError> {
         let r = Self::reference(reference)?;
         let result = self.rt.block_on(self.client.pull_manifest_raw(
             &r,
             &RegistryAuth::Anonymous,
-            &[OCI_MANIFEST],
+            &[accept],
         ));
         let (bytes, digest) = match result {
             Ok(x) => x,
@@ -80,6 +75,49 @@ impl crate::ports::Registry for OciRegistry {
                 ),
             });
         }
+        Ok(Some((bytes.to_vec(), digest)))
+    }
+
+    /// Uploads `body` as a manifest of `content_type` under `reference`;
+    /// returns the digest the registry says it stored.
+    fn push_raw(
+        &self,
+        reference: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<String, RegistryError> {
+        let r = Self::reference(reference)?;
+        let content_type = content_type.parse().map_err(|e| RegistryError::Invalid {
+            reference: reference.to_string(),
+            message: format!("{e}"),
+        })?;
+        self.rt
+            .block_on(self.client.push_manifest_raw(&r, body, content_type))
+            .map_err(|e| Self::unavailable(&r, e))?;
+        // The registry's own word on the digest of what it stored.
+        self.rt
+            .block_on(
+                self.client
+                    .fetch_manifest_digest(&r, &RegistryAuth::Anonymous),
+            )
+            .map_err(|e| Self::unavailable(&r, e))
+    }
+
+    fn unavailable(r: &Reference, e: impl std::fmt::Display) -> RegistryError {
+        RegistryError::Unavailable {
+            registry: r.registry().to_string(),
+            message: e.to_string().replace('\n', " "),
+        }
+    }
+}
+
+impl crate::ports::Registry for OciRegistry {
+    /// The OCI image manifest at `reference` (`repo:tag` or `repo@digest`)
+    /// and its digest; `None` when the registry says it does not exist.
+    fn manifest(&self, reference: &str) -> Result<Option<(Manifest, String)>, RegistryError> {
+        let Some((bytes, digest)) = self.pull_raw(reference, OCI_MANIFEST)? else {
+            return Ok(None);
+        };
         let m = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid {
             reference: reference.to_string(),
             message: format!("not an OCI image manifest: {e}"),
@@ -124,7 +162,6 @@ impl crate::ports::Registry for OciRegistry {
     }
 
     fn push_manifest(&self, reference: &str, manifest: &Manifest) -> Result<String, RegistryError> {
-        let r = Self::reference(reference)?;
         // Plain JSON, not oci-client's OLPC canonical form: that writes
         // control characters (the newlines of a PEM certificate in a
         // keyless annotation) raw inside strings, which is not JSON and
@@ -136,22 +173,74 @@ impl crate::ports::Registry for OciRegistry {
         let content_type = manifest
             .media_type
             .as_deref()
-            .unwrap_or(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE)
-            .parse()
+            .unwrap_or(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE);
+        self.push_raw(reference, body, content_type)
+    }
+
+    fn referrers(&self, repo: &str, digest: &str) -> Result<Option<Index>, RegistryError> {
+        let reference = format!("{repo}@{digest}");
+        let r = Self::reference(&reference)?;
+        let result = self.rt.block_on(async {
+            self.client
+                .store_auth_if_needed(r.resolve_registry(), &RegistryAuth::Anonymous)
+                .await;
+            self.client.pull_referrers(&r, None).await
+        });
+        match result {
+            // The registry has no referrers API: the caller reads the tag.
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(Self::unavailable(&r, e)),
+            Ok(index) => {
+                // oci-client's index type, back to the registry's JSON and
+                // into ours (which keeps artifactType and annotations).
+                let json = serde_json::to_vec(&index).map_err(|e| RegistryError::Invalid {
+                    reference: reference.clone(),
+                    message: format!("referrers index does not serialize: {e}"),
+                })?;
+                if json.len() > MAX_MANIFEST_BYTES {
+                    return Err(RegistryError::Invalid {
+                        reference,
+                        message: format!(
+                            "referrers index is {} bytes, over the {MAX_MANIFEST_BYTES}-byte cap",
+                            json.len()
+                        ),
+                    });
+                }
+                serde_json::from_slice(&json)
+                    .map(Some)
+                    .map_err(|e| RegistryError::Invalid {
+                        reference,
+                        message: format!("not an OCI image index: {e}"),
+                    })
+            }
+        }
+    }
+
+    fn manifest_descriptor(&self, reference: &str) -> Result<Option<Descriptor>, RegistryError> {
+        let Some((bytes, digest)) = self.pull_raw(reference, OCI_MANIFEST)? else {
+            return Ok(None);
+        };
+        Ok(Some(described(&bytes, digest)))
+    }
+
+    fn index(&self, reference: &str) -> Result<Option<Index>, RegistryError> {
+        let Some((bytes, _)) = self.pull_raw(reference, OCI_INDEX)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
             .map_err(|e| RegistryError::Invalid {
                 reference: reference.to_string(),
-                message: format!("{e}"),
-            })?;
-        self.rt
-            .block_on(self.client.push_manifest_raw(&r, body, content_type))
-            .map_err(|e| Self::unavailable(&r, e))?;
-        // The registry's own word on the digest of what it stored.
-        self.rt
-            .block_on(
-                self.client
-                    .fetch_manifest_digest(&r, &RegistryAuth::Anonymous),
-            )
-            .map_err(|e| Self::unavailable(&r, e))
+                message: format!("not an OCI image index: {e}"),
+            })
+    }
+
+    fn push_index(&self, reference: &str, index: &Index) -> Result<String, RegistryError> {
+        let body = serde_json::to_vec(index).map_err(|e| RegistryError::Invalid {
+            reference: reference.to_string(),
+            message: format!("index does not serialize: {e}"),
+        })?;
+        self.push_raw(reference, body, OCI_INDEX)
     }
 }
 

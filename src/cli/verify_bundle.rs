@@ -58,6 +58,11 @@ pub struct Args {
     /// The OIDC issuer, as a regex.
     #[arg(long, value_name = "REGEX")]
     certificate_oidc_issuer_regexp: Option<String>,
+    /// With --key: accept a bundle without a transparency-log entry (one
+    /// made with `cosign sign --tlog-upload=false`). Entries that are
+    /// present are still verified.
+    #[arg(long, requires = "key")]
+    insecure_ignore_tlog: bool,
     /// A trusted_root.json [default: the Sigstore public-good production root].
     #[arg(long, value_name = "FILE")]
     trusted_root: Option<PathBuf>,
@@ -97,6 +102,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         Some(path) => Signer::Key {
             pem: String::from_utf8(read("--key", path, 1024 * 1024)?)
                 .map_err(|_| usage(format!("--key {}: not a PEM text file", path.display())))?,
+            require_tlog: !a.insecure_ignore_tlog,
         },
         None => Signer::Identity {
             subject: matcher(

@@ -391,11 +391,22 @@ struct RegistryState {
 pub struct MemRegistry {
     state: Arc<Mutex<RegistryState>>,
     down: Arc<Mutex<Option<String>>>,
+    /// Serves the OCI 1.1 referrers API (otherwise it answers 404, as
+    /// `docker-registry` 2.8 does).
+    referrers_api: bool,
 }
 
 impl MemRegistry {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A registry with the OCI 1.1 referrers API.
+    pub fn with_referrers_api() -> Self {
+        Self {
+            referrers_api: true,
+            ..Self::default()
+        }
     }
 
     /// Every call fails with `Unavailable` while set.
@@ -466,6 +477,85 @@ impl Registry for MemRegistry {
         let bytes = serde_json::to_vec(manifest).map_err(|e| RegistryError::Invalid {
             reference: reference.to_string(),
             message: format!("manifest does not serialize: {e}"),
+        })?;
+        let digest = crate::model::oci::sha256(&bytes);
+        let mut state = lock(&self.state);
+        state
+            .manifests
+            .insert(format!("{}@{digest}", repo_of(reference)), bytes.clone());
+        state.manifests.insert(reference.to_string(), bytes);
+        Ok(digest)
+    }
+
+    fn referrers(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<Option<crate::model::oci::Index>, RegistryError> {
+        self.check_down(repo)?;
+        if !self.referrers_api {
+            return Ok(None);
+        }
+        let state = lock(&self.state);
+        let prefix = format!("{repo}@");
+        let mut index = crate::model::oci::Index::new();
+        let mut keys: Vec<&String> = state
+            .manifests
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .collect();
+        keys.sort();
+        for key in keys {
+            let bytes = &state.manifests[key];
+            let Ok(m) = serde_json::from_slice::<crate::model::oci::Manifest>(bytes) else {
+                continue;
+            };
+            if m.subject.as_ref().is_some_and(|s| s.digest == digest) {
+                let mut d = crate::model::oci::descriptor(
+                    crate::model::oci::OCI_MANIFEST,
+                    bytes,
+                    m.annotations.clone(),
+                );
+                d.artifact_type = m.artifact_type.clone();
+                index.manifests.push(d);
+            }
+        }
+        Ok(Some(index))
+    }
+
+    fn manifest_descriptor(
+        &self,
+        reference: &str,
+    ) -> Result<Option<crate::model::oci::Descriptor>, RegistryError> {
+        self.check_down(reference)?;
+        Ok(lock(&self.state)
+            .manifests
+            .get(reference)
+            .map(|b| crate::model::oci::described(b, crate::model::oci::sha256(b))))
+    }
+
+    fn index(&self, reference: &str) -> Result<Option<crate::model::oci::Index>, RegistryError> {
+        self.check_down(reference)?;
+        let Some(bytes) = lock(&self.state).manifests.get(reference).cloned() else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| RegistryError::Invalid {
+                reference: reference.to_string(),
+                message: format!("not an OCI image index: {e}"),
+            })
+    }
+
+    fn push_index(
+        &self,
+        reference: &str,
+        index: &crate::model::oci::Index,
+    ) -> Result<String, RegistryError> {
+        self.check_down(reference)?;
+        let bytes = serde_json::to_vec(index).map_err(|e| RegistryError::Invalid {
+            reference: reference.to_string(),
+            message: format!("index does not serialize: {e}"),
         })?;
         let digest = crate::model::oci::sha256(&bytes);
         let mut state = lock(&self.state);

@@ -256,6 +256,30 @@ pub trait Registry {
         reference: &str,
         manifest: &crate::model::oci::Manifest,
     ) -> Result<String, RegistryError>;
+    /// The OCI 1.1 referrers of `repo@digest` from the registry's
+    /// referrers API (`GET /v2/<repo>/referrers/<digest>`); `Ok(None)` when
+    /// the registry has no referrers API (it answers 404), so the caller
+    /// falls back to the referrers tag.
+    fn referrers(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<Option<crate::model::oci::Index>, RegistryError>;
+    /// The descriptor (media type, digest, size) of the manifest at
+    /// `reference`, as a referrer's `subject` names it; `None` when it
+    /// does not exist.
+    fn manifest_descriptor(
+        &self,
+        reference: &str,
+    ) -> Result<Option<crate::model::oci::Descriptor>, RegistryError>;
+    /// The image index at `reference`; `None` when it does not exist.
+    fn index(&self, reference: &str) -> Result<Option<crate::model::oci::Index>, RegistryError>;
+    /// Uploads an image index under `reference` (a tag); returns its digest.
+    fn push_index(
+        &self,
+        reference: &str,
+        index: &crate::model::oci::Index,
+    ) -> Result<String, RegistryError>;
     /// Pushes an image: its config and layer blobs, then an OCI manifest
     /// tagged `reference` (`repo:tag`). Returns the manifest digest.
     fn push_image(

@@ -29,6 +29,9 @@ use sigstore_verify::trust_root::{SIGSTORE_PRODUCTION_TRUSTED_ROOT, TrustedRoot}
 use sigstore_verify::types::{Artifact, Bundle, DerPublicKey, Sha256Hash, SignatureContent};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, Verifier};
 
+/// The DSSE payload type of an in-toto statement.
+pub const IN_TOTO: &str = "application/vnd.in-toto+json";
+
 /// Where a config repo may replace the public-good trusted root.
 pub const TRUSTED_ROOT_FILE: &str = "policies/trusted_root.json";
 
@@ -63,8 +66,11 @@ impl Subject {
 /// Who must have signed.
 #[derive(Debug, Clone)]
 pub enum Signer {
-    /// A public key (PEM SPKI: ECDSA P-256/P-384, Ed25519, RSA).
-    Key { pem: String },
+    /// A public key (PEM SPKI: ECDSA P-256/P-384, Ed25519, RSA). The
+    /// bundle's transparency-log entries are verified whenever it has
+    /// any; `require_tlog` also refuses a bundle without one (a signature
+    /// made with `--tlog-upload=false`).
+    Key { pem: String, require_tlog: bool },
     /// A Fulcio certificate for this OIDC issuer and subject (SAN).
     Identity { issuer: Matcher, subject: Matcher },
 }
@@ -77,6 +83,13 @@ pub struct Verified {
     pub content: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_type: Option<String>,
+    /// The in-toto statement's `predicateType` (DSSE in-toto bundles).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicate_type: Option<String>,
+    /// The verified in-toto statement (DSSE in-toto bundles): what an
+    /// attestation gate reads its predicate from.
+    #[serde(skip)]
+    pub statement: Option<serde_json::Value>,
     /// The certificate's SAN (keyless).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
@@ -121,6 +134,14 @@ pub fn trusted_root(json: Option<&str>) -> Result<TrustedRoot, BundleError> {
         .map_err(|e| BundleError::TrustedRoot(e.to_string()))
 }
 
+/// The public-good production root, parsed once per process.
+pub fn production_root() -> Result<&'static TrustedRoot, BundleError> {
+    static ROOT: std::sync::OnceLock<Result<TrustedRoot, String>> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| trusted_root(None).map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| BundleError::TrustedRoot(e.clone()))
+}
+
 /// Verifies `bundle_json` over `subject` for `signer` against `root`.
 pub fn verify(
     bundle_json: &str,
@@ -142,12 +163,30 @@ pub fn verify(
         Subject::Sha256(d) => Artifact::from_digest(Sha256Hash::new(*d)),
     };
     let rejected = |e: sigstore_verify::Error| BundleError::Rejected(e.to_string());
+    let unlogged = bundle.verification_material.tlog_entries.is_empty()
+        && bundle
+            .verification_material
+            .timestamp_verification_data
+            .rfc3161_timestamps
+            .is_empty();
     let result = match signer {
-        Signer::Key { pem } => {
+        Signer::Key { pem, require_tlog } if unlogged => {
+            if *require_tlog {
+                return Err(BundleError::Rejected(
+                    "the bundle has no transparency-log entry, and the policy requires one (require_tlog)"
+                        .into(),
+                ));
+            }
+            verify_unlogged_dsse(&bundle, subject, pem)?;
+            None
+        }
+        Signer::Key { pem, .. } => {
             let key = DerPublicKey::from_pem(pem).map_err(|e| BundleError::Key(e.to_string()))?;
-            verifier
-                .verify(artifact, &bundle, &PublicKeyVerificationPolicy::new(key))
-                .map_err(rejected)?
+            Some(
+                verifier
+                    .verify(artifact, &bundle, &PublicKeyVerificationPolicy::new(key))
+                    .map_err(rejected)?,
+            )
         }
         Signer::Identity { issuer, subject } => {
             let policy = VerificationPolicy::any_identity();
@@ -181,31 +220,120 @@ pub fn verify(
                     });
                 }
             }
-            result
+            Some(result)
         }
     };
-    let (content, payload_type) = match &bundle.content {
-        SignatureContent::MessageSignature(_) => ("message-signature".to_string(), None),
-        SignatureContent::DsseEnvelope(e) => ("dsse".to_string(), Some(e.payload_type.clone())),
+    let (content, payload_type, statement) = match &bundle.content {
+        SignatureContent::MessageSignature(_) => ("message-signature".to_string(), None, None),
+        SignatureContent::DsseEnvelope(e) => {
+            // The payload whose PAE the library just verified.
+            let statement = (e.payload_type == IN_TOTO)
+                .then(|| serde_json::from_slice::<serde_json::Value>(e.payload.as_bytes()).ok())
+                .flatten();
+            ("dsse".to_string(), Some(e.payload_type.clone()), statement)
+        }
         #[allow(unreachable_patterns)]
-        _ => ("other".to_string(), None),
+        _ => ("other".to_string(), None, None),
     };
+    let predicate_type = statement
+        .as_ref()
+        .and_then(|s| s.get("predicateType"))
+        .and_then(|t| t.as_str())
+        .map(str::to_string);
     Ok(Verified {
         media_type: bundle.media_type.as_str().to_string(),
         content,
         payload_type,
-        identity: result.identity().map(|s| s.as_str().to_string()),
-        issuer: result.issuer().map(str::to_string),
-        integrated_time: result.integrated_time().and_then(to_chrono),
+        predicate_type,
+        statement,
+        identity: result
+            .as_ref()
+            .and_then(|r| r.identity())
+            .map(|s| s.as_str().to_string()),
+        issuer: result.as_ref().and_then(|r| r.issuer()).map(str::to_string),
+        integrated_time: result
+            .as_ref()
+            .and_then(|r| r.integrated_time())
+            .and_then(to_chrono),
         verified_times: result
-            .verified_timestamps()
-            .iter()
-            .filter_map(|t| to_chrono(*t))
-            .collect(),
-        certificate_verified: result.certificate_verified(),
-        sct_verified: result.sct_verified(),
-        tlog_verified: result.tlog_verified(),
+            .as_ref()
+            .map(|r| {
+                r.verified_timestamps()
+                    .iter()
+                    .filter_map(|t| to_chrono(*t))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        certificate_verified: result.as_ref().is_some_and(|r| r.certificate_verified()),
+        sct_verified: result.as_ref().is_some_and(|r| r.sct_verified()),
+        tlog_verified: result.as_ref().is_some_and(|r| r.tlog_verified()),
     })
+}
+
+/// A keyed DSSE in-toto bundle with neither a log entry nor a timestamp
+/// (`cosign sign --tlog-upload=false`, our own `sign --bundle-format v3`):
+/// `sigstore-verify` refuses it for want of signing-time evidence, which a
+/// keyed signature does not need. The key alone decides, as for a legacy
+/// `.sig` signature: the ECDSA P-256 signature over the DSSE PAE, and a
+/// statement subject naming `subject`'s SHA-256.
+fn verify_unlogged_dsse(bundle: &Bundle, subject: &Subject, pem: &str) -> Result<(), BundleError> {
+    use p256::ecdsa::signature::Verifier as _;
+    use p256::pkcs8::DecodePublicKey;
+    let SignatureContent::DsseEnvelope(e) = &bundle.content else {
+        return Err(BundleError::Rejected(
+            "a message signature without a transparency-log entry or timestamp cannot be verified offline; sign with a log, or as a DSSE statement".into(),
+        ));
+    };
+    if e.payload_type != IN_TOTO {
+        return Err(BundleError::Rejected(format!(
+            "the DSSE payload is {:?}, not an in-toto statement",
+            e.payload_type
+        )));
+    }
+    let key = p256::ecdsa::VerifyingKey::from_public_key_pem(pem.trim()).map_err(|e| {
+        BundleError::Key(format!(
+            "{e}: a bundle without a log entry is verified with ECDSA P-256 keys only"
+        ))
+    })?;
+    let raw = e.signature.sig.as_bytes();
+    let sig = p256::ecdsa::Signature::from_der(raw)
+        .or_else(|_| p256::ecdsa::Signature::from_slice(raw))
+        .map_err(|_| BundleError::Rejected("the DSSE signature is not ECDSA".into()))?;
+    let payload = e.payload.as_bytes();
+    if key
+        .verify(&super::cosign::statement_pae(payload), &sig)
+        .is_err()
+    {
+        return Err(BundleError::Rejected(
+            "the DSSE signature does not verify with this key".into(),
+        ));
+    }
+    let want = match subject {
+        Subject::Sha256(d) => *d,
+        Subject::Bytes(b) => {
+            use sha2::Digest;
+            sha2::Sha256::digest(b).into()
+        }
+    };
+    let want_hex: String = want.iter().map(|b| format!("{b:02x}")).collect();
+    let statement: serde_json::Value = serde_json::from_slice(payload)
+        .map_err(|e| BundleError::Rejected(format!("the in-toto statement is not JSON: {e}")))?;
+    let names_it = statement
+        .get("subject")
+        .and_then(|s| s.as_array())
+        .is_some_and(|subjects| {
+            subjects.iter().any(|s| {
+                s.pointer("/digest/sha256")
+                    .and_then(|d| d.as_str())
+                    .is_some_and(|d| d.eq_ignore_ascii_case(&want_hex))
+            })
+        });
+    if !names_it {
+        return Err(BundleError::Rejected(format!(
+            "the in-toto statement's subjects do not name sha256:{want_hex}"
+        )));
+    }
+    Ok(())
 }
 
 fn to_chrono(t: jiff::Timestamp) -> Option<DateTime<Utc>> {
@@ -245,7 +373,10 @@ mod tests {
     #[test]
     fn garbage_is_not_a_bundle() {
         let root = trusted_root(None).expect("root");
-        let signer = Signer::Key { pem: String::new() };
+        let signer = Signer::Key {
+            pem: String::new(),
+            require_tlog: true,
+        };
         let err = verify("{}", &Subject::Bytes(vec![]), &signer, &root).expect_err("garbage");
         assert!(matches!(err, BundleError::Malformed(_)), "{err}");
     }

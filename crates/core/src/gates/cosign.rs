@@ -174,10 +174,46 @@ fn fetch_layer(
     }
 }
 
-/// Checks the signatures of `repo@digest` against `keys`: `Ok(None)` when
-/// one verifies, `Ok(Some(finding))` with every rejection reason when none
-/// does, `Err` when the registry could not be read (fails closed).
+/// Checks the signatures of `repo@digest` against `trust`, in both
+/// layouts — legacy `.sig` layers, then cosign 3 bundles attached as
+/// referrers ([`oci_bundle`](super::oci_bundle)): `Ok(None)` when one
+/// verifies, `Ok(Some(finding))` with every rejection reason of both when
+/// none does, `Err` when the registry could not be read (fails closed).
 pub fn check(
+    reg: &dyn Registry,
+    repo: &str,
+    digest: &str,
+    trust: &TrustPolicy,
+    now: DateTime<Utc>,
+) -> Result<Option<Finding>, RegistryError> {
+    use super::oci_bundle::{self, Found};
+    let Some(mut legacy) = check_legacy(reg, repo, digest, trust, now)? else {
+        return Ok(None);
+    };
+    match oci_bundle::find_verified(reg, repo, digest, oci_bundle::SIGN_PREDICATE, trust)? {
+        Found::Verified { .. } => Ok(None),
+        Found::Nothing if legacy.rule == "no-signature" => {
+            legacy.message = "no cosign signature found: no .sig manifest and no Sigstore bundle \
+                 (OCI referrer or sha256-<hex> referrers tag) for this digest; sign it"
+                .into();
+            Ok(Some(legacy))
+        }
+        Found::Nothing => Ok(Some(legacy)),
+        Found::Rejected(reasons) => {
+            let bundles = format!("bundles: {}", reasons.join("; "));
+            if legacy.rule == "no-signature" {
+                legacy.rule = "no-valid-signature".into();
+                legacy.message = bundles;
+            } else {
+                legacy.message = format!(".sig: {}; {bundles}", legacy.message);
+            }
+            Ok(Some(legacy))
+        }
+    }
+}
+
+/// [`check`] over the legacy `.sig` layout alone.
+fn check_legacy(
     reg: &dyn Registry,
     repo: &str,
     digest: &str,
@@ -400,9 +436,39 @@ fn push_layer(
 }
 
 /// The verified predicate of the newest attestation of `predicate_type`
-/// about `repo@digest`: `Ok(Err(reason))` when there is none that verifies
-/// (every reason joined), `Err` when the registry could not be read.
+/// about `repo@digest`, in either layout — a cosign 3 bundle referrer
+/// first, then the legacy `.att` layers: `Ok(Err(reason))` when there is
+/// none that verifies (every reason joined), `Err` when the registry could
+/// not be read.
 pub fn verified_predicate(
+    reg: &dyn Registry,
+    repo: &str,
+    digest: &str,
+    predicate_type: &str,
+    trust: &TrustPolicy,
+    now: DateTime<Utc>,
+) -> Result<Result<serde_json::Value, String>, RegistryError> {
+    use super::oci_bundle::{self, Found};
+    let bundles = match oci_bundle::find_verified(reg, repo, digest, predicate_type, trust)? {
+        Found::Verified { verified, .. } => {
+            return Ok(oci_bundle::predicate_of(&verified)
+                .cloned()
+                .ok_or_else(|| "the verified statement has no predicate".to_string()));
+        }
+        Found::Rejected(reasons) => Some(format!("bundles: {}", reasons.join("; "))),
+        Found::Nothing => None,
+    };
+    match verified_legacy_predicate(reg, repo, digest, predicate_type, trust, now)? {
+        Ok(p) => Ok(Ok(p)),
+        Err(legacy) => Ok(Err(match bundles {
+            Some(b) => format!(".att: {legacy}; {b}"),
+            None => legacy,
+        })),
+    }
+}
+
+/// [`verified_predicate`] over the legacy `.att` layout alone.
+fn verified_legacy_predicate(
     reg: &dyn Registry,
     repo: &str,
     digest: &str,
@@ -414,7 +480,7 @@ pub fn verified_predicate(
     let b64 = base64::engine::general_purpose::STANDARD;
     let Some((manifest, _)) = reg.manifest(&attestation_tag(repo, digest))? else {
         return Ok(Err(
-            "no attestation found (no .att manifest for this digest)".into(),
+            "no attestation found (no .att manifest and no Sigstore bundle for this digest)".into(),
         ));
     };
     if manifest.layers.len() > MAX_SIGNATURES {

@@ -10,13 +10,16 @@
 //! and report decision), `signature` (keyed cosign verification),
 //! `keyless` (Fulcio certificate chain, identity and Rekor bundle, offline),
 //! `rego_check` (recursion and unevaluated rules, refused before evaluation),
-//! `trust` (trusted keys and identities), `cosign` (the registry layout of
-//! signatures and attestations), `run` (all three for one render).
+//! `trust` (trusted keys and identities), `cosign` (the legacy `.sig`/`.att`
+//! registry layout of signatures and attestations), `oci_bundle` (cosign 3's
+//! layout: bundles as OCI 1.1 referrers or under the fallback tag), `run`
+//! (all three for one render).
 
 pub mod admission;
 pub mod bundle;
 pub mod cosign;
 pub mod keyless;
+pub mod oci_bundle;
 pub mod rego_check;
 pub mod run;
 pub mod signature;

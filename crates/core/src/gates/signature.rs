@@ -21,6 +21,9 @@ pub const COSIGN_TYPE: &str = "cosign container image signature";
 pub struct TrustedKey {
     pub name: String,
     key: VerifyingKey,
+    /// A Sigstore bundle signed with this key must carry a verified
+    /// transparency-log entry (`require_tlog` in `trust.toml`).
+    pub require_tlog: bool,
 }
 
 impl TrustedKey {
@@ -32,7 +35,16 @@ impl TrustedKey {
         Ok(Self {
             name: name.to_string(),
             key,
+            require_tlog: false,
         })
+    }
+
+    /// The key as PEM SPKI, as a Sigstore verifier takes it.
+    pub fn public_key_pem(&self) -> String {
+        use p256::pkcs8::{EncodePublicKey, LineEnding};
+        self.key
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap_or_default()
     }
 }
 

@@ -1,14 +1,18 @@
 //! `policies/trust.toml`: which signatures count. Keyed entries name a PEM
-//! public key under `policies/`; keyless entries name a Fulcio root bundle,
-//! an optional Rekor public key and the identity (OIDC issuer + subject,
-//! each exact or a regex) a certificate must carry. Every problem in the
-//! file is reported at once, with its field.
+//! public key under `policies/`; keyless entries name the identity (OIDC
+//! issuer + subject, each exact or a regex) a certificate must carry and,
+//! for legacy `.sig` signatures, a Fulcio root bundle and a Rekor public
+//! key. Sigstore bundles are verified against `policies/trusted_root.json`
+//! when the repo has one, else the public-good root. Every problem in the
+//! files is reported at once, with its field.
 
 use super::GateError;
+use super::bundle::{self, TRUSTED_ROOT_FILE};
 use super::keyless::{self, KeylessTrust, Matcher, RekorKey};
 use super::signature::TrustedKey;
 use crate::source::TreeReader;
 use serde::Deserialize;
+use sigstore_verify::trust_root::TrustedRoot;
 
 pub const TRUST_FILE: &str = "policies/trust.toml";
 
@@ -17,6 +21,9 @@ pub const TRUST_FILE: &str = "policies/trust.toml";
 pub struct TrustPolicy {
     pub keys: Vec<TrustedKey>,
     pub keyless: Vec<KeylessTrust>,
+    /// `policies/trusted_root.json` when the repo has one; `None`: the
+    /// Sigstore public-good production root.
+    pub sigstore_root: Option<std::sync::Arc<TrustedRoot>>,
 }
 
 impl TrustPolicy {
@@ -41,14 +48,20 @@ struct RawKey {
     name: String,
     /// PEM public key, relative to `policies/`.
     path: String,
+    /// Refuse a Sigstore bundle signed with this key unless it carries a
+    /// verified transparency-log entry (entries present are always
+    /// verified; legacy `.sig` signatures carry none).
+    #[serde(default)]
+    require_tlog: bool,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawKeyless {
     name: String,
-    /// PEM bundle of trusted Fulcio certificates, relative to `policies/`.
-    fulcio_roots: String,
+    /// PEM bundle of trusted Fulcio certificates, relative to `policies/`,
+    /// for legacy `.sig` signatures; bundles use the trusted root.
+    fulcio_roots: Option<String>,
     /// PEM Rekor public key, relative to `policies/`.
     rekor_key: Option<String>,
     /// Refuse signatures without a verified Rekor entry (default true).
@@ -87,20 +100,27 @@ fn load_keyless(
         problems.push(m);
         ok = false;
     };
-    let roots_path = format!("policies/{}", k.fulcio_roots);
-    let roots = match tree.read_string(&roots_path) {
-        Ok(pem) => keyless::parse_certificates(&pem).unwrap_or_else(|e| {
-            fail(at("fulcio_roots", format!("{roots_path}: {e}")));
-            Vec::new()
-        }),
-        Err(e) => {
-            fail(at("fulcio_roots", e.to_string()));
-            Vec::new()
+    // Without fulcio_roots the entry judges Sigstore bundles only, against
+    // the trusted root (which carries the Fulcio CAs and the logs' keys).
+    let roots = match &k.fulcio_roots {
+        None => Vec::new(),
+        Some(file) => {
+            let roots_path = format!("policies/{file}");
+            match tree.read_string(&roots_path) {
+                Ok(pem) => keyless::parse_certificates(&pem).unwrap_or_else(|e| {
+                    fail(at("fulcio_roots", format!("{roots_path}: {e}")));
+                    Vec::new()
+                }),
+                Err(e) => {
+                    fail(at("fulcio_roots", e.to_string()));
+                    Vec::new()
+                }
+            }
         }
     };
     let rekor = match &k.rekor_key {
         None => {
-            if k.require_tlog {
+            if k.require_tlog && k.fulcio_roots.is_some() {
                 fail(at(
                     "rekor_key",
                     "required while require_tlog = true (the default)".into(),
@@ -154,7 +174,10 @@ pub fn load(tree: &dyn TreeReader) -> Result<TrustPolicy, GateError> {
         let path = format!("policies/{}", k.path);
         match tree.read_string(&path) {
             Ok(pem) => match TrustedKey::from_pem(&k.name, &pem) {
-                Ok(key) => policy.keys.push(key),
+                Ok(mut key) => {
+                    key.require_tlog = k.require_tlog;
+                    policy.keys.push(key)
+                }
                 Err(e) => problems.push(format!("keys[{i}].path: {path}: {e}")),
             },
             Err(e) => problems.push(format!("keys[{i}].path: {e}")),
@@ -164,6 +187,17 @@ pub fn load(tree: &dyn TreeReader) -> Result<TrustPolicy, GateError> {
         if let Some(entry) = load_keyless(tree, i, k, &mut problems) {
             policy.keyless.push(entry);
         }
+    }
+    match tree.exists(TRUSTED_ROOT_FILE) {
+        Ok(false) => {}
+        Ok(true) => match tree.read_string(TRUSTED_ROOT_FILE) {
+            Ok(json) => match bundle::trusted_root(Some(&json)) {
+                Ok(root) => policy.sigstore_root = Some(std::sync::Arc::new(root)),
+                Err(e) => problems.push(format!("{TRUSTED_ROOT_FILE}: {e}")),
+            },
+            Err(e) => problems.push(format!("{TRUSTED_ROOT_FILE}: {e}")),
+        },
+        Err(e) => problems.push(format!("{TRUSTED_ROOT_FILE}: {e}")),
     }
     if !problems.is_empty() {
         return Err(err(problems.join("; ")));

@@ -9,6 +9,44 @@ use std::collections::BTreeMap;
 
 /// The media type of an OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// The media type of an OCI image index (also a referrers list).
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// The empty descriptor's media type (an artifact without config), and
+/// its two bytes.
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub const OCI_EMPTY_BYTES: &[u8] = b"{}";
+
+/// An OCI image index (image-spec `image-index.md`): what the referrers
+/// API answers and what the referrers fallback tag holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    pub schema_version: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+impl Index {
+    /// An empty OCI index.
+    pub fn new() -> Self {
+        Index {
+            schema_version: 2,
+            media_type: Some(OCI_INDEX.into()),
+            manifests: Vec::new(),
+            annotations: None,
+        }
+    }
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// An OCI image manifest (image-spec `manifest.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +77,9 @@ pub struct Descriptor {
     pub urls: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
+    /// The artifact type of the manifest it points to (index entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
 }
 
 /// A descriptor of `bytes` (digest and size computed), with annotations.
@@ -53,6 +94,24 @@ pub fn descriptor(
         size: bytes.len() as i64,
         urls: None,
         annotations,
+        artifact_type: None,
+    }
+}
+
+/// The descriptor of a manifest's exact bytes, whose digest the registry
+/// gave: its own `mediaType` (an OCI image manifest when it names none).
+pub fn described(bytes: &[u8], digest: String) -> Descriptor {
+    let media_type = serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| OCI_MANIFEST.to_string());
+    Descriptor {
+        media_type,
+        digest,
+        size: bytes.len() as i64,
+        urls: None,
+        annotations: None,
+        artifact_type: None,
     }
 }
 
