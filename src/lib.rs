@@ -33,6 +33,7 @@ pub mod adapters;
 pub mod blueprint;
 pub mod cli;
 pub mod config;
+pub mod cosign_key;
 pub mod daemon;
 pub mod drift;
 pub mod drill;

@@ -18,6 +18,8 @@
 //!   overlays of `../shared/kustomize-corpus/` (byte-identical, or listed)
 //! - `golden`: the renderer vs the reference kustomize on the checked-in cases
 //!   (every case compared; the live run is `#[ignore]`d: CI does not build it)
+//! - `interop`: upstream Go material (`tests/go/interop`): a key encrypted as
+//!   `cosign generate-key-pair` does, and a registry with the referrers API
 //! - `keyless`: Fulcio/Rekor verification with a local CA and log key
 //! - `kubernetes`: the kube target and router, request by request, against a
 //!   scripted API server (tower-test); a real-cluster suite, `#[ignore]`d,
@@ -57,6 +59,7 @@ mod fetch;
 mod gates;
 mod git_writes;
 mod golden;
+mod interop;
 mod keyless;
 mod kubernetes;
 mod local_stack;

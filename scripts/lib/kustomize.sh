@@ -10,9 +10,8 @@
 PC_KUSTOMIZE_MODULE=sigs.k8s.io/kustomize/kustomize/v5
 PC_KUSTOMIZE_VERSION=v5.5.0
 
-pc_tools_cache() {
-  echo "${PC_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/platform-capstone/tools}"
-}
+# shellcheck source=cache.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cache.sh"
 
 # Prints the path of the reference kustomize binary, building it first when
 # the cache has none (about a minute on 2 cores; said on stderr).

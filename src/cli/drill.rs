@@ -92,7 +92,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             let pem =
                 std::fs::read_to_string(p).with_context(|| format!("--key {}", p.display()))?;
             Some(
-                crate::gates::cosign::load_signing_key(&pem)
+                crate::cosign_key::load(&pem)
                     .map_err(|e| anyhow::anyhow!("--key {}: {e}", p.display()))?,
             )
         }

@@ -228,7 +228,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .context("the local stack is not set up: run `platform-capstone local up` first")?;
             let pem =
                 std::fs::read_to_string(&key).with_context(|| format!("{}", key.display()))?;
-            let sk = crate::gates::cosign::load_signing_key(&pem)
+            let sk = crate::cosign_key::load(&pem)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
             let published = crate::local::images::publish(
                 &stack.podman_config(),

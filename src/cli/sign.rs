@@ -22,7 +22,8 @@ pub enum BundleFormat {
 #[derive(Debug, clap::Args)]
 #[command(
     long_about = "Signs IMAGE@DIGEST the way `cosign sign --key` does, with an ECDSA P-256 \
-key (unencrypted PKCS#8 PEM, as written by `platform-capstone keygen --cosign`). \
+key: unencrypted PKCS#8 PEM (`platform-capstone keygen --cosign`), or a key from \
+`cosign generate-key-pair`, whose password is read from COSIGN_PASSWORD as cosign does. \
 Existing signatures are kept; the signature gate reads both layouts.\n\n\
 --bundle-format v3 (the default, as cosign 3): a Sigstore bundle holding a DSSE in-toto \
 statement of type https://sigstore.dev/cosign/sign/v1 about the digest, attached as an \
@@ -36,7 +37,7 @@ as a layer of the `sha256-<hex>.sig` manifest beside the image."
 pub struct SignArgs {
     /// The image, pinned by digest: registry/repo@sha256:…
     image: String,
-    /// Private key (PKCS#8 PEM).
+    /// Private key: PKCS#8 PEM, or cosign-encrypted (password from COSIGN_PASSWORD).
     #[arg(long, value_name = "PATH")]
     key: PathBuf,
     /// Registry layout: v3 (Sigstore bundle referrer) or legacy (.sig).
@@ -69,7 +70,7 @@ pub struct AttestArgs {
     /// `vuln`, or a predicate type URI.
     #[arg(long = "type", default_value = "vuln")]
     kind: String,
-    /// Private key (PKCS#8 PEM).
+    /// Private key: PKCS#8 PEM, or cosign-encrypted (password from COSIGN_PASSWORD).
     #[arg(long, value_name = "PATH")]
     key: PathBuf,
     /// Reach the image's registry over plain HTTP (loopback registries).
@@ -97,11 +98,15 @@ fn target(image: &str, plain_http: bool) -> anyhow::Result<(String, String, OciR
 fn key(path: &std::path::Path) -> anyhow::Result<p256::ecdsa::SigningKey> {
     let pem = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read key", path.display()))?;
-    cosign::load_signing_key(&pem).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: {e}; create one with `platform-capstone keygen --cosign`",
-            path.display()
-        )
+    crate::cosign_key::load(&pem).map_err(|e| {
+        if cosign::is_encrypted_key(&pem) {
+            anyhow::anyhow!("{}: {e}", path.display())
+        } else {
+            anyhow::anyhow!(
+                "{}: {e}; create one with `platform-capstone keygen --cosign` or `cosign generate-key-pair`",
+                path.display()
+            )
+        }
     })
 }
 

@@ -803,7 +803,7 @@ fn start_drill(
                     |e| tracing::warn!(error = %e, path = %p.display(), "drill_key unreadable"),
                 )
                 .ok()?;
-            crate::gates::cosign::load_signing_key(&pem)
+            crate::cosign_key::load(&pem)
                 .map_err(|e| tracing::warn!(error = %e, "drill_key is not a cosign key"))
                 .ok()
         });

@@ -261,3 +261,33 @@ pub fn blueprint_dev(image: Option<&str>) -> Vec<yaml_serde::Value> {
         })
         .collect()
 }
+
+/// The Go interop helper (`tests/go/interop`: cosign's key encryption from
+/// go-securesystemslib, go-containerregistry's registry with the referrers
+/// API): `$PC_INTEROP` as `scripts/test` built it, else built (once, into
+/// the tools cache) by `scripts/lib/gotools.sh`.
+pub fn interop() -> PathBuf {
+    static BIN: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let built = BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("PC_INTEROP") {
+            return Ok(PathBuf::from(p));
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg("source scripts/lib/gotools.sh && pc_interop")
+            .current_dir(root)
+            .output()
+            .map_err(|e| format!("cannot run bash: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    });
+    match built {
+        Ok(p) => p.clone(),
+        Err(e) => {
+            panic!("the Go interop helper did not build (needs Go and the module proxy): {e}")
+        }
+    }
+}

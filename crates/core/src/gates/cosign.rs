@@ -41,6 +41,122 @@ pub fn load_signing_key(pem: &str) -> Result<p256::ecdsa::SigningKey, String> {
     })
 }
 
+/// PEM labels of a cosign-encrypted private key (cosign 2+, and cosign 1).
+pub const ENCRYPTED_KEY_LABELS: [&str; 2] = [
+    "ENCRYPTED SIGSTORE PRIVATE KEY",
+    "ENCRYPTED COSIGN PRIVATE KEY",
+];
+/// Largest scrypt cost accepted from a key file (cosign writes N = 2^15
+/// or 2^16, r = 8, p = 1): a hostile file cannot make loading take minutes.
+const MAX_SCRYPT_LOG_N: u8 = 20;
+
+/// Whether `pem` is a cosign-encrypted private key.
+pub fn is_encrypted_key(pem: &str) -> bool {
+    pem_label(pem).is_some_and(|l| ENCRYPTED_KEY_LABELS.contains(&l))
+}
+
+fn pem_label(pem: &str) -> Option<&str> {
+    pem.lines()
+        .find_map(|l| l.trim().strip_prefix("-----BEGIN ")?.strip_suffix("-----"))
+}
+
+/// Decrypts a key written by `cosign generate-key-pair`: the PEM body is
+/// go-securesystemslib's JSON (`kdf` scrypt with its N/r/p and salt,
+/// `cipher` nacl/secretbox with its nonce, `ciphertext`), the plaintext an
+/// ECDSA P-256 PKCS#8 key. A wrong password and a damaged file are told
+/// apart only as far as the cipher allows (both fail authentication).
+pub fn decrypt_key(pem: &str, password: &[u8]) -> Result<p256::ecdsa::SigningKey, String> {
+    use base64::Engine;
+    use crypto_secretbox::aead::{Aead, KeyInit};
+    use p256::pkcs8::DecodePrivateKey;
+    #[derive(serde::Deserialize)]
+    struct Encrypted {
+        kdf: Kdf,
+        cipher: Cipher,
+        ciphertext: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Kdf {
+        name: String,
+        params: KdfParams,
+        salt: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct KdfParams {
+        #[serde(rename = "N")]
+        n: u64,
+        r: u32,
+        p: u32,
+    }
+    #[derive(serde::Deserialize)]
+    struct Cipher {
+        name: String,
+        nonce: String,
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if !is_encrypted_key(pem) {
+        return Err(format!(
+            "{}, not a cosign-encrypted key",
+            describe_private_key(pem)
+        ));
+    }
+    let body: String = pem
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("-----") && !l.contains(':'))
+        .collect();
+    let json = b64
+        .decode(body.as_bytes())
+        .map_err(|e| format!("the encrypted key's PEM body is not base64: {e}"))?;
+    let e: Encrypted = serde_json::from_slice(&json).map_err(|e| {
+        format!("the encrypted key is not cosign's JSON (kdf, cipher, ciphertext): {e}")
+    })?;
+    if e.kdf.name != "scrypt" || e.cipher.name != "nacl/secretbox" {
+        return Err(format!(
+            "the key is encrypted with {}/{}; cosign keys use scrypt/nacl/secretbox",
+            e.kdf.name, e.cipher.name
+        ));
+    }
+    let KdfParams { n, r, p } = e.kdf.params;
+    if !n.is_power_of_two() || n < 2 {
+        return Err(format!("scrypt N = {n} is not a power of two"));
+    }
+    let log_n = n.trailing_zeros() as u8;
+    if log_n > MAX_SCRYPT_LOG_N || r > 32 || p > 16 {
+        return Err(format!(
+            "scrypt cost N = {n}, r = {r}, p = {p} is over the limit (N ≤ 2^{MAX_SCRYPT_LOG_N}, r ≤ 32, p ≤ 16)"
+        ));
+    }
+    let params = scrypt::Params::new(log_n, r, p, 32)
+        .map_err(|e| format!("scrypt parameters N = {n}, r = {r}, p = {p}: {e}"))?;
+    let salt = b64
+        .decode(e.kdf.salt.as_bytes())
+        .map_err(|e| format!("kdf.salt is not base64: {e}"))?;
+    let nonce = b64
+        .decode(e.cipher.nonce.as_bytes())
+        .map_err(|e| format!("cipher.nonce is not base64: {e}"))?;
+    if nonce.len() != 24 {
+        return Err(format!("cipher.nonce is {} bytes, not 24", nonce.len()));
+    }
+    let ciphertext = b64
+        .decode(e.ciphertext.as_bytes())
+        .map_err(|e| format!("ciphertext is not base64: {e}"))?;
+    let mut key = [0u8; 32];
+    scrypt::scrypt(password, &salt, &params, &mut key).map_err(|e| format!("scrypt: {e}"))?;
+    let cipher = crypto_secretbox::XSalsa20Poly1305::new(&key.into());
+    let plain = cipher
+        .decrypt(
+            crypto_secretbox::Nonce::from_slice(&nonce),
+            ciphertext.as_slice(),
+        )
+        .map_err(|_| {
+            "the password does not decrypt this key (wrong COSIGN_PASSWORD, or a damaged file)"
+                .to_string()
+        })?;
+    p256::ecdsa::SigningKey::from_pkcs8_der(&plain)
+        .map_err(|_| "the decrypted key is not an ECDSA P-256 PKCS#8 key".to_string())
+}
+
 /// What a PEM private key is, for messages: its label, and for PKCS#8 its
 /// algorithm and curve (the p256 crate's own error names the OID it
 /// expected, not the one it found).
@@ -53,7 +169,9 @@ pub fn describe_private_key(pem: &str) -> String {
     match label {
         "" => "not a PEM key".into(),
         "OPENSSH PRIVATE KEY" => "an OpenSSH key (for git signing)".into(),
-        "ENCRYPTED SIGSTORE PRIVATE KEY" => "a cosign-encrypted key".into(),
+        "ENCRYPTED SIGSTORE PRIVATE KEY" | "ENCRYPTED COSIGN PRIVATE KEY" => {
+            "a cosign-encrypted key (its password comes from COSIGN_PASSWORD)".into()
+        }
         "ENCRYPTED PRIVATE KEY" => "an encrypted PKCS#8 key".into(),
         "RSA PRIVATE KEY" => "an RSA key".into(),
         "EC PRIVATE KEY" => "a SEC1 EC key (convert: openssl pkcs8 -topk8 -nocrypt)".into(),
@@ -583,4 +701,43 @@ fn verified_legacy_predicate(
         }
     }
     Ok(Err(reasons.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn encrypted(json: &str) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(json);
+        format!(
+            "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n{b64}\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n"
+        )
+    }
+
+    #[test]
+    fn a_hostile_or_foreign_encrypted_key_is_refused_before_any_work() {
+        let salt = "AAAA";
+        let nonce = base64::engine::general_purpose::STANDARD.encode([0u8; 24]);
+        let doc = |n: u64, kdf: &str| {
+            encrypted(&format!(
+                r#"{{"kdf":{{"name":"{kdf}","params":{{"N":{n},"r":8,"p":1}},"salt":"{salt}"}},"cipher":{{"name":"nacl/secretbox","nonce":"{nonce}"}},"ciphertext":"AAAA"}}"#
+            ))
+        };
+        let err = decrypt_key(&doc(1 << 30, "scrypt"), b"pw").expect_err("too costly");
+        assert!(err.contains("over the limit"), "{err}");
+        let err = decrypt_key(&doc(1000, "scrypt"), b"pw").expect_err("not a power of two");
+        assert!(err.contains("power of two"), "{err}");
+        let err = decrypt_key(&doc(1 << 10, "argon2"), b"pw").expect_err("other kdf");
+        assert!(err.contains("argon2"), "{err}");
+        let err = decrypt_key(&doc(1 << 10, "scrypt"), b"pw").expect_err("bad ciphertext");
+        assert!(err.contains("does not decrypt"), "{err}");
+        let err = decrypt_key(&encrypted("not json"), b"pw").expect_err("not json");
+        assert!(err.contains("not cosign's JSON"), "{err}");
+        let (private, _) = generate_key_pair().expect("keygen");
+        assert!(!is_encrypted_key(&private));
+        let err = decrypt_key(&private, b"pw").expect_err("plain key");
+        assert!(err.contains("not a cosign-encrypted key"), "{err}");
+        assert!(describe_private_key(&doc(2, "scrypt")).contains("COSIGN_PASSWORD"));
+    }
 }
