@@ -11,6 +11,7 @@ use platform_capstone::gates::cosign;
 use platform_capstone::gates::signature::TrustedKey;
 use platform_capstone::gates::trust::TrustPolicy;
 use platform_capstone::ports::Registry as _;
+use std::path::Path;
 use std::process::Command;
 
 /// A registry for one test, storing in its own temp dir.
@@ -630,4 +631,144 @@ fn keyless_signatures_and_attestations_verify_through_the_registry() {
         reason.contains("missing transparency-log entry"),
         "{reason}"
     );
+}
+
+#[test]
+fn a_private_registry_is_reached_with_docker_config_auths_and_credential_helpers() {
+    use platform_capstone::adapters::registry_auth::Keychain;
+    use platform_capstone::gates::oci_bundle;
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let password = "s3cret-Pa55";
+    let hash = bcrypt::hash(password, 5).expect("bcrypt");
+    std::fs::write(d.join("htpasswd"), format!("ci:{hash}\n")).expect("htpasswd");
+    let mut registry = LocalRegistry::start_with_htpasswd(&d.join("registry"), &d.join("htpasswd"))
+        .expect("start a private docker-registry");
+    let host = registry.host.clone();
+    let repo = format!("{host}/platform-capstone/private");
+    let plain = std::slice::from_ref(&host);
+    let write = |name: &str, json: serde_json::Value| {
+        let p = d.join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, json.to_string()).expect("write");
+        p
+    };
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+
+    // Anonymous: refused, and the gate cannot pass what it cannot read.
+    let none = write("none/config.json", serde_json::json!({}));
+    let anonymous = OciRegistry::with_keychain(plain, Keychain::from_file(&none)).expect("client");
+    let digest_for = |reg: &OciRegistry, tag: &str| {
+        reg.push_image(
+            &format!("{repo}:{tag}"),
+            b"{\"architecture\":\"amd64\",\"os\":\"linux\"}".to_vec(),
+            vec![tag.as_bytes().to_vec()],
+        )
+    };
+    assert!(
+        digest_for(&anonymous, "anon").is_err(),
+        "anonymous push to a private registry"
+    );
+
+    // docker's config.json `auths`, in the https://host/v1/ spelling.
+    let auths = write(
+        "auths/config.json",
+        serde_json::json!({"auths": {format!("https://{host}/v1/"): {"auth": b64(&format!("ci:{password}"))}}}),
+    );
+    let reg = OciRegistry::with_keychain(plain, Keychain::from_file(&auths)).expect("client");
+    let digest = digest_for(&reg, "v1").expect("push with config.json credentials");
+    let (ci_key, trusted) = keys();
+    let trust = TrustPolicy {
+        keys: vec![trusted],
+        ..TrustPolicy::default()
+    };
+    let now = chrono::Utc::now();
+    oci_bundle::sign(&reg, &repo, &digest, &ci_key, now).expect("sign");
+    assert_eq!(
+        cosign::check(&reg, &repo, &digest, &trust, now).expect("check"),
+        None
+    );
+    let err = cosign::check(&anonymous, &repo, &digest, &trust, now).expect_err("anonymous read");
+    assert!(err.is_infrastructure(), "{err}");
+
+    // A credential helper (`credHelpers`), given the host on stdin.
+    let helpers = d.join("bin");
+    std::fs::create_dir_all(&helpers).expect("mkdir");
+    let helper = helpers.join("docker-credential-pcfake");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 3\nread host\n[ \"$host\" = \"{host}\" ] || {{ echo \"credentials not found in native keychain\"; exit 1; }}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"ci\",\"Secret\":\"{password}\"}}' \"$host\"\n"
+        ),
+    )
+    .expect("helper");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let with_helper = write(
+        "helper/config.json",
+        serde_json::json!({"credHelpers": {host.clone(): "pcfake"}}),
+    );
+    let reg = OciRegistry::with_keychain(
+        plain,
+        Keychain::from_file(&with_helper).with_helper_dir(&helpers),
+    )
+    .expect("client");
+    assert_eq!(
+        cosign::check(&reg, &repo, &digest, &trust, now).expect("check"),
+        None
+    );
+
+    // A wrong password: refused, and the message does not carry it.
+    let wrong = write(
+        "wrong/config.json",
+        serde_json::json!({"auths": {host.clone(): {"username": "ci", "password": "not-the-password"}}}),
+    );
+    let reg = OciRegistry::with_keychain(plain, Keychain::from_file(&wrong)).expect("client");
+    let err = cosign::check(&reg, &repo, &digest, &trust, now).expect_err("wrong password");
+    assert!(!err.to_string().contains("not-the-password"), "{err}");
+    assert!(
+        err.to_string().contains("refused access") && err.to_string().contains("wrong/config.json"),
+        "{err}"
+    );
+
+    // The CLI reads $DOCKER_CONFIG, as docker and cosign do.
+    let v2 = digest_for(
+        &OciRegistry::with_keychain(plain, Keychain::from_file(&auths)).expect("client"),
+        "v2",
+    )
+    .expect("push");
+    let (private, _) = cosign::generate_key_pair().expect("keygen");
+    std::fs::write(d.join("cosign.key"), private).expect("key");
+    let sign = |docker_config: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_platform-capstone"))
+            .current_dir(d)
+            .args([
+                "sign",
+                &format!("{repo}@{v2}"),
+                "--key",
+                "cosign.key",
+                "--plain-http",
+            ])
+            .env("DOCKER_CONFIG", docker_config)
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .expect("run")
+    };
+    let o = sign(none.parent().expect("dir"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no usable credentials"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = sign(auths.parent().expect("dir"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    registry.stop();
 }

@@ -16,6 +16,22 @@ impl LocalRegistry {
     /// Starts a registry storing under `dir`, on a free loopback port;
     /// waits (bounded) until it accepts connections.
     pub fn start(dir: &Path) -> Result<Self, String> {
+        Self::start_with(dir, "")
+    }
+
+    /// As [`start`](Self::start), a private registry: every request needs
+    /// HTTP basic credentials from `htpasswd` (bcrypt entries).
+    pub fn start_with_htpasswd(dir: &Path, htpasswd: &Path) -> Result<Self, String> {
+        Self::start_with(
+            dir,
+            &format!(
+                "auth:\n  htpasswd:\n    realm: platform-capstone\n    path: {}\n",
+                htpasswd.display()
+            ),
+        )
+    }
+
+    fn start_with(dir: &Path, extra_yaml: &str) -> Result<Self, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free loopback port: {e}"))?
@@ -23,7 +39,7 @@ impl LocalRegistry {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let config = dir.join("registry.yml");
         let yaml = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra_yaml}",
             dir.join("data").display()
         );
         crate::fsutil::write_atomic(&config, yaml.as_bytes(), None)

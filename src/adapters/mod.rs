@@ -18,4 +18,5 @@ pub mod podman;
 pub mod process;
 pub mod prometheus;
 pub mod registry;
+pub mod registry_auth;
 pub mod traffic;

@@ -3,6 +3,7 @@
 //! against its digest. Synchronous facade over a private current-thread
 //! runtime, so the CLI and the gates stay synchronous.
 
+use super::registry_auth::{Credential, Keychain};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -19,11 +20,21 @@ pub use crate::ports::RegistryError;
 pub struct OciRegistry {
     client: Client,
     rt: tokio::runtime::Runtime,
+    keychain: Keychain,
+    /// Registries whose credentials were resolved and handed to the client.
+    authed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl OciRegistry {
-    /// `plain_http`: registries reached without TLS (loopback test registries).
+    /// `plain_http`: registries reached without TLS (loopback test
+    /// registries). Credentials come from the docker/podman auth file of
+    /// this environment ([`Keychain::from_env`]).
     pub fn new(plain_http: &[String]) -> Result<Self, RegistryError> {
+        Self::with_keychain(plain_http, Keychain::from_env())
+    }
+
+    /// As [`new`](Self::new), with credentials from `keychain`.
+    pub fn with_keychain(plain_http: &[String], keychain: Keychain) -> Result<Self, RegistryError> {
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(plain_http.to_vec()),
             ..Default::default()
@@ -38,10 +49,48 @@ impl OciRegistry {
         Ok(Self {
             client: Client::new(config),
             rt,
+            keychain,
+            authed: Default::default(),
         })
     }
 
-    fn reference(s: &str) -> Result<Reference, RegistryError> {
+    /// Resolves `r`'s registry credentials once and hands them to the
+    /// client (which then authenticates every request to that registry,
+    /// basic or token, as the registry asks).
+    fn authenticate(&self, r: &Reference) -> Result<(), RegistryError> {
+        let registry = r.resolve_registry().to_string();
+        let mut authed = self.authed.lock().unwrap_or_else(|e| e.into_inner());
+        if authed.contains(&registry) {
+            return Ok(());
+        }
+        let credential =
+            self.keychain
+                .resolve(&registry)
+                .map_err(|e| RegistryError::Credentials {
+                    registry: registry.clone(),
+                    message: e.to_string(),
+                })?;
+        let auth = match credential {
+            Credential::Anonymous => RegistryAuth::Anonymous,
+            Credential::Basic { username, password } => RegistryAuth::Basic(username, password),
+            Credential::Token(t) => RegistryAuth::Bearer(t),
+        };
+        self.rt
+            .block_on(self.client.store_auth_if_needed(&registry, &auth));
+        authed.insert(registry);
+        Ok(())
+    }
+
+    /// `s` parsed, with its registry's credentials in the client (the
+    /// `RegistryAuth::Anonymous` passed to some client calls below only
+    /// applies to a registry with no stored credentials: there are).
+    fn target(&self, s: &str) -> Result<Reference, RegistryError> {
+        let r = Self::parse(s)?;
+        self.authenticate(&r)?;
+        Ok(r)
+    }
+
+    fn parse(s: &str) -> Result<Reference, RegistryError> {
         Reference::try_from(s).map_err(|e| RegistryError::Reference {
             reference: s.to_string(),
             message: e.to_string(),
@@ -55,7 +104,7 @@ impl OciRegistry {
         reference: &str,
         accept: &str,
     ) -> Result<Option<(Vec<u8>, String)>, RegistryError> {
-        let r = Self::reference(reference)?;
+        let r = self.target(reference)?;
         let result = self.rt.block_on(self.client.pull_manifest_raw(
             &r,
             &RegistryAuth::Anonymous,
@@ -64,7 +113,7 @@ impl OciRegistry {
         let (bytes, digest) = match result {
             Ok(x) => x,
             Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(Self::unavailable(&r, e)),
+            Err(e) => return Err(self.unavailable(&r, e)),
         };
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(RegistryError::Invalid {
@@ -86,27 +135,46 @@ impl OciRegistry {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<String, RegistryError> {
-        let r = Self::reference(reference)?;
+        let r = self.target(reference)?;
         let content_type = content_type.parse().map_err(|e| RegistryError::Invalid {
             reference: reference.to_string(),
             message: format!("{e}"),
         })?;
         self.rt
             .block_on(self.client.push_manifest_raw(&r, body, content_type))
-            .map_err(|e| Self::unavailable(&r, e))?;
+            .map_err(|e| self.unavailable(&r, e))?;
         // The registry's own word on the digest of what it stored.
         self.rt
             .block_on(
                 self.client
                     .fetch_manifest_digest(&r, &RegistryAuth::Anonymous),
             )
-            .map_err(|e| Self::unavailable(&r, e))
+            .map_err(|e| self.unavailable(&r, e))
     }
 
-    fn unavailable(r: &Reference, e: impl std::fmt::Display) -> RegistryError {
+    /// A failed call as a typed error: a refusal of the credentials (HTTP
+    /// 401/403, which oci-client reports in words) says which credentials
+    /// were used, by file, never their value.
+    fn unavailable(&self, r: &Reference, e: impl std::fmt::Display) -> RegistryError {
+        let message = e.to_string().replace('\n', " ");
+        let lower = message.to_ascii_lowercase();
+        if lower.contains("not authorized")
+            || lower.contains("unauthorized")
+            || lower.contains("authentication failure")
+            || lower.contains("denied")
+        {
+            let used = match self.keychain.file() {
+                Some(f) => format!("with the credentials {} gives for it", f.display()),
+                None => "anonymously (no docker/podman auth file found)".to_string(),
+            };
+            return RegistryError::Credentials {
+                registry: r.registry().to_string(),
+                message: format!("it refused access {used}: {message}"),
+            };
+        }
         RegistryError::Unavailable {
             registry: r.registry().to_string(),
-            message: e.to_string().replace('\n', " "),
+            message,
         }
     }
 }
@@ -127,7 +195,7 @@ impl crate::ports::Registry for OciRegistry {
 
     /// A blob of `repo`, at most `cap` bytes, checked against `digest`.
     fn blob(&self, repo: &str, digest: &str, cap: usize) -> Result<Vec<u8>, RegistryError> {
-        let r = Self::reference(repo)?;
+        let r = self.target(repo)?;
         let mut out = Capped {
             buf: Vec::new(),
             cap,
@@ -141,7 +209,7 @@ impl crate::ports::Registry for OciRegistry {
                 message: format!("blob is over the {cap}-byte cap"),
             });
         }
-        result.map_err(|e| Self::unavailable(&r, e))?;
+        result.map_err(|e| self.unavailable(&r, e))?;
         if sha256(&out.buf) != digest {
             return Err(RegistryError::Invalid {
                 reference: format!("{repo}@{digest}"),
@@ -153,11 +221,11 @@ impl crate::ports::Registry for OciRegistry {
 
     /// Uploads a blob to `repo`; returns its digest.
     fn push_blob(&self, repo: &str, bytes: Vec<u8>) -> Result<String, RegistryError> {
-        let r = Self::reference(repo)?;
+        let r = self.target(repo)?;
         let digest = sha256(&bytes);
         self.rt
             .block_on(self.client.push_blob(&r, bytes, &digest))
-            .map_err(|e| Self::unavailable(&r, e))?;
+            .map_err(|e| self.unavailable(&r, e))?;
         Ok(digest)
     }
 
@@ -179,7 +247,7 @@ impl crate::ports::Registry for OciRegistry {
 
     fn referrers(&self, repo: &str, digest: &str) -> Result<Option<Index>, RegistryError> {
         let reference = format!("{repo}@{digest}");
-        let r = Self::reference(&reference)?;
+        let r = self.target(&reference)?;
         let result = self.rt.block_on(async {
             self.client
                 .store_auth_if_needed(r.resolve_registry(), &RegistryAuth::Anonymous)
@@ -189,7 +257,7 @@ impl crate::ports::Registry for OciRegistry {
         match result {
             // The registry has no referrers API: the caller reads the tag.
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(Self::unavailable(&r, e)),
+            Err(e) => Err(self.unavailable(&r, e)),
             Ok(index) => {
                 // oci-client's index type, back to the registry's JSON and
                 // into ours (which keeps artifactType and annotations).

@@ -229,12 +229,20 @@ pub enum RegistryError {
     Unavailable { registry: String, message: String },
     #[error("{reference}: {message}")]
     Invalid { reference: String, message: String },
+    #[error(
+        "registry {registry}: no usable credentials ({message}); fix the docker/podman auth file or its credential helper"
+    )]
+    Credentials { registry: String, message: String },
 }
 
 impl RegistryError {
-    /// Registry down or failing: pause and alert, never revert.
+    /// Registry down or failing, or its credentials unusable: an
+    /// operations problem, not the release's: pause and alert, never revert.
     pub fn is_infrastructure(&self) -> bool {
-        matches!(self, RegistryError::Unavailable { .. })
+        matches!(
+            self,
+            RegistryError::Unavailable { .. } | RegistryError::Credentials { .. }
+        )
     }
 }
 
