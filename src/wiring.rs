@@ -435,6 +435,23 @@ pub struct Adapters {
     pub requests_query: String,
     /// Wait after each interval for the metrics' last scrape of it.
     pub scrape_settle: Duration,
+    /// Signs a promotion attestation on each promoted digest; set by the
+    /// caller from the daemon config's `attestation_key`.
+    pub attestation_key: Option<std::sync::Arc<p256::ecdsa::SigningKey>>,
+}
+
+/// The daemon config's `attestation_key`, loaded (`None` when unset).
+pub fn attestation_key(
+    cfg: &crate::config::DaemonConfig,
+) -> Result<Option<std::sync::Arc<p256::ecdsa::SigningKey>>, WiringError> {
+    let Some(path) = &cfg.attestation_key else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| WiringError(format!("attestation_key {}: {e}", path.display())))?;
+    crate::cosign_key::load(&pem)
+        .map(|k| Some(std::sync::Arc::new(k)))
+        .map_err(|e| WiringError(format!("attestation_key {}: {e}", path.display())))
 }
 
 /// Podman envs run on the local stack under `local`; kubernetes envs on
@@ -474,6 +491,7 @@ pub fn adapters(
                 traffic: Some(format!("http://127.0.0.1:{}/", route.port)),
                 requests_query: "sum(increase(haproxy_server_http_responses_total{proxy=\"{{namespace}}.{{app}}\",server=~\"{{track}}.*\"}[{{interval}}]))".into(),
                 scrape_settle,
+                attestation_key: None,
             })
         }
         TargetKind::Kubernetes => {
@@ -489,6 +507,7 @@ pub fn adapters(
                 traffic: None,
                 requests_query: "sum(increase(gateway_http_requests_total{namespace=\"{{namespace}}\",service=~\"{{app}}-{{track}}\"}[{{interval}}]))".into(),
                 scrape_settle,
+                attestation_key: None,
             })
         }
     }
@@ -567,6 +586,7 @@ pub fn with_engine<R>(
         requests_query: adapters.requests_query.clone(),
         scrape_settle: adapters.scrape_settle,
         discovery_wait: Duration::from_secs(10),
+        attestation_key: adapters.attestation_key.as_deref(),
     };
     let mut engine = crate::engine::Engine {
         repo,

@@ -38,6 +38,8 @@ struct Rig {
     metrics: ScriptedMetrics,
     registry: MemRegistry,
     cosign: p256::ecdsa::SigningKey,
+    /// The daemon's promotion attestation key (`attestation_key`).
+    attestation: Option<p256::ecdsa::SigningKey>,
     env: Env,
     /// The next env (staging, from its own branch) and what the release
     /// trusts for promoting into it; `next: None` releases dev alone.
@@ -175,6 +177,7 @@ impl Rig {
             metrics: ScriptedMetrics::new(),
             registry: MemRegistry::new(),
             cosign,
+            attestation: None,
             env,
             staging,
             next: false,
@@ -272,6 +275,7 @@ impl Rig {
             requests_query: REQUESTS.into(),
             scrape_settle: Duration::ZERO,
             discovery_wait: Duration::from_millis(20),
+            attestation_key: self.attestation.as_ref(),
         };
         let now = chrono::Utc::now;
         let mut engine = platform_capstone::engine::Engine {
@@ -837,6 +841,7 @@ impl Rig {
             traffic: None,
             requests_query: REQUESTS.into(),
             scrape_settle: Duration::ZERO,
+            attestation_key: self.attestation.clone().map(std::sync::Arc::new),
         }
     }
 
@@ -1071,6 +1076,91 @@ fn a_baked_release_is_promoted_by_one_signed_commit_of_pins_with_trailers() {
     let (again, _) = rig.run(&commit, "rel-2026-11-30-01");
     assert!(again.is_ok(), "{again:?}");
     assert_eq!(rig.repo.resolve("env/staging").expect("head"), promotion);
+}
+
+#[test]
+fn a_promotion_is_attested_on_each_digest_and_the_next_env_can_require_it() {
+    use platform_capstone::gates::{promotion, run, trust};
+    let mut rig = Rig::new();
+    rig.next = true;
+    rig.attestation = Some(rig.cosign.clone());
+    rig.healthy("1.0.0");
+    let (commit, result, lines) = rig.release("1.0.0");
+    assert!(
+        matches!(result, Ok(EnvOutcome::Promoted { .. })),
+        "{result:?}"
+    );
+    assert!(
+        lines
+            .0
+            .iter()
+            .any(|l| l.starts_with("attest_staging: 1 digest(s) attested")),
+        "{:?}",
+        lines.0
+    );
+    let record = rig.record(&commit, "rel-2026-11-30-01");
+    let image = record.images[0].clone();
+    let (repo, digest) = image.rsplit_once('@').expect("pinned");
+
+    // What dev's trust policy (the release key) makes of it.
+    let head = rig.repo.resolve("env/dev").expect("head");
+    let tree = rig.repo.reader(&head).expect("tree");
+    let trusted = trust::load(tree.as_ref()).expect("trust");
+    let found = promotion::find(&rig.registry, repo, digest, "dev", &trusted)
+        .expect("registry")
+        .expect("a verified promotion out of dev");
+    let p = &found.predicate;
+    assert_eq!(p["verificationResult"], "PASSED");
+    assert_eq!(p["policy"]["uri"], "platform-capstone:env/dev");
+    assert_eq!(p["resourceUri"], image.as_str());
+    assert_eq!(p["platformCapstone"]["releaseId"], "rel-2026-11-30-01");
+    assert_eq!(p["platformCapstone"]["sourceCommit"], commit.as_str());
+    assert_eq!(p["platformCapstone"]["promotedTo"], "staging");
+    assert_eq!(p["platformCapstone"]["gates"]["artifact_signature"], "pass");
+
+    // The next env's signature gate, requiring a promotion out of dev:
+    // the promoted digest passes, a digest dev never promoted does not.
+    let mut modes = rig.staging.gates.clone();
+    modes.require_promotion_from = Some("dev".into());
+    let now = chrono::Utc::now();
+    let (v, _) = run::signatures(
+        tree.as_ref(),
+        std::slice::from_ref(&image),
+        &modes,
+        &rig.registry,
+        now,
+    );
+    assert_eq!(v.outcome, platform_capstone::model::Outcome::Pass, "{v:?}");
+    let fresh = rig.publish("2.0.0");
+    let (v, _) = run::signatures(
+        tree.as_ref(),
+        std::slice::from_ref(&fresh),
+        &modes,
+        &rig.registry,
+        now,
+    );
+    assert_eq!(v.outcome, platform_capstone::model::Outcome::Fail, "{v:?}");
+    assert!(
+        v.findings
+            .iter()
+            .any(|f| f.rule == "no-promotion-attestation"
+                && f.message.contains("not promoted out of dev")),
+        "{v:?}"
+    );
+    modes.require_promotion_from = Some("staging".into());
+    let (v, _) = run::signatures(
+        tree.as_ref(),
+        std::slice::from_ref(&image),
+        &modes,
+        &rig.registry,
+        now,
+    );
+    assert!(
+        v.findings
+            .iter()
+            .any(|f| f.message.contains("out of dev, not staging")),
+        "{v:?}"
+    );
 }
 
 #[test]

@@ -485,6 +485,36 @@ fn check_prints_the_checks_block_and_fails_an_unsigned_release() {
     );
     assert!(c.status.success());
 
+    // A promotion attestation on the digest is shown, with who signed it.
+    let key =
+        cosign::load_signing_key(&std::fs::read_to_string(d.join("cosign.key")).expect("key"))
+            .expect("load");
+    let promotion = platform_capstone::gates::promotion::Promotion {
+        verifier: "daemon@example.com",
+        from_env: "dev",
+        to_env: "staging",
+        release: "rel-2026-12-02-01",
+        source_commit: "0123456789abcdef0123",
+        gates: Default::default(),
+        samples: 3,
+        time: chrono::Utc::now(),
+    };
+    platform_capstone::gates::promotion::attest_all(
+        &reg,
+        std::slice::from_ref(&image),
+        &promotion,
+        &key,
+    )
+    .expect("attest the promotion");
+    let c = check();
+    let out = String::from_utf8_lossy(&c.stdout);
+    assert!(
+        out.contains(&format!(
+            "promotions:\n  {image}:\n    out of dev into staging (release rel-2026-12-02-01, commit 0123456789ab), "
+        )) && out.contains("signed by key release-ci"),
+        "{out}"
+    );
+
     // An unsigned, unscanned digest: both artifact gates fail, with reasons.
     let unsigned = push_image(&reg, &repo, "release-2");
     pin_dev(&work, &repo, &unsigned, &d.join("cosign.key.pub"));

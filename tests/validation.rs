@@ -397,6 +397,27 @@ fn each_field_problem_names_file_field_and_fix() {
             "would evaluate nothing",
         ),
         (
+            "envs/staging.toml",
+            "admission = \"enforce\"",
+            "admission = \"enforce\"\nrequire_promotion_from = \"Dev!\"",
+            "gates.require_promotion_from",
+            "is not a valid environment name",
+        ),
+        (
+            "envs/staging.toml",
+            "admission = \"enforce\"",
+            "admission = \"enforce\"\nrequire_promotion_from = \"staging\"",
+            "gates.require_promotion_from",
+            "out of itself",
+        ),
+        (
+            "envs/staging.toml",
+            "admission = \"enforce\"",
+            "admission = \"enforce\"\nrequire_promotion_from = \"qa\"",
+            "gates.require_promotion_from",
+            "does not exist",
+        ),
+        (
             "policies/approvers",
             "#   <principal>",
             "bob@example.com ssh-ed25519 not-base64\n#",

@@ -3,6 +3,7 @@
 use super::Output;
 use crate::adapters::registry::OciRegistry;
 use crate::config;
+use crate::gates::promotion;
 use crate::gates::run::{self, Checks};
 use crate::model::Outcome;
 use crate::source::{Git2Repo, GitRepo};
@@ -56,15 +57,89 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         &registry,
         chrono::Utc::now(),
     );
+    let promotions = promotions(tree.as_ref(), &rendered, &registry);
     match a.output {
-        o @ (Output::Json | Output::Yaml) => super::print_data(o, &checks)?,
-        Output::Text => super::write_stdout(&format_checks(&checks))?,
+        o @ (Output::Json | Output::Yaml) => super::print_data(
+            o,
+            &Report {
+                checks: &checks,
+                promotions: &promotions,
+            },
+        )?,
+        Output::Text => {
+            let mut text = format_checks(&checks);
+            text.push_str(&format_promotions(&promotions));
+            super::write_stdout(&text)?
+        }
     }
     Ok(if checks.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(super::exit::NO)
     })
+}
+
+/// `check`'s data: the checks, and the verified promotions of each image.
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    #[serde(flatten)]
+    checks: &'a Checks,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    promotions: &'a [Promoted],
+}
+
+/// The verified promotions of one image.
+#[derive(serde::Serialize)]
+struct Promoted {
+    image: String,
+    promotions: Vec<promotion::Listed>,
+}
+
+/// The verified promotion attestations of each pinned image (by the keys
+/// of the tree's `policies/trust.toml`); none when the trust policy does
+/// not load or the registry cannot be read (the checks already say why).
+fn promotions(
+    tree: &dyn crate::source::TreeReader,
+    rendered: &crate::render::Rendered,
+    registry: &OciRegistry,
+) -> Vec<Promoted> {
+    let Ok(trusted) = crate::gates::trust::load(tree) else {
+        return Vec::new();
+    };
+    crate::render::images(rendered)
+        .into_iter()
+        .filter_map(|image| {
+            let (repo, digest) = image.split_once('@')?;
+            let found = promotion::list(registry, repo, digest, &trusted).ok()?;
+            (!found.is_empty()).then(|| Promoted {
+                image: image.clone(),
+                promotions: found,
+            })
+        })
+        .collect()
+}
+
+/// The `promotions:` block, when an image carries any.
+fn format_promotions(promotions: &[Promoted]) -> String {
+    if promotions.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("promotions:\n");
+    for Promoted { image, promotions } in promotions {
+        out.push_str(&format!("  {image}:\n"));
+        for p in promotions {
+            out.push_str(&format!(
+                "    out of {} into {} (release {}, commit {}), {}, signed by {}\n",
+                p.from_env,
+                p.to_env,
+                p.release,
+                &p.source_commit[..12.min(p.source_commit.len())],
+                p.time_verified,
+                p.signer
+            ));
+        }
+    }
+    out
 }
 
 /// The `checks:` block: one line per gate, reasons indented under non-pass lines.

@@ -386,7 +386,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             trust.next_blocked = None;
         }
         let (local, prometheus) = a.common.targets.resolve(&cfg);
-        let ad = wiring::adapters(env, &local, prometheus.as_deref(), cfg.scrape_settle)?;
+        let mut ad = wiring::adapters(env, &local, prometheus.as_deref(), cfg.scrape_settle)?;
+        ad.attestation_key = wiring::attestation_key(&cfg)?;
         let r = EnvRelease {
             env,
             next,

@@ -96,6 +96,10 @@ struct RawDaemon {
     drill_key: Option<PathBuf>,
     /// The static demo binary scheduled drills build their images from.
     demo_binary: Option<PathBuf>,
+    /// Cosign private key (ECDSA P-256; cosign-encrypted keys take
+    /// COSIGN_PASSWORD) signing a promotion attestation on each promoted
+    /// digest; none: promotions are not attested.
+    attestation_key: Option<PathBuf>,
     /// The trust root: pinned environments and who may sign what.
     trust: Option<super::trust::RawTrust>,
 }
@@ -126,6 +130,7 @@ pub struct DaemonConfig {
     pub reports_branch: Option<String>,
     pub drill_key: Option<PathBuf>,
     pub demo_binary: Option<PathBuf>,
+    pub attestation_key: Option<PathBuf>,
     /// Pinned environments and signers (see `config::trust`).
     pub trust: super::trust::Trust,
 }
@@ -327,6 +332,7 @@ impl DaemonConfig {
             reports_branch: raw.reports_branch,
             drill_key: raw.drill_key,
             demo_binary: raw.demo_binary,
+            attestation_key: raw.attestation_key,
             trust,
         })
     }

@@ -206,12 +206,13 @@ impl Worker {
             });
         }
         let local = self.cfg.local_stack_dir();
-        let adapters = wiring::adapters(
+        let mut adapters = wiring::adapters(
             env,
             &local,
             self.cfg.prometheus.as_deref(),
             self.cfg.scrape_settle,
         )?;
+        adapters.attestation_key = wiring::attestation_key(&self.cfg)?;
         let actor = format!(
             "{} <{}> (daemon)",
             self.cfg.identity.name, self.cfg.identity.email

@@ -51,6 +51,9 @@ pub struct Services<'a> {
     /// before its first interval (Prometheus batches discovery updates
     /// for up to 5 s); three intervals when longer, never over a minute.
     pub discovery_wait: Duration,
+    /// Signs a promotion attestation (SLSA VSA) on each promoted digest
+    /// before the promotion commit; `None`: promotions are not attested.
+    pub attestation_key: Option<&'a p256::ecdsa::SigningKey>,
 }
 
 /// What the engine reports as it goes (the release output of
@@ -778,6 +781,51 @@ impl Engine<'_> {
                         let t = Instant::now();
                         let samples: usize =
                             state.record.steps.iter().map(|s| s.intervals.len()).sum();
+                        if let Some(key) = self.svc.attestation_key {
+                            // Before the commit: a promotion is never
+                            // committed unattested; an attestation without
+                            // its commit (a crash, git down) is still true
+                            // and the retry adds another.
+                            let p = crate::gates::promotion::Promotion {
+                                verifier: &self.signer.identity().email,
+                                from_env: &env.name,
+                                to_env: &next.name,
+                                release: r.release,
+                                source_commit: r.commit,
+                                gates: checks
+                                    .verdicts()
+                                    .iter()
+                                    .map(|v| {
+                                        (
+                                            v.gate.to_string(),
+                                            promote::outcome(v.outcome).to_string(),
+                                        )
+                                    })
+                                    .collect(),
+                                samples,
+                                time: (self.now)(),
+                            };
+                            let attested = crate::gates::promotion::attest_all(
+                                self.svc.registry,
+                                images,
+                                &p,
+                                key,
+                            )
+                            .map_err(|e| {
+                                EngineError::Infrastructure(format!(
+                                    "promotion attestation of {}: {e}",
+                                    images.join(", ")
+                                ))
+                            })?;
+                            state.record.timings.insert("attest_ms".into(), ms(t));
+                            out.step(
+                                &format!("attest_{next_name}"),
+                                &format!(
+                                    "{} digest(s) attested (SLSA verification summary)",
+                                    attested.len()
+                                ),
+                            );
+                        }
                         let commit = promote::promote(
                             &mut *self.repo,
                             self.signer,

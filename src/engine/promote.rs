@@ -135,7 +135,7 @@ pub fn promotion_message(
     m
 }
 
-fn outcome(o: Outcome) -> &'static str {
+pub fn outcome(o: Outcome) -> &'static str {
     match o {
         Outcome::Pass => "pass",
         Outcome::Warn => "warn",

@@ -147,6 +147,9 @@ struct RawGates {
     /// Rego packages the admission gate evaluates (conftest's --namespace).
     #[serde(default = "main_namespace")]
     admission_namespaces: Vec<String>,
+    /// The signature gate also requires, per image, a verified promotion
+    /// attestation out of this env.
+    require_promotion_from: Option<String>,
 }
 
 fn main_namespace() -> Vec<String> {
@@ -160,6 +163,7 @@ impl Default for RawGates {
             vulnerability: enforce(),
             admission: enforce(),
             admission_namespaces: main_namespace(),
+            require_promotion_from: None,
         }
     }
 }
@@ -364,6 +368,9 @@ pub struct Gates {
     /// Rego packages (and the packages under them) the admission gate
     /// evaluates; `["main"]` by default.
     pub admission_namespaces: Vec<String>,
+    /// Each image must carry a verified promotion attestation (SLSA VSA)
+    /// out of this env, signed by a key of `policies/trust.toml`.
+    pub require_promotion_from: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -927,7 +934,23 @@ fn validate(name: &str, file: &str, raw: RawEnv, tree: &dyn TreeReader) -> (Env,
             "gates.admission_namespaces",
             &raw.gates.admission_namespaces,
         ),
+        require_promotion_from: raw.gates.require_promotion_from.clone(),
     };
+    if let Some(from) = &raw.gates.require_promotion_from {
+        if !is_dns_label(from, 40) {
+            c.add(
+                "gates.require_promotion_from",
+                format!("{from:?} is not a valid environment name"),
+                "name the environment images must have been promoted out of",
+            );
+        } else if from == name {
+            c.add(
+                "gates.require_promotion_from",
+                "an environment cannot require promotion out of itself",
+                "name the environment before this one, or remove the field",
+            );
+        }
+    }
 
     // promotion
     let mut windows = Vec::new();
@@ -1144,6 +1167,16 @@ fn check_template(c: &mut Check<'_>, field: &str, query: &str) {
 pub(super) fn validate_set(envs: &[Env]) -> Vec<Problem> {
     let mut problems = Vec::new();
     for e in envs {
+        if let Some(from) = &e.gates.require_promotion_from
+            && !envs.iter().any(|o| &o.name == from)
+        {
+            problems.push(Problem::new(
+                &e.file,
+                "gates.require_promotion_from",
+                format!("environment {from:?} does not exist"),
+                format!("add envs/{from}.toml or fix the name"),
+            ));
+        }
         if let Some(next) = &e.next {
             if !envs.iter().any(|o| &o.name == next) {
                 problems.push(Problem::new(

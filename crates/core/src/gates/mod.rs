@@ -12,7 +12,8 @@
 //! `rego_check` (recursion and unevaluated rules, refused before evaluation),
 //! `trust` (trusted keys and identities), `cosign` (the legacy `.sig`/`.att`
 //! registry layout of signatures and attestations), `oci_bundle` (cosign 3's
-//! layout: bundles as OCI 1.1 referrers or under the fallback tag), `run`
+//! layout: bundles as OCI 1.1 referrers or under the fallback tag), `promotion`
+//! (a promotion as a SLSA verification summary on each digest), `run`
 //! (all three for one render).
 
 pub mod admission;
@@ -20,6 +21,7 @@ pub mod bundle;
 pub mod cosign;
 pub mod keyless;
 pub mod oci_bundle;
+pub mod promotion;
 pub mod rego_check;
 pub mod run;
 pub mod signature;

@@ -222,6 +222,19 @@ pub fn find_verified(
     predicate_type: &str,
     trust: &TrustPolicy,
 ) -> Result<Found, RegistryError> {
+    find_verified_where(reg, repo, digest, predicate_type, trust, &|_| Ok(()))
+}
+
+/// [`find_verified`], where a verified statement must also satisfy
+/// `accept` (its reason is kept when it does not).
+pub fn find_verified_where(
+    reg: &dyn Registry,
+    repo: &str,
+    digest: &str,
+    predicate_type: &str,
+    trust: &TrustPolicy,
+    accept: &dyn Fn(&Verified) -> Result<(), String>,
+) -> Result<Found, RegistryError> {
     let attached = bundles(reg, repo, digest)?;
     if attached.is_empty() {
         return Ok(Found::Nothing);
@@ -252,12 +265,18 @@ pub fn find_verified(
         let mut why = Vec::new();
         for (name, signer) in &signers {
             match bundle::verify(&a.json, &subject, signer, root) {
-                Ok(v) if v.predicate_type.as_deref() == Some(predicate_type) => {
-                    return Ok(Found::Verified {
-                        signer: name.clone(),
-                        verified: Box::new(v),
-                    });
-                }
+                Ok(v) if v.predicate_type.as_deref() == Some(predicate_type) => match accept(&v) {
+                    Ok(()) => {
+                        return Ok(Found::Verified {
+                            signer: name.clone(),
+                            verified: Box::new(v),
+                        });
+                    }
+                    Err(why_not) => {
+                        why = vec![format!("verified for {name}, but {why_not}")];
+                        break;
+                    }
+                },
                 Ok(v) => {
                     // Verified, but it is not what is looked for (an
                     // attestation of another type, or a message signature):
@@ -276,6 +295,35 @@ pub fn find_verified(
         reasons.push(format!("bundle {}: {}", a.manifest, why.join("; ")));
     }
     Ok(Found::Rejected(reasons))
+}
+
+/// Every bundle about `repo@digest` that verifies, for the first signer
+/// of `trust` it verifies for, as an in-toto statement of `predicate_type`.
+pub fn verified_all(
+    reg: &dyn Registry,
+    repo: &str,
+    digest: &str,
+    predicate_type: &str,
+    trust: &TrustPolicy,
+) -> Result<Vec<(String, Verified)>, RegistryError> {
+    let Some(subject) = Subject::parse_digest(digest) else {
+        return Ok(Vec::new());
+    };
+    let Ok(root) = root_of(trust) else {
+        return Ok(Vec::new());
+    };
+    let signers = signers(trust);
+    let mut out = Vec::new();
+    for a in bundles(reg, repo, digest)?.into_iter().flatten() {
+        let hit = signers.iter().find_map(|(name, signer)| {
+            bundle::verify(&a.json, &subject, signer, root)
+                .ok()
+                .filter(|v| v.predicate_type.as_deref() == Some(predicate_type))
+                .map(|v| (name.clone(), v))
+        });
+        out.extend(hit);
+    }
+    Ok(out)
 }
 
 /// The in-toto statement (v1) of `predicate` about `repo@digest`.

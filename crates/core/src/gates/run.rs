@@ -4,7 +4,7 @@
 //! pass, never a skip — and a gate in `warn` mode reports its failures
 //! without enforcing them.
 
-use super::{admission::AdmissionGate, cosign, trust, vulnerability};
+use super::{admission::AdmissionGate, cosign, promotion, trust, vulnerability};
 use crate::config::{GateMode, Gates};
 use crate::model::{Finding, Outcome, Verdict};
 use crate::ports::Registry;
@@ -88,7 +88,14 @@ pub fn run(
     // Both artifact gates trust the same keys.
     let trusted = trust::load(tree).map_err(|e| e.to_string());
 
-    let signature = signature_verdict(&trusted, &images, reg, now, &mut infrastructure);
+    let signature = signature_verdict(
+        &trusted,
+        &images,
+        reg,
+        now,
+        modes.require_promotion_from.as_deref(),
+        &mut infrastructure,
+    );
 
     let policy = vulnerability::VulnPolicy::load(tree).map_err(|e| e.to_string());
     let vulnerability = match (&policy, &trusted) {
@@ -164,7 +171,14 @@ pub fn signatures(
 ) -> (Verdict, Option<String>) {
     let trusted = trust::load(tree).map_err(|e| e.to_string());
     let mut infrastructure = None;
-    let v = signature_verdict(&trusted, images, reg, now, &mut infrastructure);
+    let v = signature_verdict(
+        &trusted,
+        images,
+        reg,
+        now,
+        modes.require_promotion_from.as_deref(),
+        &mut infrastructure,
+    );
     (apply_mode(v, modes.signature), infrastructure)
 }
 
@@ -173,6 +187,7 @@ fn signature_verdict(
     images: &[String],
     reg: &dyn Registry,
     now: DateTime<Utc>,
+    require_promotion_from: Option<&str>,
     infrastructure: &mut Option<String>,
 ) -> Verdict {
     match trusted {
@@ -190,16 +205,37 @@ fn signature_verdict(
             for image in images {
                 match split_pinned(image) {
                     Err(m) => findings.push(pinning_finding(image, m)),
-                    Ok((repo, digest)) => match cosign::check(reg, repo, digest, trust, now) {
-                        Ok(None) => {}
-                        Ok(Some(f)) => findings.push(f),
-                        Err(e) => {
-                            if e.is_infrastructure() {
-                                *infrastructure = Some(e.to_string());
+                    Ok((repo, digest)) => {
+                        let promoted = |from: &str| {
+                            promotion::find(reg, repo, digest, from, trust).map(|found| {
+                                found.err().map(|reason| Finding {
+                                    rule: "no-promotion-attestation".into(),
+                                    subject: image.clone(),
+                                    message: format!(
+                                        "gates.require_promotion_from = {from:?}: {reason}"
+                                    ),
+                                    enforced: true,
+                                    enforced_from: None,
+                                })
+                            })
+                        };
+                        let checked = cosign::check(reg, repo, digest, trust, now).and_then(|f| {
+                            let p = match require_promotion_from {
+                                Some(from) => promoted(from)?,
+                                None => None,
+                            };
+                            Ok(f.into_iter().chain(p))
+                        });
+                        match checked {
+                            Ok(found) => findings.extend(found),
+                            Err(e) => {
+                                if e.is_infrastructure() {
+                                    *infrastructure = Some(e.to_string());
+                                }
+                                error = Some(e.to_string())
                             }
-                            error = Some(e.to_string())
                         }
-                    },
+                    }
                 }
             }
             match error {
