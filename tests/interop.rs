@@ -2,7 +2,9 @@
 //! built from pinned modules): a key encrypted exactly as `cosign
 //! generate-key-pair` encrypts it (go-securesystemslib), and
 //! go-containerregistry's registry, which serves the OCI 1.1 referrers API
-//! that the Debian `docker-registry` lacks.
+//! that the Debian `docker-registry` lacks; and a token server of the
+//! distribution token protocol in front of `docker-registry`, for the
+//! bearer-token flow of a private registry.
 
 use crate::support::interop;
 use platform_capstone::adapters::registry::OciRegistry;
@@ -18,33 +20,14 @@ use std::time::{Duration, Instant};
 
 /// go-containerregistry's registry on a loopback port, killed on drop.
 struct GgcrRegistry {
-    child: Child,
+    _process: Listening,
     host: String,
 }
 
 impl GgcrRegistry {
     fn start() -> Self {
-        let mut child = Command::new(interop())
-            .args(["registry", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the interop registry");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the interop registry did not say where it listens within 20 s");
-        let host = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line from the interop registry: {line:?}"))
-            .to_string();
+        let process = Listening::start(&["registry", "127.0.0.1:0"], Path::new("."));
+        let host = process.addr.clone();
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(&host).is_err() {
             assert!(
@@ -53,14 +36,10 @@ impl GgcrRegistry {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self { child, host }
-    }
-}
-
-impl Drop for GgcrRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Self {
+            _process: process,
+            host,
+        }
     }
 }
 
@@ -195,4 +174,108 @@ fn a_key_from_cosign_generate_key_pair_signs_with_cosign_password() {
         cosign::check(&reg, &repo, &digest, &trust, chrono::Utc::now()).expect("check"),
         None
     );
+}
+
+/// A child process that prints `listening on ADDR` first; killed on drop.
+struct Listening {
+    child: Child,
+    addr: String,
+}
+
+impl Listening {
+    fn start(args: &[&str], cwd: &Path) -> Self {
+        let mut child = Command::new(interop())
+            .args(args)
+            .current_dir(cwd)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the interop helper");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| {
+                panic!("interop {args:?} did not say where it listens within 20 s")
+            });
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from interop {args:?}: {line:?}"))
+            .to_string();
+        Self { child, addr }
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_registry_behind_token_auth_is_reached_through_the_bearer_flow() {
+    use platform_capstone::adapters::local_registry::LocalRegistry;
+    use platform_capstone::adapters::registry_auth::Keychain;
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let password = "t0ken-Pa55";
+    let tokens = Listening::start(
+        &["token-server", "127.0.0.1:0", "issuer.pem", "ci", password],
+        d,
+    );
+    let registry = LocalRegistry::start_with_token_auth(
+        &d.join("registry"),
+        &format!("http://{}/token", tokens.addr),
+        "platform-capstone-test",
+        "platform-capstone-test",
+        &d.join("issuer.pem"),
+    )
+    .expect("start docker-registry with token auth");
+    let host = registry.host.clone();
+    let repo = format!("{host}/platform-capstone/tokens");
+    let config = |name: &str, user_password: &str| {
+        use base64::Engine;
+        let p = d.join(name).join("config.json");
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        let auth = base64::engine::general_purpose::STANDARD.encode(user_password);
+        std::fs::write(
+            &p,
+            serde_json::json!({"auths": {host.clone(): {"auth": auth}}}).to_string(),
+        )
+        .expect("write");
+        p
+    };
+    // The registry answers 401 with a Bearer challenge; the client takes
+    // the credentials to the token realm and comes back with the token.
+    let good = config("good", &format!("ci:{password}"));
+    let reg = OciRegistry::with_keychain(std::slice::from_ref(&host), Keychain::from_file(&good))
+        .expect("client");
+    let digest = push_image(&reg, &repo, "v1");
+    let (private, public) = cosign::generate_key_pair().expect("keygen");
+    let key = cosign::load_signing_key(&private).expect("key");
+    let trust = TrustPolicy {
+        keys: vec![TrustedKey::from_pem("release-ci", &public).expect("pem")],
+        ..TrustPolicy::default()
+    };
+    let now = chrono::Utc::now();
+    oci_bundle::sign(&reg, &repo, &digest, &key, now).expect("sign through the bearer flow");
+    assert_eq!(
+        cosign::check(&reg, &repo, &digest, &trust, now).expect("check"),
+        None
+    );
+
+    // Credentials the token server refuses: no token, a typed error.
+    let bad = config("bad", "ci:wrong");
+    let reg = OciRegistry::with_keychain(std::slice::from_ref(&host), Keychain::from_file(&bad))
+        .expect("client");
+    let err = cosign::check(&reg, &repo, &digest, &trust, now).expect_err("refused");
+    assert!(err.is_infrastructure(), "{err}");
+    assert!(!err.to_string().contains("wrong"), "{err}");
 }

@@ -19,7 +19,8 @@
 //! - `golden`: the renderer vs the reference kustomize on the checked-in cases
 //!   (every case compared; the live run is `#[ignore]`d: CI does not build it)
 //! - `interop`: upstream Go material (`tests/go/interop`): a key encrypted as
-//!   `cosign generate-key-pair` does, and a registry with the referrers API
+//!   `cosign generate-key-pair` does, a registry with the referrers API, and a
+//!   token server in front of docker-registry (the bearer-token flow)
 //! - `keyless`: Fulcio/Rekor verification with a local CA and log key
 //! - `kubernetes`: the kube target and router, request by request, against a
 //!   scripted API server (tower-test); a real-cluster suite, `#[ignore]`d,

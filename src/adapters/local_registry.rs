@@ -31,6 +31,25 @@ impl LocalRegistry {
         )
     }
 
+    /// As [`start`](Self::start), a registry behind token authentication
+    /// (the distribution token protocol): clients get a bearer token from
+    /// `realm`, which signs it with a certificate of `rootcertbundle`.
+    pub fn start_with_token_auth(
+        dir: &Path,
+        realm: &str,
+        service: &str,
+        issuer: &str,
+        rootcertbundle: &Path,
+    ) -> Result<Self, String> {
+        Self::start_with(
+            dir,
+            &format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+                rootcertbundle.display()
+            ),
+        )
+    }
+
     fn start_with(dir: &Path, extra_yaml: &str) -> Result<Self, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
