@@ -421,3 +421,79 @@ fn a_bundle_without_a_log_entry_needs_insecure_ignore_tlog() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("do not name"));
 }
+
+#[test]
+fn a_keyless_bundle_found_in_the_registry_verifies_for_its_identity_only() {
+    use platform_capstone::fakes::MemRegistry;
+    use platform_capstone::gates::keyless::KeylessTrust;
+    use platform_capstone::gates::trust::TrustPolicy;
+    use platform_capstone::gates::{cosign, oci_bundle};
+    use platform_capstone::model::oci::{Descriptor, OCI_MANIFEST};
+    // The conformance suite's keyless DSSE attestation (SLSA provenance
+    // about a.txt, Fulcio certificate, Rekor entry, public-good root),
+    // attached as cosign 3 would attach it to an artifact of that digest.
+    let c = case("happy-path-intoto-in-dsse-v3");
+    let json = std::fs::read(&c.bundle).expect("bundle");
+    let artifact = std::fs::read(&c.artifact).expect("artifact");
+    let digest = format!("sha256:{}", sha256_hex(&artifact));
+    let repo = "r.test/conformance";
+    let reg = MemRegistry::new();
+    let subject = Descriptor {
+        media_type: OCI_MANIFEST.into(),
+        digest: digest.clone(),
+        size: artifact.len() as i64,
+        urls: None,
+        annotations: None,
+        artifact_type: None,
+    };
+    let provenance = "https://slsa.dev/provenance/v1";
+    oci_bundle::attach_to(
+        &reg,
+        repo,
+        subject,
+        json,
+        "dsse-envelope",
+        Some(provenance),
+        chrono::Utc::now(),
+    )
+    .expect("attach");
+    let identity = |subject: Matcher| TrustPolicy {
+        keyless: vec![KeylessTrust {
+            name: "conformance-beacon".into(),
+            roots: Vec::new(),
+            rekor: None,
+            issuer: Matcher::Exact(DEFAULT_ISSUER.into()),
+            subject,
+            require_tlog: true,
+        }],
+        ..TrustPolicy::default()
+    };
+    let now = chrono::Utc::now();
+
+    // The pinned identity: the attestation gate reads its predicate.
+    let trusted =
+        identity(Matcher::regex(r"^https://github\.com/sigstore-conformance/").expect("regex"));
+    let predicate = cosign::verified_predicate(&reg, repo, &digest, provenance, &trusted, now)
+        .expect("registry")
+        .expect("verified for the pinned identity");
+    assert!(predicate.is_object(), "{predicate}");
+
+    // Another identity: rejected, naming the identity the certificate has.
+    let other = identity(Matcher::Exact(
+        "https://github.com/acme/deploy/.github/workflows/release.yml@refs/heads/main".into(),
+    ));
+    let reason = cosign::verified_predicate(&reg, repo, &digest, provenance, &other, now)
+        .expect("registry")
+        .expect_err("another identity");
+    assert!(
+        reason.contains("keyless conformance-beacon")
+            && reason.contains(DEFAULT_IDENTITY)
+            && reason.contains("acme/deploy"),
+        "{reason}"
+    );
+    // And it is no image signature: the signature gate says what it is.
+    let f = cosign::check(&reg, repo, &digest, &trusted, now)
+        .expect("registry")
+        .expect("not a signature");
+    assert!(f.message.contains(provenance), "{}", f.message);
+}

@@ -385,13 +385,37 @@ pub fn attach(
     predicate_type: Option<&str>,
     created: DateTime<Utc>,
 ) -> Result<String, RegistryError> {
-    let Some(mut subject) = reg.manifest_descriptor(&format!("{repo}@{digest}"))? else {
+    let Some(subject) = reg.manifest_descriptor(&format!("{repo}@{digest}"))? else {
         return Err(RegistryError::Invalid {
             reference: format!("{repo}@{digest}"),
             message: "no such image: push it before signing it".into(),
         });
     };
+    attach_to(
+        reg,
+        repo,
+        subject,
+        bundle_json,
+        content,
+        predicate_type,
+        created,
+    )
+}
+
+/// [`attach`], to the manifest `subject` describes (its digest, media
+/// type and size, as the registry serves it).
+pub fn attach_to(
+    reg: &dyn Registry,
+    repo: &str,
+    mut subject: Descriptor,
+    bundle_json: Vec<u8>,
+    content: &str,
+    predicate_type: Option<&str>,
+    created: DateTime<Utc>,
+) -> Result<String, RegistryError> {
     subject.annotations = None;
+    let digest = subject.digest.clone();
+    let digest = digest.as_str();
     let title = BTreeMap::from([(
         TITLE_ANNOTATION.to_string(),
         format!("{}.sigstore.json", sha256(&bundle_json).replace(':', "-")),
