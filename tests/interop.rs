@@ -6,6 +6,7 @@
 //! distribution token protocol in front of `docker-registry`, for the
 //! bearer-token flow of a private registry.
 
+use crate::registry::{keys, push_image};
 use crate::support::interop;
 use platform_capstone::adapters::registry::OciRegistry;
 use platform_capstone::gates::cosign;
@@ -43,13 +44,14 @@ impl GgcrRegistry {
     }
 }
 
-fn push_image(reg: &OciRegistry, repo: &str, content: &str) -> String {
-    reg.push_image(
-        &format!("{repo}:{content}"),
-        b"{\"architecture\":\"amd64\",\"os\":\"linux\"}".to_vec(),
-        vec![content.as_bytes().to_vec()],
-    )
-    .expect("push image")
+/// A fresh release key, and a trust policy naming it.
+fn release_key() -> (p256::ecdsa::SigningKey, TrustPolicy) {
+    let (key, trusted) = keys();
+    let trust = TrustPolicy {
+        keys: vec![trusted],
+        ..TrustPolicy::default()
+    };
+    (key, trust)
 }
 
 #[test]
@@ -57,12 +59,7 @@ fn bundles_are_listed_by_a_registry_with_the_referrers_api() {
     let registry = GgcrRegistry::start();
     let reg = OciRegistry::new(std::slice::from_ref(&registry.host)).expect("client");
     let repo = format!("{}/platform-capstone/demo", registry.host);
-    let (private, public) = cosign::generate_key_pair().expect("keygen");
-    let key = cosign::load_signing_key(&private).expect("key");
-    let trust = TrustPolicy {
-        keys: vec![TrustedKey::from_pem("release-ci", &public).expect("pem")],
-        ..TrustPolicy::default()
-    };
+    let (key, trust) = release_key();
     let now = chrono::Utc::now();
     let digest = push_image(&reg, &repo, "v1");
     let api = reg.referrers(&repo, &digest).expect("referrers API");
@@ -258,12 +255,7 @@ fn a_registry_behind_token_auth_is_reached_through_the_bearer_flow() {
     let reg = OciRegistry::with_keychain(std::slice::from_ref(&host), Keychain::from_file(&good))
         .expect("client");
     let digest = push_image(&reg, &repo, "v1");
-    let (private, public) = cosign::generate_key_pair().expect("keygen");
-    let key = cosign::load_signing_key(&private).expect("key");
-    let trust = TrustPolicy {
-        keys: vec![TrustedKey::from_pem("release-ci", &public).expect("pem")],
-        ..TrustPolicy::default()
-    };
+    let (key, trust) = release_key();
     let now = chrono::Utc::now();
     oci_bundle::sign(&reg, &repo, &digest, &key, now).expect("sign through the bearer flow");
     assert_eq!(

@@ -39,7 +39,7 @@ impl TestRegistry {
 }
 
 /// Pushes a small image (one layer) and returns its manifest digest.
-fn push_image(reg: &OciRegistry, repo: &str, content: &str) -> String {
+pub(crate) fn push_image(reg: &OciRegistry, repo: &str, content: &str) -> String {
     reg.push_image(
         &format!("{repo}:{content}"),
         b"{\"architecture\":\"amd64\",\"os\":\"linux\"}".to_vec(),
@@ -48,7 +48,7 @@ fn push_image(reg: &OciRegistry, repo: &str, content: &str) -> String {
     .expect("push image")
 }
 
-fn keys() -> (p256::ecdsa::SigningKey, TrustedKey) {
+pub(crate) fn keys() -> (p256::ecdsa::SigningKey, TrustedKey) {
     let (private, public) = cosign::generate_key_pair().expect("keygen");
     (
         cosign::load_signing_key(&private).expect("load"),

@@ -414,6 +414,21 @@ impl MemRegistry {
         *lock(&self.down) = message.map(str::to_string);
     }
 
+    /// Stores a manifest or index under `reference` and under its digest.
+    fn store(&self, reference: &str, doc: &impl serde::Serialize) -> Result<String, RegistryError> {
+        let bytes = serde_json::to_vec(doc).map_err(|e| RegistryError::Invalid {
+            reference: reference.to_string(),
+            message: format!("does not serialize: {e}"),
+        })?;
+        let digest = crate::model::oci::sha256(&bytes);
+        let mut state = lock(&self.state);
+        state
+            .manifests
+            .insert(format!("{}@{digest}", repo_of(reference)), bytes.clone());
+        state.manifests.insert(reference.to_string(), bytes);
+        Ok(digest)
+    }
+
     fn check_down(&self, reference: &str) -> Result<(), RegistryError> {
         match lock(&self.down).as_ref() {
             Some(m) => Err(RegistryError::Unavailable {
@@ -474,17 +489,7 @@ impl Registry for MemRegistry {
         manifest: &crate::model::oci::Manifest,
     ) -> Result<String, RegistryError> {
         self.check_down(reference)?;
-        let bytes = serde_json::to_vec(manifest).map_err(|e| RegistryError::Invalid {
-            reference: reference.to_string(),
-            message: format!("manifest does not serialize: {e}"),
-        })?;
-        let digest = crate::model::oci::sha256(&bytes);
-        let mut state = lock(&self.state);
-        state
-            .manifests
-            .insert(format!("{}@{digest}", repo_of(reference)), bytes.clone());
-        state.manifests.insert(reference.to_string(), bytes);
-        Ok(digest)
+        self.store(reference, manifest)
     }
 
     fn referrers(
@@ -553,17 +558,7 @@ impl Registry for MemRegistry {
         index: &crate::model::oci::Index,
     ) -> Result<String, RegistryError> {
         self.check_down(reference)?;
-        let bytes = serde_json::to_vec(index).map_err(|e| RegistryError::Invalid {
-            reference: reference.to_string(),
-            message: format!("index does not serialize: {e}"),
-        })?;
-        let digest = crate::model::oci::sha256(&bytes);
-        let mut state = lock(&self.state);
-        state
-            .manifests
-            .insert(format!("{}@{digest}", repo_of(reference)), bytes.clone());
-        state.manifests.insert(reference.to_string(), bytes);
-        Ok(digest)
+        self.store(reference, index)
     }
 }
 

@@ -477,15 +477,13 @@ pub fn sign(
     key: &p256::ecdsa::SigningKey,
     now: DateTime<Utc>,
 ) -> Result<String, RegistryError> {
-    let st = statement(repo, digest, SIGN_PREDICATE, serde_json::json!({}));
-    let b = keyed_bundle(&st, key);
-    attach(
+    attest(
         reg,
         repo,
         digest,
-        b,
-        "dsse-envelope",
-        Some(SIGN_PREDICATE),
+        SIGN_PREDICATE,
+        serde_json::json!({}),
+        key,
         now,
     )
 }
