@@ -7,9 +7,10 @@ pc_tools_cache() {
 
 # pc_cached_build DIR NAME WHAT COMMAND...
 # Prints DIR/NAME, building it first when it is not there: COMMAND runs with
-# PC_OUT set to a temp dir beside the target and must leave NAME in it; the
-# result is renamed into place, so a killed build never leaves a half-written
-# binary that looks cached. Progress and the time taken go to stderr.
+# PC_OUT set to a temp dir beside the target and must leave NAME (and any
+# other file the tool needs) in it; everything is renamed into place, NAME
+# last, so a killed build never leaves a half-written tool that looks
+# cached. Progress and the time taken go to stderr.
 pc_cached_build() {
   local dir=$1 name=$2 what=$3
   shift 3
@@ -31,6 +32,10 @@ pc_cached_build() {
     echo "building $what failed (is the Go module proxy reachable? GOPROXY=$(go env GOPROXY))" >&2
     return 1
   fi
+  local f
+  for f in "$tmp"/*; do
+    [ "$f" = "$tmp/$name" ] || mv -f "$f" "$dir/"
+  done
   mv -f "$tmp/$name" "$bin"
   rm -rf "$tmp"
   echo "built $bin in $((SECONDS - started)) s" >&2
