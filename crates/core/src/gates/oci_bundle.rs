@@ -118,9 +118,19 @@ pub fn bundles(
             break;
         }
         let at = format!("{repo}@{}", d.digest);
-        let Some((m, _)) = reg.manifest(&at)? else {
-            out.push(Err(format!("referrer {at} is listed but missing")));
-            continue;
+        // One odd referrer (an index, garbage) is that referrer's reason,
+        // not the gate's: only an unreachable registry fails the lookup.
+        let m = match reg.manifest(&at) {
+            Ok(Some((m, _))) => m,
+            Ok(None) => {
+                out.push(Err(format!("referrer {at} is listed but missing")));
+                continue;
+            }
+            Err(e) if e.is_infrastructure() => return Err(e),
+            Err(e) => {
+                out.push(Err(format!("referrer {at}: {e}")));
+                continue;
+            }
         };
         if !m
             .artifact_type
@@ -681,6 +691,42 @@ mod tests {
             panic!("a copied referrer passed");
         };
         assert!(r.iter().any(|m| m.contains("is about")), "{r:?}");
+    }
+
+    #[test]
+    fn an_odd_referrer_does_not_hide_a_good_signature() {
+        let reg = MemRegistry::new();
+        let digest = image(&reg);
+        let (sk, tk) = key();
+        sign(&reg, "r.test/app", &digest, &sk, t0()).expect("sign");
+        // An index (not a manifest) listed under the same tag, no artifactType.
+        let odd = reg
+            .push_index("r.test/app:odd", &Index::new())
+            .expect("push");
+        let tag = fallback_tag("r.test/app", &digest);
+        let mut index = reg.index(&tag).expect("read").expect("tag");
+        index.manifests.insert(
+            0,
+            crate::model::oci::Descriptor {
+                media_type: crate::model::oci::OCI_INDEX.into(),
+                digest: odd,
+                size: 2,
+                urls: None,
+                annotations: None,
+                artifact_type: None,
+            },
+        );
+        reg.push_index(&tag, &index).expect("push");
+        assert!(matches!(
+            find_verified(
+                &reg,
+                "r.test/app",
+                &digest,
+                SIGN_PREDICATE,
+                &trust(vec![tk])
+            ),
+            Ok(Found::Verified { .. })
+        ));
     }
 
     #[test]
